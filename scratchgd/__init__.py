@@ -1,0 +1,21 @@
+"""scratchgd: epochs, iterations and batch sizes, made readable.
+
+An MLP with hand-written backpropagation, trained by full-batch gradient
+descent (``GD``), stochastic gradient descent (``SGD``) and mini-batch SGD
+(``MiniBatchSGD``), all drawing from one ``DataLoader``.
+"""
+
+from . import datasets
+from .data import DataLoader, Dataset
+from .errors import TrainingDiverged
+from .gradcheck import gradient_check, numerical_grads
+from .mlp import MLP
+from .optim import GD, SGD, MiniBatchSGD, Optimizer
+from .train import History, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GD", "MLP", "SGD", "DataLoader", "Dataset", "History", "MiniBatchSGD", "Optimizer",
+    "TrainingDiverged", "datasets", "evaluate", "fit", "gradient_check", "numerical_grads",
+]

@@ -1,0 +1,130 @@
+"""The command line: ``scratchgd train`` (also ``python -m scratchgd train``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import datasets
+from .data import Dataset
+from .errors import TrainingDiverged
+from .mlp import MLP
+from .optim import GD, SGD, MiniBatchSGD, Optimizer
+from .train import evaluate, fit
+
+DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"scratchgd: error: {message}\n")
+
+
+def _accumulate(text: str) -> int | str:
+    if text == "epoch":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'epoch', "
+                                         f"got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``scratchgd``."""
+    parser = _Parser(prog="scratchgd", description="Train an MLP by GD, SGD or mini-batch SGD "
+                     "and watch epochs, iterations and training steps.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train an MLP and report test accuracy")
+    train.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
+                       help="embedded data set (default: digits)")
+    train.add_argument("--optimizer", choices=tuple(DEFAULT_LR), default="minibatch",
+                       help="gd = full batch, sgd = batch of 1, minibatch (default)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="rows per iteration for minibatch (default: 32)")
+    train.add_argument("--epochs", type=int, default=40, help="passes over the data (default: 40)")
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: 0.1 minibatch, 0.01 sgd, 0.5 gd)")
+    train.add_argument("--momentum", type=float, default=0.0, help="momentum (default: 0)")
+    train.add_argument("--accumulate", type=_accumulate, default=1,
+                       help="iterations per training step, or 'epoch' (default: 1)")
+    train.add_argument("--hidden", type=int, nargs="*", default=[128],
+                       help="hidden layer widths (default: 128)")
+    train.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    train.add_argument("--backend", default="numpy", help="numpy (default) or numba")
+    train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
+    train.add_argument("--plot", metavar="FILE.png", default=None,
+                       help="write the loss and accuracy curves to this file")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _load(name: str, seed: int) -> tuple[Dataset, Dataset]:
+    if name == "digits":
+        return datasets.digits(test_size=0.2, seed=seed)
+    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
+            else datasets.blobs(n=600, seed=seed))
+    return datasets.stratified_split(data, test_size=0.2, seed=seed)
+
+
+def _optimizer(args: argparse.Namespace) -> Optimizer:
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    if args.optimizer != "minibatch" and args.batch_size is not None:
+        raise ValueError(f"--batch-size applies to --optimizer minibatch, not {args.optimizer} "
+                         f"(gd uses the full data set, sgd one sample)")
+    if args.optimizer == "gd":
+        return GD(lr, momentum=args.momentum)
+    if args.optimizer == "sgd":
+        return SGD(lr, momentum=args.momentum)
+    batch_size = 32 if args.batch_size is None else args.batch_size
+    return MiniBatchSGD(lr, batch_size=batch_size, momentum=args.momentum)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Run ``scratchgd train``; return the exit status."""
+    train_set, test_set = _load(args.dataset, args.seed)
+    optimizer = _optimizer(args)
+    model = MLP([train_set.n_features, *args.hidden, train_set.n_classes],
+                activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
+                backend=args.backend)
+    print(f"{args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
+          f"{optimizer}; accumulate={args.accumulate}")
+    start = time.perf_counter()
+    history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
+                  validation=test_set, progress=not args.no_progress, seed=args.seed)
+    seconds = time.perf_counter() - start
+    if args.no_progress:
+        for epoch in range(history.epochs):
+            print(f"epoch {epoch + 1}/{history.epochs}  loss {history.epoch_loss[epoch]:.4f}  "
+                  f"acc {history.epoch_accuracy[epoch]:.4f}  "
+                  f"{history.epoch_seconds[epoch]:.3f}s")
+    _, accuracy = evaluate(model, test_set)
+    print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
+          f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
+    print(f"test accuracy: {accuracy:.4f}")
+    if args.plot:
+        from .plots import plot_history
+
+        plot_history(history, args.plot, title=f"{args.dataset}, {optimizer}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scratchgd`` script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return train(args)
+    except (ValueError, TypeError) as exc:
+        print(f"scratchgd: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"scratchgd: {exc}", file=sys.stderr)
+        return 1

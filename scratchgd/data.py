@@ -1,0 +1,165 @@
+"""The data set and the one data loader every optimizer draws from.
+
+Vocabulary (from the article):
+
+* **data set** — features ``X: (n, d)`` and labels ``y: (n,)`` (integer classes)
+  or targets ``y: (n, k)`` (real values).
+* **batch size** — rows per iteration; ``None`` means the whole data set.
+* **iteration** — one item of ``iter(loader)``: one batch.
+* **epoch** — one full pass of ``iter(loader)``: every row exactly once
+  (unless drawn with replacement), in a fresh random order if ``shuffle``.
+
+The loader shuffles an index array, never the data, and gathers one batch at a
+time, so ``X`` may be a memory map far larger than memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import _checks
+
+Index = slice | np.ndarray
+
+
+class Dataset:
+    """Features and labels (or targets) of ``n`` samples.
+
+    Parameters
+    ----------
+    X : array-like, (n, d)
+        Real-valued features, all finite. Kept as given (no copy), so a
+        memory-mapped array stays on disk.
+    y : array-like, (n,) or (n, k)
+        ``(n,)``: integer class labels ``>= 0`` (whole-number floats are
+        accepted and converted). ``(n, k)``: real-valued regression targets.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` or ``y`` are not real-valued arrays.
+    ValueError
+        If the shapes disagree, the data set is empty, a value is NaN or inf,
+        or a label is negative or not a whole number.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        X = _checks.real_matrix("X", X, ndim=(2,))
+        y = _checks.real_matrix("y", y, ndim=(1, 2))
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of rows, "
+                             f"got X {X.shape} and y {y.shape}")
+        if len(X) == 0 or X.shape[1] == 0:
+            raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+        if y.ndim == 2 and y.shape[1] == 0:
+            raise ValueError(f"y must have at least one column, got shape {y.shape}")
+        _checks.all_finite("X", X)
+        _checks.all_finite("y", y)
+        if y.ndim == 1:
+            if y.dtype.kind in "bf":
+                if not np.array_equal(y, np.round(y)):
+                    raise ValueError("y with one dimension holds class labels and must be whole "
+                                     "numbers; pass regression targets as shape (n, k)")
+                y = y.astype(np.int64)
+            if y.min() < 0:
+                raise ValueError(f"y class labels must be >= 0, found {y.min()}")
+        self.X = X
+        self.y = y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, index: Index) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``index`` (a slice or an index array) as ``(X, y)``."""
+        return self.X[index], self.y[index]
+
+    @property
+    def n_features(self) -> int:
+        """``d``, the width of ``X``."""
+        return self.X.shape[1]
+
+    @property
+    def is_classification(self) -> bool:
+        """True when ``y`` holds integer class labels."""
+        return self.y.ndim == 1
+
+    @property
+    def n_classes(self) -> int | None:
+        """``max(y) + 1`` for class labels, ``None`` for regression targets."""
+        return int(self.y.max()) + 1 if self.is_classification else None
+
+    def __repr__(self) -> str:
+        return f"Dataset(X={self.X.shape} {self.X.dtype}, y={self.y.shape} {self.y.dtype})"
+
+
+class DataLoader:
+    """Iterate over a :class:`Dataset` in batches; one pass is one epoch.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    batch_size : int or None
+        Rows per batch. ``None`` means all ``n`` rows (full batch).
+    shuffle : bool
+        Draw a fresh random permutation of the rows at the start of every epoch.
+        Without it the rows come in order, as contiguous slices (no copy).
+    drop_last : bool
+        Drop the last batch if it is shorter than ``batch_size``.
+    replacement : bool
+        Draw every batch's rows uniformly with replacement instead of walking a
+        permutation; an "epoch" is then ``len(loader)`` such draws and need not
+        show every row.
+    seed : int
+        Seed of the loader's one ``np.random.Generator``.
+
+    Notes
+    -----
+    ``len(loader)`` is the number of iterations per epoch, as PyTorch defines
+    it: ``ceil(n / batch_size)``, or ``floor(n / batch_size)`` with
+    ``drop_last``. Only the last batch may be short.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int | None = None, shuffle: bool = True,
+                 drop_last: bool = False, replacement: bool = False, seed: int = 0) -> None:
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a scratchgd.Dataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+        self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.replacement = bool(replacement)
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def rows_per_batch(self) -> int:
+        """The batch size in rows (``n`` for a full batch, never more than ``n``)."""
+        n = len(self.dataset)
+        return n if self.batch_size is None else min(self.batch_size, n)
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size or len(self.dataset)
+        return n // b if self.drop_last else math.ceil(n / b)
+
+    def batch_indices(self) -> Iterator[Index]:
+        """One epoch of row indices: a slice or an index array per batch."""
+        n, b = len(self.dataset), self.rows_per_batch
+        if self.replacement:
+            for _ in range(len(self)):
+                yield self.rng.integers(0, n, size=b)
+            return
+        order = self.rng.permutation(n) if self.shuffle else None
+        for start in range(0, len(self) * b, b):
+            stop = min(start + b, n)
+            yield slice(start, stop) if order is None else order[start:stop]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One epoch of ``(X_batch, y_batch)`` pairs."""
+        for index in self.batch_indices():
+            yield self.dataset[index]
+
+    def __repr__(self) -> str:
+        return (f"DataLoader(n={len(self.dataset)}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, iterations={len(self)})")

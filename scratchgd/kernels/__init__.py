@@ -1,0 +1,18 @@
+"""Compute backends of the MLP: the same functions written twice.
+
+``reference`` is plain NumPy, the text a learner reads. Each backend module
+provides ``forward(params, X, activation)`` and
+``loss_and_grads(params, X, y, activation, loss)`` with the same meaning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+BACKENDS = {"numpy": "scratchgd.kernels.reference"}
+
+
+def load(name: str) -> ModuleType:
+    """The kernel module of backend ``name`` (one of ``BACKENDS``)."""
+    return importlib.import_module(BACKENDS[name])

@@ -1,0 +1,70 @@
+"""Forward and backward pass of an MLP in plain NumPy: the reference.
+
+Notation, for a network of ``L`` dense layers and a batch of ``n`` rows:
+
+* ``a_0 = X``, shape ``(n, d)``;
+* ``z_l = a_{l-1} @ W_l + b_l`` with ``W_l: (fan_in, fan_out)``, ``b_l: (fan_out,)``;
+* ``a_l = f(z_l)`` for hidden layers ``l < L``; the output ``z_L`` has no
+  activation (logits for cross-entropy, values for MSE).
+
+``params`` is the flat list ``[W_1, b_1, ..., W_L, b_L]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import DERIVATIVE, FORWARD
+from ..losses import LOSS
+
+
+def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np.ndarray]:
+    """All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``.
+
+    ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``. The last item
+    is the network's raw output; the others are kept for the backward pass.
+    """
+    f = FORWARD[activation]
+    n_layers = len(params) // 2
+    layers = [X]
+    for layer in range(n_layers):
+        W, b = params[2 * layer], params[2 * layer + 1]
+        z = layers[-1] @ W + b
+        layers.append(f(z) if layer < n_layers - 1 else z)
+    return layers
+
+
+def backward(params: list[np.ndarray], layers: list[np.ndarray], dz: np.ndarray,
+             activation: str) -> list[np.ndarray]:
+    """Gradients ``[dL/dW_1, dL/db_1, ...]`` by backpropagation.
+
+    Starting from ``delta_L = dL/dz_L`` (``dz``), for ``l = L, ..., 1``::
+
+        dL/dW_l = a_{l-1}^T delta_l              (fan_in, fan_out)
+        dL/db_l = sum over rows of delta_l       (fan_out,)
+        delta_{l-1} = (delta_l W_l^T) * f'(z_{l-1})
+
+    where ``f'(z_{l-1})`` is computed from the stored output ``a_{l-1}``.
+    """
+    df = DERIVATIVE[activation]
+    grads: list[np.ndarray] = [np.empty(0)] * len(params)
+    delta = dz
+    for layer in range(len(params) // 2 - 1, -1, -1):
+        a_prev = layers[layer]
+        grads[2 * layer] = a_prev.T @ delta
+        grads[2 * layer + 1] = delta.sum(axis=0)
+        if layer > 0:
+            delta = (delta @ params[2 * layer].T) * df(a_prev)
+    return grads
+
+
+def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
+                   loss: str) -> tuple[float, list[np.ndarray], np.ndarray]:
+    """Summed loss over the rows of ``X``, its gradients, and the raw outputs.
+
+    ``L = sum_i l_i``: forward pass, loss and ``dL/dz_L``, backward pass.
+    Pure: reads ``params``, writes nothing.
+    """
+    layers = forward(params, X, activation)
+    loss_sum, dz = LOSS[loss](layers[-1], y)
+    return loss_sum, backward(params, layers, dz, activation), layers[-1]

@@ -1,0 +1,170 @@
+"""The multilayer perceptron: weights, forward pass, loss and gradients."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _checks, kernels
+from .activations import ACTIVATIONS
+from .losses import LOSSES
+
+DTYPES = (np.float32, np.float64)
+
+
+class MLP:
+    """A fully connected network with hand-written backpropagation.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[d, h_1, ..., k]``: input width, hidden widths, outputs.
+    activation : {"relu", "tanh", "sigmoid"}
+        Activation of every hidden layer. The output layer is linear.
+    loss : {"cross_entropy", "mse"}
+        Cross-entropy on softmax of the outputs (integer labels) or mean
+        squared error (real targets ``(n, k)``).
+    seed : int
+        Seed of the weight initialisation.
+    dtype : numpy.float32 or numpy.float64
+        Dtype of weights and computation.
+    backend : {"numpy", "numba"}
+        ``"numpy"`` is the readable reference in ``scratchgd.kernels.reference``.
+
+    Notes
+    -----
+    Initialisation: ``W_l`` is drawn as He normal, ``N(0, 2 / fan_in)``, for relu
+    and as Glorot uniform, ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``,
+    for tanh and sigmoid; biases start at zero. Draws are made in float64 and
+    cast, so a float32 and a float64 model with one seed start at the same point.
+    """
+
+    def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "cross_entropy",
+                 seed: int = 0, dtype: type = np.float64, backend: str = "numpy") -> None:
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
+        sizes = [_checks.positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+        self.activation = _checks.choice("activation", activation, ACTIVATIONS)
+        self.loss = _checks.choice("loss", loss, LOSSES)
+        if self.loss == "cross_entropy" and sizes[-1] < 2:
+            raise ValueError(f"cross_entropy needs at least 2 outputs, got sizes={sizes}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        try:
+            dtype = np.dtype(dtype).type
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
+        self.backend = _checks.choice("backend", backend, tuple(kernels.BACKENDS))
+        self.sizes = sizes
+        self.dtype = dtype
+        self.seed = int(seed)
+        self._kernels = kernels.load(self.backend)
+        self.params = self._init_params(np.random.default_rng(self.seed))
+
+    def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
+        params = []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            if self.activation == "relu":
+                W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+            params += [W.astype(self.dtype), np.zeros(fan_out, dtype=self.dtype)]
+        return params
+
+    @property
+    def n_inputs(self) -> int:
+        """``d``, the input width."""
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self) -> int:
+        """``k``, the output width."""
+        return self.sizes[-1]
+
+    def copy(self, dtype: type | None = None) -> MLP:
+        """An independent model with the same settings and a copy of the weights.
+
+        ``dtype`` casts the copy (for instance to float64 for a gradient check).
+        """
+        dtype = self.dtype if dtype is None else dtype
+        other = MLP(self.sizes, self.activation, self.loss, self.seed, dtype, self.backend)
+        other.params = [p.astype(other.dtype) for p in self.params]
+        return other
+
+    def check_X(self, X: object, name: str = "X") -> np.ndarray:
+        """``X`` validated (real, finite, ``(n, d)``) and cast to the model's dtype."""
+        X = _checks.real_matrix(name, X, ndim=(2,))
+        if X.shape[1] != self.n_inputs:
+            raise ValueError(f"{name} must have {self.n_inputs} columns for this model, "
+                             f"got shape {X.shape}")
+        _checks.all_finite(name, X)
+        return np.asarray(X, dtype=self.dtype)
+
+    def check_y(self, y: object, n: int, name: str = "y") -> np.ndarray:
+        """``y`` validated against the loss and ``n`` rows, in the form the loss takes.
+
+        cross_entropy: integer labels ``(n,)`` in ``[0, k)``. mse: real targets
+        ``(n, k)``, or ``(n,)`` when ``k == 1``, cast to the model's dtype.
+        """
+        y = _checks.real_matrix(name, y, ndim=(1, 2))
+        if len(y) != n:
+            raise ValueError(f"{name} must have {n} rows to match X, got shape {y.shape}")
+        _checks.all_finite(name, y)
+        k = self.n_outputs
+        if self.loss == "cross_entropy":
+            if y.ndim != 1 or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+                raise ValueError(f"{name} must be integer class labels of shape (n,) for "
+                                 f"cross_entropy, got {y.dtype} {y.shape}")
+            if n and (y.min() < 0 or y.max() >= k):
+                raise ValueError(f"{name} labels must be in [0, {k}), found "
+                                 f"{y.min() if y.min() < 0 else y.max()}")
+            return y.astype(np.intp, copy=False)
+        if y.ndim == 1 and k == 1:
+            y = y[:, None]
+        if y.shape[1:] != (k,):
+            raise ValueError(f"{name} must be targets of shape (n, {k}) for mse, got {y.shape}")
+        return np.asarray(y, dtype=self.dtype)
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse."""
+        return self._kernels.forward(self.params, self.check_X(X), self.activation)[-1]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class labels ``argmax_j z_ij`` (cross_entropy) or the outputs ``z`` (mse)."""
+        z = self.forward(X)
+        return z.argmax(axis=1) if self.loss == "cross_entropy" else z
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
+                       reduction: str = "mean") -> tuple[float, list[np.ndarray]]:
+        """Loss of the batch and its gradient with respect to every parameter.
+
+        ``reduction="sum"``: ``L = sum_i l_i``; ``reduction="mean"``:
+        ``L = (1/n) sum_i l_i``, which is PyTorch's ``CrossEntropyLoss()`` /
+        ``MSELoss()``. Pure: the weights are not changed.
+
+        Returns
+        -------
+        loss : float
+        grads : list of arrays shaped like ``params``, ``dL/dparams``.
+        """
+        reduction = _checks.choice("reduction", reduction, ("mean", "sum"))
+        X = self.check_X(X)
+        if len(X) == 0:
+            raise ValueError("X must have at least one row to compute a loss, got shape (0, d)")
+        y = self.check_y(y, len(X))
+        loss_sum, grads, _ = self._kernels.loss_and_grads(self.params, X, y, self.activation,
+                                                          self.loss)
+        if reduction == "sum":
+            return loss_sum, grads
+        n = len(X)
+        return loss_sum / n, [g / n for g in grads]
+
+    def __repr__(self) -> str:
+        return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
+                f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r})")

@@ -1,0 +1,107 @@
+"""Optimizers: one update rule, three ways of drawing batches.
+
+Every optimizer applies the same training step to the gradient ``g`` it is
+given (PyTorch's momentum convention, the same trajectory as scikit-learn's
+for a constant learning rate)::
+
+    v <- momentum * v + g
+    w <- w - lr * v
+
+With ``momentum = 0`` this is plain gradient descent, ``w <- w - lr * g``.
+The three classes differ only in the batches they ask the data loader for:
+
+* ``GD``           — the whole data set (``batch_size=None``), in order;
+* ``SGD``          — one random sample per step (``batch_size=1``);
+* ``MiniBatchSGD`` — a random subset of ``batch_size`` rows per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .data import DataLoader, Dataset
+from .errors import TrainingDiverged
+
+
+class Optimizer:
+    """The shared update rule; subclasses fix how batches are drawn.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate, ``> 0``.
+    batch_size : int or None
+        Rows per iteration; ``None`` is the full data set.
+    momentum : float
+        ``mu`` in ``[0, 1)``.
+    shuffle : bool
+        Whether the loader draws a fresh permutation every epoch.
+    """
+
+    def __init__(self, lr: float, batch_size: int | None, momentum: float = 0.0,
+                 shuffle: bool = True) -> None:
+        self.lr = _checks.finite_float("lr", lr, low=0.0, low_inclusive=False)
+        self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
+        self.momentum = _checks.finite_float("momentum", momentum, low=0.0, low_inclusive=True,
+                                             high=1.0)
+        self.shuffle = bool(shuffle)
+        self.velocity: list[np.ndarray] | None = None
+
+    def loader(self, data: Dataset, seed: int = 0) -> DataLoader:
+        """The data loader this optimizer draws its batches from."""
+        return DataLoader(data, batch_size=self.batch_size, shuffle=self.shuffle, seed=seed)
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        """One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+
+        Raises
+        ------
+        TrainingDiverged
+            If the new weights would not all be finite; nothing is changed then.
+        """
+        if self.momentum:
+            if self.velocity is None:
+                self.velocity = [np.zeros_like(p) for p in params]
+            new_velocity = [self.momentum * v + g for v, g in zip(self.velocity, grads,
+                                                                  strict=True)]
+        else:
+            new_velocity = grads
+        new_params = [w - self.lr * v for w, v in zip(params, new_velocity, strict=True)]
+        if not all(np.isfinite(w).all() for w in new_params):
+            raise TrainingDiverged("the update would make the weights non-finite")
+        for w, new_w in zip(params, new_params, strict=True):
+            w[...] = new_w
+        if self.momentum:
+            for v, new_v in zip(self.velocity, new_velocity, strict=True):
+                v[...] = new_v
+
+    def reset(self) -> None:
+        """Forget the momentum buffers (before training a fresh model)."""
+        self.velocity = None
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(lr={self.lr}, batch_size={self.batch_size}, "
+                f"momentum={self.momentum})")
+
+
+class GD(Optimizer):
+    """Full-batch gradient descent: every step sees the whole data set."""
+
+    def __init__(self, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(lr, batch_size=None, momentum=momentum, shuffle=False)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent: every step sees one randomly drawn sample."""
+
+    def __init__(self, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(lr, batch_size=1, momentum=momentum, shuffle=True)
+
+
+class MiniBatchSGD(Optimizer):
+    """Mini-batch SGD: every step sees ``batch_size`` randomly drawn rows."""
+
+    def __init__(self, lr: float, batch_size: int = 32, momentum: float = 0.0,
+                 shuffle: bool = True) -> None:
+        super().__init__(lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle)

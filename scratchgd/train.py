@@ -1,0 +1,224 @@
+"""The training loop: the article's training cycle, epoch after epoch.
+
+One iteration of the cycle::
+
+    draw a batch from the loader -> predict -> loss -> gradients
+        -> accumulate -> (every k iterations) update the weights
+
+``History`` counts iterations (batches drawn) and training steps (weight
+updates) separately: with ``accumulate=k`` they differ by a factor of ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import _checks
+from .data import DataLoader, Dataset
+from .errors import TrainingDiverged
+from .losses import LOSS
+from .mlp import MLP
+from .optim import Optimizer
+
+EVAL_BATCH = 1024
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit`.
+
+    Counters: ``epochs`` (full passes over the data), ``iterations`` (batches
+    drawn: forward + backward passes), ``steps`` (weight updates) and
+    ``samples_seen`` (rows drawn, counting repeats).
+
+    ``iteration_loss[t]`` is the mean loss of the ``t``-th batch, before the
+    update it leads to. ``epoch_loss`` and ``epoch_accuracy`` are the training
+    figures of each epoch weighted by batch length, ``sum(batch loss sums) / n``,
+    measured on the fly while the weights change; ``val_loss`` and
+    ``val_accuracy`` are measured on the validation set after each epoch.
+    ``epoch_seconds`` times each epoch's training pass (validation excluded).
+    ``steps_at_epoch_end`` and ``iterations_at_epoch_end`` give the counters
+    after each epoch, for plotting against steps. Accuracies are NaN for mse.
+    """
+
+    epochs: int = 0
+    iterations: int = 0
+    steps: int = 0
+    samples_seen: int = 0
+    iteration_loss: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    steps_at_epoch_end: list[int] = field(default_factory=list)
+    iterations_at_epoch_end: list[int] = field(default_factory=list)
+
+
+def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` (accuracy NaN for mse).
+
+    ``loss = (1/n) sum_i l_i``; ``accuracy = (1/n) #{i : argmax z_i = y_i}``.
+    Computed in batches of ``EVAL_BATCH`` rows so memory stays bounded.
+    """
+    y = model.check_y(data.y, len(data), name="data.y")
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(data), EVAL_BATCH):
+        rows = slice(start, start + EVAL_BATCH)
+        X = np.asarray(data.X[rows], dtype=model.dtype)
+        z = model._kernels.forward(model.params, X, model.activation)[-1]
+        loss_sum += LOSS[model.loss](z, y[rows])[0]
+        if model.loss == "cross_entropy":
+            correct += int((z.argmax(axis=1) == y[rows]).sum())
+    accuracy = correct / len(data) if model.loss == "cross_entropy" else math.nan
+    return loss_sum / len(data), accuracy
+
+
+def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
+                    accumulate: int | str, validation: Dataset | None) -> None:
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
+    _checks.positive_int("epochs", epochs)
+    if accumulate != "epoch":
+        if isinstance(accumulate, str):
+            raise ValueError(f"accumulate must be a positive integer or 'epoch', got {accumulate!r}")
+        _checks.positive_int("accumulate", accumulate)
+    for name, ds in (("data", data), ("validation", validation)):
+        if ds is None and name == "validation":
+            continue
+        if not isinstance(ds, Dataset):
+            raise TypeError(f"{name} must be a scratchgd.Dataset, got {type(ds).__name__}")
+        if ds.n_features != model.n_inputs:
+            raise ValueError(f"{name} has {ds.n_features} features but the model takes "
+                             f"{model.n_inputs}")
+        model.check_y(ds.y, len(ds), name=f"{name}.y")
+
+
+def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
+        accumulate: int | str = 1, validation: Dataset | None = None, progress: bool = True,
+        seed: int = 0) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
+
+    Parameters
+    ----------
+    model : MLP
+        Trained in place.
+    data : Dataset
+        Training set.
+    optimizer : GD, SGD or MiniBatchSGD
+        Decides the batch size (through its data loader) and the update rule.
+    epochs : int
+        Full passes over ``data``.
+    accumulate : int or "epoch"
+        Iterations per training step. The gradient of one step is
+        ``g = (1/m) sum_{batches} sum_{i in batch} grad l_i`` over the ``m``
+        rows of the ``k`` batches it accumulates: a sum of gradient SUMS divided
+        by the rows seen, never a mean of batch means, so a short last batch
+        weighs what its rows weigh. A partial accumulation at the end of an
+        epoch is flushed as a step, so steps per epoch = ``ceil(iterations / k)``.
+        ``"epoch"``: one step per epoch, which is full-batch gradient descent
+        computed batch by batch.
+    validation : Dataset, optional
+        Evaluated after every epoch (``History.val_loss``, ``val_accuracy``).
+    progress : bool
+        Show a progress bar over iterations and print one line per epoch.
+    seed : int
+        Seed of the data loader's shuffling.
+
+    Raises
+    ------
+    TrainingDiverged
+        If a loss or an update is not finite; the model keeps its last finite weights.
+    """
+    _check_fit_args(model, data, optimizer, epochs, accumulate, validation)
+    loader = optimizer.loader(data, seed=seed)
+    if len(loader) == 0:
+        raise ValueError(f"the loader yields no batch: {loader}")
+    k = len(loader) if accumulate == "epoch" else accumulate
+    y = model.check_y(data.y, len(data), name="data.y")
+    history = History()
+    with tqdm(total=epochs * len(loader), disable=not progress, unit="it",
+              leave=False, dynamic_ncols=True) as bar:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            loss_sum, correct = _run_epoch(model, optimizer, loader, y, k, history, epoch, bar)
+            history.epoch_seconds.append(time.perf_counter() - start)
+            history.epochs = epoch
+            history.epoch_loss.append(loss_sum / len(data))
+            history.epoch_accuracy.append(correct / len(data) if model.loss == "cross_entropy"
+                                          else math.nan)
+            history.steps_at_epoch_end.append(history.steps)
+            history.iterations_at_epoch_end.append(history.iterations)
+            if validation is not None:
+                val_loss, val_accuracy = evaluate(model, validation)
+                history.val_loss.append(val_loss)
+                history.val_accuracy.append(val_accuracy)
+            if progress:
+                bar.write(_epoch_line(history, epochs))
+    return history
+
+
+def _run_epoch(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
+               history: History, epoch: int, bar: tqdm) -> tuple[float, int]:
+    """One epoch of the training cycle; returns the epoch's loss sum and correct count."""
+    loss_sum, correct = 0.0, 0
+    grad_sum, rows = None, 0
+    last = len(loader)
+    for iteration, index in enumerate(loader.batch_indices(), start=1):
+        # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        y_batch = y[index]
+        # 2-4. predict, loss, gradients: sums over the rows of the batch
+        batch_loss, grads, z = model._kernels.loss_and_grads(
+            model.params, X_batch, y_batch, model.activation, model.loss)
+        if not math.isfinite(batch_loss):
+            raise TrainingDiverged(_diverged(epoch, iteration, batch_loss, optimizer))
+        # 5. accumulate gradient sums and row counts
+        if grad_sum is None:
+            grad_sum = grads
+        else:
+            for total, g in zip(grad_sum, grads, strict=True):
+                total += g
+        rows += len(X_batch)
+        loss_sum += batch_loss
+        if model.loss == "cross_entropy":
+            correct += int((z.argmax(axis=1) == y_batch).sum())
+        history.iterations += 1
+        history.samples_seen += len(X_batch)
+        history.iteration_loss.append(batch_loss / len(X_batch))
+        bar.update()
+        # 6. a training step every k iterations, and at the end of the epoch
+        if iteration % k == 0 or iteration == last:
+            try:
+                optimizer.step(model.params, [g / rows for g in grad_sum])
+            except TrainingDiverged:
+                raise TrainingDiverged(_diverged(epoch, iteration, batch_loss / len(X_batch),
+                                                 optimizer)) from None
+            history.steps += 1
+            grad_sum, rows = None, 0
+    return loss_sum, correct
+
+
+def _diverged(epoch: int, iteration: int, loss: float, optimizer: Optimizer) -> str:
+    return (f"training diverged at epoch {epoch}, iteration {iteration}: loss {loss}, "
+            f"or the update it leads to, is not finite. The model keeps its last finite "
+            f"weights; try a smaller learning rate than lr={optimizer.lr}.")
+
+
+def _epoch_line(history: History, epochs: int) -> str:
+    width = len(str(epochs))
+    line = (f"epoch {history.epochs:>{width}}/{epochs}  loss {history.epoch_loss[-1]:.4f}")
+    if not math.isnan(history.epoch_accuracy[-1]):
+        line += f"  acc {history.epoch_accuracy[-1]:.4f}"
+    if history.val_loss:
+        line += f"  val_loss {history.val_loss[-1]:.4f}"
+        if not math.isnan(history.val_accuracy[-1]):
+            line += f"  val_acc {history.val_accuracy[-1]:.4f}"
+    return line + f"  {history.epoch_seconds[-1]:.3f}s"
