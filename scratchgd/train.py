@@ -144,8 +144,10 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     k = len(loader) if accumulate == "epoch" else accumulate
     y = model.check_y(data.y, len(data), name="data.y")
     history = History()
-    with tqdm(total=epochs * len(loader), disable=not progress, unit="it",
-              leave=False, dynamic_ncols=True) as bar:
+    # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
+    with np.errstate(over="ignore", invalid="ignore"), tqdm(
+            total=epochs * len(loader), disable=not progress, unit="it", leave=False,
+            dynamic_ncols=True) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             loss_sum, correct = _run_epoch(model, optimizer, loader, y, k, history, epoch, bar)
