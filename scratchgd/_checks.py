@@ -8,6 +8,7 @@ kind, wrong value) with a message that names the argument and the value.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -26,6 +27,51 @@ def positive_int(name: str, value: object, *, allow_none: bool = False) -> int |
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+def seed(name: str, value: object) -> int:
+    """Return ``value`` as an ``int`` >= 0 (a seed of ``np.random.default_rng``), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer, got {_show(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value}")
+    return int(value)
+
+
+def boolean(name: str, value: object) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (Python or NumPy), else raise.
+
+    A string such as ``"False"`` is refused rather than read as true.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_show(value)}")
+    return bool(value)
+
+
+def path(name: str, value: object) -> str | os.PathLike:
+    """Return ``value`` if it is a file path (``str`` or ``os.PathLike``), else raise."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise TypeError(f"{name} must be a file path, got {_show(value)}")
+    return value
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (1 TiB where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**40
+
+
+def fits_in_memory(name: str, value: object, nbytes: int) -> None:
+    """Raise ``ValueError`` if ``nbytes`` needed for ``value`` exceed physical memory.
+
+    Checked before allocating, so an impossible size is a clear error rather
+    than a ``MemoryError`` (or a machine that swaps) half-way through.
+    """
+    if nbytes > physical_memory():
+        raise ValueError(f"{name}={_show(value)} needs {nbytes / 2**30:.3g} GiB, more than "
+                         f"this machine's {physical_memory() / 2**30:.3g} GiB of memory")
 
 
 def finite_float(name: str, value: object, *, low: float, low_inclusive: bool,

@@ -63,6 +63,8 @@ class Dataset:
                 if not np.array_equal(y, np.round(y)):
                     raise ValueError("y with one dimension holds class labels and must be whole "
                                      "numbers; pass regression targets as shape (n, k)")
+                if np.abs(y).max() > 2**53:
+                    raise ValueError(f"y class labels must be below 2**53, found {np.abs(y).max()}")
                 y = y.astype(np.int64)
             if y.min() < 0:
                 raise ValueError(f"y class labels must be >= 0, found {y.min()}")
@@ -128,10 +130,10 @@ class DataLoader:
             raise TypeError(f"dataset must be a scratchgd.Dataset, got {type(dataset).__name__}")
         self.dataset = dataset
         self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.replacement = bool(replacement)
-        self.rng = np.random.default_rng(seed)
+        self.shuffle = _checks.boolean("shuffle", shuffle)
+        self.drop_last = _checks.boolean("drop_last", drop_last)
+        self.replacement = _checks.boolean("replacement", replacement)
+        self.rng = np.random.default_rng(_checks.seed("seed", seed))
 
     @property
     def rows_per_batch(self) -> int:
@@ -143,17 +145,36 @@ class DataLoader:
         n, b = len(self.dataset), self.batch_size or len(self.dataset)
         return n // b if self.drop_last else math.ceil(n / b)
 
+    def epoch_order(self) -> np.ndarray | None:
+        """Draw the row order of one epoch: the rows its batches take, in turn.
+
+        A fresh permutation of ``0..n-1`` with ``shuffle``; ``len(loader) * b``
+        rows drawn uniformly with ``replacement``; ``None`` (rows in order, read
+        as contiguous slices) otherwise. Advances the loader's generator, so
+        each call draws the next epoch.
+        """
+        n = len(self.dataset)
+        if self.replacement:
+            return self.rng.integers(0, n, size=len(self) * self.rows_per_batch)
+        return self.rng.permutation(n) if self.shuffle else None
+
+    def batch_index(self, order: np.ndarray | None, iteration: int) -> Index:
+        """Rows of batch ``iteration`` (0-based) of an epoch drawn as ``order``.
+
+        Batch ``i`` takes positions ``[i b, min((i + 1) b, n))`` of the order;
+        only the last batch can be short.
+        """
+        b = self.rows_per_batch
+        start = iteration * b
+        if order is None:
+            return slice(start, min(start + b, len(self.dataset)))
+        return order[start:start + b]
+
     def batch_indices(self) -> Iterator[Index]:
         """One epoch of row indices: a slice or an index array per batch."""
-        n, b = len(self.dataset), self.rows_per_batch
-        if self.replacement:
-            for _ in range(len(self)):
-                yield self.rng.integers(0, n, size=b)
-            return
-        order = self.rng.permutation(n) if self.shuffle else None
-        for start in range(0, len(self) * b, b):
-            stop = min(start + b, n)
-            yield slice(start, stop) if order is None else order[start:stop]
+        order = self.epoch_order()
+        for iteration in range(len(self)):
+            yield self.batch_index(order, iteration)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of ``(X_batch, y_batch)`` pairs."""

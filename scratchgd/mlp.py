@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import _checks, kernels
@@ -47,12 +45,13 @@ class MLP:
         sizes = [_checks.positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+        n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        _checks.fits_in_memory("sizes", sizes, 2 * 8 * n_params)  # float64 draws + the cast
         self.activation = _checks.choice("activation", activation, ACTIVATIONS)
         self.loss = _checks.choice("loss", loss, LOSSES)
         if self.loss == "cross_entropy" and sizes[-1] < 2:
             raise ValueError(f"cross_entropy needs at least 2 outputs, got sizes={sizes}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = _checks.seed("seed", seed)
         try:
             dtype = np.dtype(dtype).type
         except TypeError:
@@ -62,7 +61,7 @@ class MLP:
         self.backend = _checks.choice("backend", backend, tuple(kernels.BACKENDS))
         self.sizes = sizes
         self.dtype = dtype
-        self.seed = int(seed)
+        self.seed = seed
         self._kernels = kernels.load(self.backend)
         self.params = self._init_params(np.random.default_rng(self.seed))
 
@@ -104,7 +103,21 @@ class MLP:
             raise ValueError(f"{name} must have {self.n_inputs} columns for this model, "
                              f"got shape {X.shape}")
         _checks.all_finite(name, X)
+        self.check_range(name, X)
         return np.asarray(X, dtype=self.dtype)
+
+    def check_range(self, name: str, X: np.ndarray) -> None:
+        """Raise ``ValueError`` if ``X`` holds values the model's dtype cannot hold.
+
+        ``1e39`` is finite in float64 but ``inf`` in float32. Streams over ``X``
+        (``min`` and ``max``, no copy), so a memory map stays on disk.
+        """
+        limit = np.finfo(self.dtype).max
+        if X.size and X.dtype.kind == "f" and np.finfo(X.dtype).max > limit:
+            low, high = X.min(), X.max()
+            if low < -limit or high > limit:
+                raise ValueError(f"{name} holds {low if low < -limit else high}, beyond the "
+                                 f"range of {np.dtype(self.dtype).name} (+-{limit:.3g})")
 
     def check_y(self, y: object, n: int, name: str = "y") -> np.ndarray:
         """``y`` validated against the loss and ``n`` rows, in the form the loss takes.

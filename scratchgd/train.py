@@ -12,6 +12,7 @@ updates) separately: with ``accumulate=k`` they differ by a factor of ``k``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _checks
+from . import checkpoint as _ckpt
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .losses import LOSS
@@ -80,16 +82,19 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
 
 
 def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
-                    accumulate: int | str, validation: Dataset | None) -> None:
+                    accumulate: int | str, validation: Dataset | None, progress: bool,
+                    seed: int) -> None:
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
     _checks.positive_int("epochs", epochs)
-    if accumulate != "epoch":
+    if not (isinstance(accumulate, str) and accumulate == "epoch"):
         if isinstance(accumulate, str):
             raise ValueError(f"accumulate must be a positive integer or 'epoch', got {accumulate!r}")
         _checks.positive_int("accumulate", accumulate)
+    _checks.boolean("progress", progress)
+    _checks.seed("seed", seed)
     for name, ds in (("data", data), ("validation", validation)):
         if ds is None and name == "validation":
             continue
@@ -99,11 +104,54 @@ def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int
             raise ValueError(f"{name} has {ds.n_features} features but the model takes "
                              f"{model.n_inputs}")
         model.check_y(ds.y, len(ds), name=f"{name}.y")
+        model.check_range(f"{name}.X", ds.X)
+    if optimizer.velocity is not None and (
+            [(v.shape, v.dtype) for v in optimizer.velocity]
+            != [(p.shape, p.dtype) for p in model.params]):
+        raise ValueError("optimizer holds momentum buffers of another model; call "
+                         "optimizer.reset() before training a new model with it")
+
+
+def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
+                           resume: bool) -> None:
+    _checks.boolean("resume", resume)
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs a checkpoint file to resume from")
+        return
+    _checks.path("checkpoint", checkpoint)
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
+    if os.path.isdir(checkpoint):
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
+    if not (isinstance(checkpoint_every, str) and checkpoint_every == "epoch"):
+        if isinstance(checkpoint_every, str):
+            raise ValueError(f"checkpoint_every must be a positive integer (steps) or 'epoch', "
+                             f"got {checkpoint_every!r}")
+        _checks.positive_int("checkpoint_every", checkpoint_every)
+
+
+@dataclass
+class _Position:
+    """Where a run stands: in epoch ``epoch`` (1-based), ``iteration`` batches done.
+
+    ``order`` is the epoch's row order (``DataLoader.epoch_order``), drawn when
+    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums.
+    A checkpoint stores exactly this, always at a step boundary.
+    """
+
+    epoch: int = 1
+    iteration: int = 0
+    order: np.ndarray | None = None
+    loss_sum: float = 0.0
+    correct: int = 0
 
 
 def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         accumulate: int | str = 1, validation: Dataset | None = None, progress: bool = True,
-        seed: int = 0) -> History:
+        seed: int = 0, checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | str = "epoch", resume: bool = False) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -131,57 +179,132 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         Show a progress bar over iterations and print one line per epoch.
     seed : int
         Seed of the data loader's shuffling.
+    checkpoint : path, optional
+        Write the whole state of the run to this ``.npz`` file (see
+        :mod:`scratchgd.checkpoint`), atomically, so a crash leaves the last
+        complete checkpoint. Checkpoints are written only between training
+        steps, never with a half-filled accumulation, and once more when
+        training ends.
+    checkpoint_every : "epoch" or int
+        ``"epoch"``: after every epoch (after its validation). ``N``: after every
+        ``N``-th training step (counted over the whole run).
+    resume : bool
+        Continue from ``checkpoint`` if that file exists; if it does not, start
+        afresh (so one command line serves the first run and every restart).
+        The checkpoint must come from the same model, optimizer settings,
+        ``accumulate``, ``seed`` and data shape; ``epochs`` may be larger than
+        before to train on. The final weights and History then equal, bit for
+        bit, those of a run never interrupted -- except ``epoch_seconds``, whose
+        interrupted epoch counts only the time after the restart. Without
+        ``resume`` an existing checkpoint is overwritten by the fresh run.
 
     Raises
     ------
     TrainingDiverged
         If a loss or an update is not finite; the model keeps its last finite weights.
+    ValueError
+        If an argument is invalid or the checkpoint to resume from is unreadable
+        or belongs to another run (nothing is changed then).
     """
-    _check_fit_args(model, data, optimizer, epochs, accumulate, validation)
+    _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     loader = optimizer.loader(data, seed=seed)
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
     k = len(loader) if accumulate == "epoch" else accumulate
     y = model.check_y(data.y, len(data), name="data.y")
-    history = History()
+    settings = {"accumulate": "epoch" if accumulate == "epoch" else int(accumulate),
+                "seed": int(seed), "rows": len(data),
+                "features": data.n_features}
+    history, at = History(), _Position()
+    if checkpoint is not None:
+        _ckpt.remove_temporaries(checkpoint)
+        if resume and os.path.exists(checkpoint):
+            history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
+    last = len(loader)
     # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), tqdm(
-            total=epochs * len(loader), disable=not progress, unit="it", leave=False,
-            dynamic_ncols=True) as bar:
-        for epoch in range(1, epochs + 1):
+            total=epochs * last, initial=history.iterations, disable=not progress, unit="it",
+            leave=False, dynamic_ncols=True) as bar:
+        if history.iterations and progress:
+            bar.write(f"resumed from {os.fspath(checkpoint)}: epoch {at.epoch}, "
+                      f"iteration {at.iteration}, step {history.steps}")
+        while at.epoch <= epochs:
             start = time.perf_counter()
-            loss_sum, correct = _run_epoch(model, optimizer, loader, y, k, history, epoch, bar)
+            if at.iteration == 0:
+                at.order = loader.epoch_order()
+            while at.iteration < last:
+                stop = last
+                if checkpoint is not None and checkpoint_every != "epoch":
+                    steps_to_go = checkpoint_every - history.steps % checkpoint_every
+                    stop = min(last, at.iteration + steps_to_go * k)
+                _run_span(model, optimizer, loader, y, k, history, at, stop, bar)
+                if stop < last:  # a checkpoint is due inside the epoch
+                    _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
             history.epoch_seconds.append(time.perf_counter() - start)
-            history.epochs = epoch
-            history.epoch_loss.append(loss_sum / len(data))
-            history.epoch_accuracy.append(correct / len(data) if model.loss == "cross_entropy"
-                                          else math.nan)
-            history.steps_at_epoch_end.append(history.steps)
-            history.iterations_at_epoch_end.append(history.iterations)
-            if validation is not None:
-                val_loss, val_accuracy = evaluate(model, validation)
-                history.val_loss.append(val_loss)
-                history.val_accuracy.append(val_accuracy)
+            _end_epoch(model, history, at, len(data), validation)
             if progress:
                 bar.write(_epoch_line(history, epochs))
+            at = _Position(epoch=at.epoch + 1)
+            if checkpoint is not None and (checkpoint_every == "epoch" or at.epoch > epochs
+                                           or history.steps % checkpoint_every == 0):
+                _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
     return history
 
 
-def _run_epoch(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
-               history: History, epoch: int, bar: tqdm) -> tuple[float, int]:
-    """One epoch of the training cycle; returns the epoch's loss sum and correct count."""
-    loss_sum, correct = 0.0, 0
+def _resume(checkpoint: str | os.PathLike, model: MLP, optimizer: Optimizer, loader: DataLoader,
+            settings: dict, epochs: int) -> tuple[History, _Position]:
+    """History and position of the run saved in ``checkpoint``, its state restored."""
+    saved = _ckpt.load(checkpoint)
+    saved.check(model, optimizer, loader, settings)
+    try:
+        history = History(**saved.history)
+        at = _Position(order=saved.order, **saved.position)
+    except TypeError as exc:
+        raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
+    needed = at.epoch if at.iteration else history.epochs
+    if needed > epochs:
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} has reached epoch {needed}, "
+                         f"beyond epochs={epochs}")
+    saved.restore(model, optimizer, loader)
+    return history, at
+
+
+def _end_epoch(model: MLP, history: History, at: _Position, n: int,
+               validation: Dataset | None) -> None:
+    """Record the figures of the epoch ``at`` has just finished."""
+    history.epochs = at.epoch
+    history.epoch_loss.append(at.loss_sum / n)
+    history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
+    history.steps_at_epoch_end.append(history.steps)
+    history.iterations_at_epoch_end.append(history.iterations)
+    if validation is not None:
+        val_loss, val_accuracy = evaluate(model, validation)
+        history.val_loss.append(val_loss)
+        history.val_accuracy.append(val_accuracy)
+
+
+def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
+              history: History, at: _Position, stop: int, bar: tqdm) -> None:
+    """The training cycle for iterations ``at.iteration + 1 .. stop`` of the epoch.
+
+    ``stop`` is a step boundary (a multiple of ``k`` or the epoch's last
+    iteration), so the span ends with no gradient left half-accumulated and a
+    checkpoint can be written after it.
+    """
     grad_sum, rows = None, 0
     last = len(loader)
-    for iteration, index in enumerate(loader.batch_indices(), start=1):
+    while at.iteration < stop:
+        at.iteration += 1
         # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        index = loader.batch_index(at.order, at.iteration - 1)
         X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
         batch_loss, grads, z = model._kernels.loss_and_grads(
             model.params, X_batch, y_batch, model.activation, model.loss)
         if not math.isfinite(batch_loss):
-            raise TrainingDiverged(_diverged(epoch, iteration, batch_loss, optimizer))
+            raise TrainingDiverged(_diverged(at.epoch, at.iteration, batch_loss, optimizer))
         # 5. accumulate gradient sums and row counts
         if grad_sum is None:
             grad_sum = grads
@@ -189,23 +312,22 @@ def _run_epoch(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarr
             for total, g in zip(grad_sum, grads, strict=True):
                 total += g
         rows += len(X_batch)
-        loss_sum += batch_loss
+        at.loss_sum += batch_loss
         if model.loss == "cross_entropy":
-            correct += int((z.argmax(axis=1) == y_batch).sum())
+            at.correct += int((z.argmax(axis=1) == y_batch).sum())
         history.iterations += 1
         history.samples_seen += len(X_batch)
         history.iteration_loss.append(batch_loss / len(X_batch))
         bar.update()
         # 6. a training step every k iterations, and at the end of the epoch
-        if iteration % k == 0 or iteration == last:
+        if at.iteration % k == 0 or at.iteration == last:
             try:
                 optimizer.step(model.params, [g / rows for g in grad_sum])
             except TrainingDiverged:
-                raise TrainingDiverged(_diverged(epoch, iteration, batch_loss / len(X_batch),
-                                                 optimizer)) from None
+                raise TrainingDiverged(_diverged(at.epoch, at.iteration,
+                                                 batch_loss / len(X_batch), optimizer)) from None
             history.steps += 1
             grad_sum, rows = None, 0
-    return loss_sum, correct
 
 
 def _diverged(epoch: int, iteration: int, loss: float, optimizer: Optimizer) -> str:
