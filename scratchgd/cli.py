@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"scratchgd: error: {message}\n")
 
 
-def _accumulate(text: str) -> int | str:
+def _int_or_epoch(text: str) -> int | str:
     if text == "epoch":
         return text
     try:
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: 0.1 minibatch, 0.01 sgd, 0.5 gd)")
     train.add_argument("--momentum", type=float, default=0.0, help="momentum (default: 0)")
-    train.add_argument("--accumulate", type=_accumulate, default=1,
+    train.add_argument("--accumulate", type=_int_or_epoch, default=1,
                        help="iterations per training step, or 'epoch' (default: 1)")
     train.add_argument("--hidden", type=int, nargs="*", default=[128],
                        help="hidden layer widths (default: 128)")
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="write the loss and accuracy curves to this file")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--checkpoint", metavar="FILE.npz", default=None,
+                       help="write the state of the run to this file (atomically) as it trains")
+    train.add_argument("--checkpoint-every", type=_int_or_epoch, default="epoch",
+                       help="'epoch' (default) or N: write the checkpoint every N training steps")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from --checkpoint if the file exists (else start afresh)")
     return parser
 
 
@@ -96,9 +103,13 @@ def train(args: argparse.Namespace) -> int:
                 backend=args.backend)
     print(f"{args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
+    if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
+        print(f"resuming from {args.checkpoint}")
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
-                  validation=test_set, progress=not args.no_progress, seed=args.seed)
+                  validation=test_set, progress=not args.no_progress, seed=args.seed,
+                  checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                  resume=args.resume)
     seconds = time.perf_counter() - start
     if args.no_progress:
         for epoch in range(history.epochs):
@@ -128,3 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"scratchgd: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a checkpoint that cannot be written, a disk that is full
+        print(f"scratchgd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        hint = " (continue with --resume)" if args.checkpoint else ""
+        print(f"scratchgd: interrupted{hint}", file=sys.stderr)
+        return 130

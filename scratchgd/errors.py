@@ -1,9 +1,27 @@
 """Exceptions of scratchgd."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class TrainingDiverged(FloatingPointError):
     """Training produced a non-finite loss, gradient or weight and was stopped.
 
     The model keeps the last weights that were finite. The usual cure is a
     smaller learning rate.
+
+    Attributes
+    ----------
+    epoch, iteration : int or None
+        Where it happened (1-based), when raised by :func:`scratchgd.fit`.
+    loss : float or None
+        The batch's mean loss at that iteration.
+    history : History or None
+        What :func:`scratchgd.fit` recorded up to that iteration.
     """
+
+    def __init__(self, message: str, epoch: int | None = None, iteration: int | None = None,
+                 loss: float | None = None, history: Any = None) -> None:
+        super().__init__(message)
+        self.epoch, self.iteration, self.loss, self.history = epoch, iteration, loss, history

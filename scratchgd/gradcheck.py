@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _checks
 from .mlp import MLP
 
 
@@ -14,6 +15,10 @@ def numerical_grads(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6,
     Perturbs one weight at a time of a float64 copy of ``model``; ``model``
     itself is not touched. Costs two forward passes per weight.
     """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
+    eps = _checks.finite_float("eps", eps, low=0.0, low_inclusive=False, high=1.0)
+    model.loss_and_grads(X, y, reduction)  # validates X, y and reduction before the loops
     probe = model.copy(dtype=np.float64)
     grads = []
     for p in probe.params:

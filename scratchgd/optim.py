@@ -45,7 +45,7 @@ class Optimizer:
         self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
         self.momentum = _checks.finite_float("momentum", momentum, low=0.0, low_inclusive=True,
                                              high=1.0)
-        self.shuffle = bool(shuffle)
+        self.shuffle = _checks.boolean("shuffle", shuffle)
         self.velocity: list[np.ndarray] | None = None
 
     def loader(self, data: Dataset, seed: int = 0) -> DataLoader:

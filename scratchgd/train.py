@@ -68,6 +68,7 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     ``loss = (1/n) sum_i l_i``; ``accuracy = (1/n) #{i : argmax z_i = y_i}``.
     Computed in batches of ``EVAL_BATCH`` rows so memory stays bounded.
     """
+    _check_data(model, data, "data")
     y = model.check_y(data.y, len(data), name="data.y")
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
@@ -79,6 +80,19 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
             correct += int((z.argmax(axis=1) == y[rows]).sum())
     accuracy = correct / len(data) if model.loss == "cross_entropy" else math.nan
     return loss_sum / len(data), accuracy
+
+
+def _check_data(model: MLP, data: Dataset, name: str) -> None:
+    """Raise unless ``data`` is a Dataset that ``model`` can take."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"{name} must be a scratchgd.Dataset, got {type(data).__name__}")
+    if data.n_features != model.n_inputs:
+        raise ValueError(f"{name} has {data.n_features} features but the model takes "
+                         f"{model.n_inputs}")
+    model.check_y(data.y, len(data), name=f"{name}.y")
+    model.check_range(f"{name}.X", data.X)
 
 
 def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
@@ -95,16 +109,9 @@ def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int
         _checks.positive_int("accumulate", accumulate)
     _checks.boolean("progress", progress)
     _checks.seed("seed", seed)
-    for name, ds in (("data", data), ("validation", validation)):
-        if ds is None and name == "validation":
-            continue
-        if not isinstance(ds, Dataset):
-            raise TypeError(f"{name} must be a scratchgd.Dataset, got {type(ds).__name__}")
-        if ds.n_features != model.n_inputs:
-            raise ValueError(f"{name} has {ds.n_features} features but the model takes "
-                             f"{model.n_inputs}")
-        model.check_y(ds.y, len(ds), name=f"{name}.y")
-        model.check_range(f"{name}.X", ds.X)
+    _check_data(model, data, "data")
+    if validation is not None:
+        _check_data(model, validation, "validation")
     if optimizer.velocity is not None and (
             [(v.shape, v.dtype) for v in optimizer.velocity]
             != [(p.shape, p.dtype) for p in model.params]):
@@ -284,6 +291,7 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
         history.val_accuracy.append(val_accuracy)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # non-finite values are caught and raised below
 def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
               history: History, at: _Position, stop: int, bar: tqdm) -> None:
     """The training cycle for iterations ``at.iteration + 1 .. stop`` of the epoch.
@@ -304,7 +312,7 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
         batch_loss, grads, z = model._kernels.loss_and_grads(
             model.params, X_batch, y_batch, model.activation, model.loss)
         if not math.isfinite(batch_loss):
-            raise TrainingDiverged(_diverged(at.epoch, at.iteration, batch_loss, optimizer))
+            raise _diverged(at, batch_loss / len(X_batch), optimizer, history, "is not finite")
         # 5. accumulate gradient sums and row counts
         if grad_sum is None:
             grad_sum = grads
@@ -324,16 +332,20 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
             try:
                 optimizer.step(model.params, [g / rows for g in grad_sum])
             except TrainingDiverged:
-                raise TrainingDiverged(_diverged(at.epoch, at.iteration,
-                                                 batch_loss / len(X_batch), optimizer)) from None
+                raise _diverged(at, batch_loss / len(X_batch), optimizer, history,
+                                "leads to an update that would make the weights non-finite"
+                                ) from None
             history.steps += 1
             grad_sum, rows = None, 0
 
 
-def _diverged(epoch: int, iteration: int, loss: float, optimizer: Optimizer) -> str:
-    return (f"training diverged at epoch {epoch}, iteration {iteration}: loss {loss}, "
-            f"or the update it leads to, is not finite. The model keeps its last finite "
-            f"weights; try a smaller learning rate than lr={optimizer.lr}.")
+def _diverged(at: _Position, loss: float, optimizer: Optimizer, history: History,
+              what: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged at epoch {at.epoch}, iteration {at.iteration}: the batch loss "
+        f"{loss:.6g} {what}. The model keeps its last finite weights; try a smaller "
+        f"learning rate than lr={optimizer.lr:g}.", epoch=at.epoch, iteration=at.iteration,
+        loss=loss, history=history)
 
 
 def _epoch_line(history: History, epochs: int) -> str:

@@ -33,9 +33,14 @@ def stratified_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Da
     classes in proportion to their counts (largest remainders first); which
     rows of a class go is drawn from ``seed``. Both sets keep a random order.
     """
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a scratchgd.Dataset, got {type(data).__name__}")
+    if not data.is_classification:
+        raise ValueError(f"data must hold class labels to stratify by, got y of shape "
+                         f"{data.y.shape}")
     test_size = _checks.finite_float("test_size", test_size, low=0.0, low_inclusive=False,
                                      high=1.0)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_checks.seed("seed", seed))
     classes, counts = np.unique(data.y, return_counts=True)
     n_test = math.ceil(test_size * len(data))
     if not 0 < n_test < len(data):
@@ -68,7 +73,9 @@ def blobs(n: int = 300, centers: int = 3, n_features: int = 2, spread: float = 1
     n = _checks.positive_int("n", n)
     centers = _checks.positive_int("centers", centers)
     n_features = _checks.positive_int("n_features", n_features)
-    rng = np.random.default_rng(seed)
+    spread = _checks.finite_float("spread", spread, low=0.0, low_inclusive=True)
+    _checks.fits_in_memory("n * n_features", (n, n_features), 4 * 8 * max(n, centers) * n_features)
+    rng = np.random.default_rng(_checks.seed("seed", seed))
     middle = rng.uniform(-5, 5, size=(centers, n_features))
     y = np.arange(n) % centers
     return Dataset(middle[y] + spread * rng.standard_normal((n, n_features)), y)
@@ -82,7 +89,9 @@ def spirals(n: int = 300, arms: int = 3, noise: float = 0.2, seed: int = 0) -> D
     """
     n = _checks.positive_int("n", n)
     arms = _checks.positive_int("arms", arms)
-    rng = np.random.default_rng(seed)
+    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True)
+    _checks.fits_in_memory("n", n, 8 * 8 * n)
+    rng = np.random.default_rng(_checks.seed("seed", seed))
     y = np.arange(n) % arms
     r = rng.uniform(0, 1, size=n)
     angle = 4 * r + 2 * np.pi * y / arms + noise * rng.standard_normal(n)
@@ -92,6 +101,8 @@ def spirals(n: int = 300, arms: int = 3, noise: float = 0.2, seed: int = 0) -> D
 def regression_1d(n: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
     """``y = sin(3 x) + noise * N(0, 1)`` for ``x`` uniform in ``[-1, 1]``; y shape (n, 1)."""
     n = _checks.positive_int("n", n)
-    rng = np.random.default_rng(seed)
+    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True)
+    _checks.fits_in_memory("n", n, 4 * 8 * n)
+    rng = np.random.default_rng(_checks.seed("seed", seed))
     x = rng.uniform(-1, 1, size=(n, 1))
     return Dataset(x, np.sin(3 * x) + noise * rng.standard_normal((n, 1)))
