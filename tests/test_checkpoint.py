@@ -1,0 +1,287 @@
+"""Checkpoints: resuming is bit-identical, and broken or malicious files are refused."""
+
+import dataclasses
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import scratchgd as sg
+from scratchgd import checkpoint as ck
+
+DATA = sg.datasets.blobs(n=90, seed=1)
+VALIDATION = sg.datasets.blobs(n=30, seed=2)
+
+
+class Crash(Exception):
+    """Stands in for the process dying."""
+
+
+def train(path=None, every="epoch", resume=False, crash_at_step=None, epochs=3,
+          accumulate=2, optimizer=None, sizes=(2, 8, 3)):
+    """Train a small model; with ``crash_at_step`` stop abruptly inside that training step."""
+    model = sg.MLP(list(sizes), seed=0)
+    optimizer = optimizer or sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
+    if crash_at_step is not None:
+        real_step, count = optimizer.step, [0]
+
+        def step(params, grads):
+            count[0] += 1
+            if count[0] == crash_at_step:
+                raise Crash
+            real_step(params, grads)
+
+        optimizer.step = step
+    history = sg.fit(model, DATA, optimizer, epochs=epochs, accumulate=accumulate,
+                     validation=VALIDATION, progress=False, seed=3, checkpoint=path,
+                     checkpoint_every=every, resume=resume)
+    return model, history
+
+
+def comparable(history):
+    """History as a dict, without ``epoch_seconds`` (wall-clock time differs on a resume)."""
+    fields = dataclasses.asdict(history)
+    fields.pop("epoch_seconds")
+    return fields
+
+
+def assert_same_run(a, b):
+    (model_a, history_a), (model_b, history_b) = a, b
+    for p, q in zip(model_a.params, model_b.params, strict=True):
+        assert np.array_equal(p, q)
+    assert comparable(history_a) == comparable(history_b)
+
+
+OPTIMIZERS = {
+    "minibatch+momentum": lambda: sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9),
+    "sgd": lambda: sg.SGD(lr=0.05),
+    "gd+momentum": lambda: sg.GD(lr=0.5, momentum=0.5),
+}
+
+
+CASES = ([("minibatch+momentum", every, accumulate) for every in ("epoch", 1, 4)
+          for accumulate in (1, 3, "epoch")]
+         + [("sgd", "epoch", 1), ("sgd", 7, 3), ("sgd", 20, 1),
+            ("gd+momentum", "epoch", 1), ("gd+momentum", 1, 1), ("gd+momentum", 1, "epoch")])
+
+
+@pytest.mark.parametrize("name, every, accumulate", CASES)
+def test_resume_after_crash_is_bit_identical(tmp_path, name, every, accumulate):
+    reference = train(optimizer=OPTIMIZERS[name](), accumulate=accumulate)
+    steps = reference[1].steps
+    for crash in sorted({1, 2, steps // 2, steps - 1, steps}):
+        path = tmp_path / f"run{crash}.npz"
+        with pytest.raises(Crash):
+            train(path, every, crash_at_step=crash, optimizer=OPTIMIZERS[name](),
+                  accumulate=accumulate)
+        resumed = train(path, every, resume=True, optimizer=OPTIMIZERS[name](),
+                        accumulate=accumulate)
+        assert_same_run(resumed, reference)
+
+
+def test_resume_twice_and_train_on_for_more_epochs(tmp_path):
+    path = tmp_path / "run.npz"
+    reference = train(epochs=5)
+    with pytest.raises(Crash):
+        train(path, every=2, crash_at_step=5, epochs=3)
+    with pytest.raises(Crash):
+        train(path, every=2, crash_at_step=4, epochs=3, resume=True)
+    train(path, every=2, epochs=3, resume=True)
+    assert_same_run(train(path, every=2, epochs=5, resume=True), reference)
+
+
+def test_resume_without_a_file_starts_afresh_and_a_finished_run_returns_at_once(tmp_path):
+    path = tmp_path / "run.npz"
+    reference = train()
+    first = train(path, resume=True)
+    assert_same_run(first, reference)
+    again = train(path, resume=True)  # the checkpoint is at the end: nothing left to train
+    assert_same_run(again, reference)
+
+
+def test_checkpoint_holds_the_history_so_far(tmp_path):
+    path = tmp_path / "run.npz"
+    with pytest.raises(Crash):
+        train(path, every=2, crash_at_step=5, accumulate=1)  # 6 iterations per epoch
+    saved = ck.load(path)
+    assert saved.history["steps"] == 4 and saved.position["iteration"] == 4
+    assert len(saved.history["iteration_loss"]) == 4
+    assert saved.velocity is not None and saved.order is not None
+    assert sorted(saved.order.tolist()) == list(range(len(DATA)))
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    path = tmp_path / "run.npz"
+    train(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="sizes"):
+        train(path, resume=True, sizes=(2, 5, 3))
+    with pytest.raises(ValueError, match="lr"):
+        train(path, resume=True, optimizer=sg.MiniBatchSGD(lr=0.2, batch_size=16, momentum=0.9))
+    with pytest.raises(ValueError, match="accumulate"):
+        train(path, resume=True, accumulate=1)
+    with pytest.raises(ValueError, match="epochs=2"):
+        train(path, resume=True, epochs=2)
+    model = sg.MLP([2, 8, 3], seed=5)
+    weights = [p.copy() for p in model.params]
+    with pytest.raises(ValueError, match="seed"):
+        sg.fit(model, DATA, sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9), epochs=3,
+               accumulate=2, progress=False, seed=4, checkpoint=path, resume=True)
+    assert all(np.array_equal(p, q) for p, q in zip(model.params, weights, strict=True))
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_arguments_are_checked(tmp_path):
+    model, opt = sg.MLP([2, 4, 3]), sg.GD(lr=0.1)
+    for kwargs, error, word in [
+        ({"resume": True}, ValueError, "checkpoint"),
+        ({"checkpoint": 3}, TypeError, "checkpoint"),
+        ({"checkpoint": tmp_path / "missing" / "x.npz"}, ValueError, "folder"),
+        ({"checkpoint": tmp_path}, ValueError, "folder"),
+        ({"checkpoint": tmp_path / "x.npz", "checkpoint_every": 0}, ValueError, "checkpoint_every"),
+        ({"checkpoint": tmp_path / "x.npz", "checkpoint_every": "step"}, ValueError,
+         "checkpoint_every"),
+        ({"checkpoint": tmp_path / "x.npz", "resume": "yes"}, TypeError, "resume"),
+    ]:
+        with pytest.raises(error, match=word):
+            sg.fit(model, DATA, opt, epochs=1, progress=False, **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+# -- broken and malicious files ------------------------------------------------------------
+
+
+class MakesMarker:
+    """Unpickling this object would create the file ``marker``: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def good_checkpoint(tmp_path):
+    path = tmp_path / "good.npz"
+    train(path, epochs=1)
+    return path
+
+
+def rewrite(path, **changes):
+    """Rewrite the arrays of ``path`` with some entries replaced (None deletes)."""
+    arrays = ck.read_npz(path)
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def test_pickled_object_array_is_refused_without_running_it(tmp_path, good_checkpoint):
+    marker = tmp_path / "marker"
+    evil = np.array([MakesMarker(marker)], dtype=object)
+    rewrite(good_checkpoint, param_0=evil)
+    with pytest.raises(ValueError, match="good.npz.*Python objects"):
+        ck.load(good_checkpoint)
+    only_evil = tmp_path / "evil.npz"
+    np.savez(only_evil, evil=evil)
+    with pytest.raises(ValueError, match="evil.npz.*Python objects"):
+        ck.read_npz(only_evil)
+    raw_pickle = tmp_path / "raw.npz"
+    np.save(raw_pickle, evil, allow_pickle=True)
+    os.replace(str(raw_pickle) + ".npy", raw_pickle)
+    with pytest.raises(ValueError, match="raw.npz"):
+        ck.load(raw_pickle)
+    with pytest.raises(ValueError, match="raw.npz"):
+        train(raw_pickle, resume=True)
+    assert not marker.exists()
+
+
+def test_truncated_or_damaged_file_is_refused_or_reads_the_same(tmp_path, good_checkpoint):
+    data = good_checkpoint.read_bytes()
+    original = ck.load(good_checkpoint)
+    broken = tmp_path / "broken.npz"
+    for size in [0, 1, 22, len(data) // 3, len(data) // 2, len(data) - 22, len(data) - 1]:
+        broken.write_bytes(data[:size])
+        with pytest.raises(ValueError, match="broken.npz"):
+            ck.load(broken)
+    for position in range(0, len(data), max(1, len(data) // 97)):
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        broken.write_bytes(bytes(damaged))
+        try:
+            loaded = ck.load(broken)
+        except ValueError as exc:
+            assert "broken.npz" in str(exc)
+        else:  # a byte the reader does not use (a time stamp): the content is unchanged
+            assert loaded.meta == original.meta
+            assert all(np.array_equal(p, q) for p, q in zip(loaded.params, original.params, strict=True))
+
+
+def test_forged_header_shape_is_refused_before_allocating(tmp_path):
+    forged = tmp_path / "forged.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
+    with zipfile.ZipFile(forged, "w") as archive:
+        archive.writestr("meta.npy", header.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match="forged.npz.*truncated"):
+        ck.load(forged)
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"param_0": np.zeros((3, 8))}, "param_0"),
+    ({"param_1": np.zeros(8, dtype=np.float32)}, "param_1"),
+    ({"param_2": np.full((8, 3), np.nan)}, "non-finite"),
+    ({"param_3": None}, "param_3"),
+    ({"velocity_0": None}, "velocity_0"),
+    ({"history_iteration_loss": np.zeros(2)}, "iteration_loss"),
+    ({"meta": np.array("{not json")}, "meta"),
+    ({"meta": np.array(json.dumps({"format": "other"}))}, "not a scratchgd checkpoint"),
+    ({"meta": np.arange(3)}, "meta"),
+    ({"extra": np.zeros(1)}, "unexpected"),
+])
+def test_wrong_shapes_and_entries_are_refused(good_checkpoint, change, word):
+    rewrite(good_checkpoint, **change)
+    with pytest.raises(ValueError, match=word):
+        ck.load(good_checkpoint)
+
+
+def test_meta_with_wrong_types_is_refused(good_checkpoint):
+    meta = json.loads(str(ck.read_npz(good_checkpoint)["meta"]))
+    for part, key, value in [("position", "iteration", "3"), ("position", "epoch", 0),
+                             ("model", "sizes", [2, -1]), ("history", "steps", -1),
+                             ("rng", "bit_generator", "MT19937"), ("position", "iteration", 5)]:
+        changed = json.loads(json.dumps(meta))
+        changed[part][key] = value
+        rewrite(good_checkpoint, meta=np.array(json.dumps(changed)))
+        with pytest.raises(ValueError, match="good.npz"):
+            saved = ck.load(good_checkpoint)
+            model, opt = sg.MLP([2, 8, 3]), sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
+            saved.check(model, opt, opt.loader(DATA, seed=3),
+                        {"accumulate": 2, "seed": 3, "rows": len(DATA), "features": 2})
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    ck.write_npz_atomic(path, {"a": np.arange(3)})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="space"):
+        ck.write_npz_atomic(path, {"a": np.arange(5)})
+    assert np.array_equal(ck.read_npz(path)["a"], np.arange(3))
+    assert os.listdir(tmp_path) == ["run.npz"]
+
+
+def test_leftover_temporary_files_are_removed(tmp_path):
+    path = tmp_path / "run.npz"
+    left = tmp_path / ".run.npz.abc123.tmp"
+    other = tmp_path / ".other.npz.abc123.tmp"
+    left.write_bytes(b"half")
+    other.write_bytes(b"not ours")
+    train(path, epochs=1)
+    assert not left.exists() and other.exists() and path.exists()
