@@ -40,8 +40,12 @@ class MLP:
 
     def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "cross_entropy",
                  seed: int = 0, dtype: type = np.float64, backend: str = "numpy") -> None:
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
+        try:
+            if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+                raise TypeError
+            sizes = list(sizes)
+        except TypeError:  # a number, a 0-d array, a string
+            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}") from None
         sizes = [_checks.positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")

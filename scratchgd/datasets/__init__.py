@@ -72,9 +72,11 @@ def blobs(n: int = 300, centers: int = 3, n_features: int = 2, spread: float = 1
     """
     n = _checks.positive_int("n", n)
     centers = _checks.positive_int("centers", centers)
+    if centers > n:
+        raise ValueError(f"centers must be at most n={n} (one sample per class), got {centers}")
     n_features = _checks.positive_int("n_features", n_features)
-    spread = _checks.finite_float("spread", spread, low=0.0, low_inclusive=True)
-    _checks.fits_in_memory("n * n_features", (n, n_features), 4 * 8 * max(n, centers) * n_features)
+    spread = _checks.finite_float("spread", spread, low=0.0, low_inclusive=True, high=1e100)
+    _checks.fits_in_memory("n * n_features", (n, n_features), 4 * 8 * n * n_features)
     rng = np.random.default_rng(_checks.seed("seed", seed))
     middle = rng.uniform(-5, 5, size=(centers, n_features))
     y = np.arange(n) % centers
@@ -89,7 +91,9 @@ def spirals(n: int = 300, arms: int = 3, noise: float = 0.2, seed: int = 0) -> D
     """
     n = _checks.positive_int("n", n)
     arms = _checks.positive_int("arms", arms)
-    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True)
+    if arms > n:
+        raise ValueError(f"arms must be at most n={n} (one sample per class), got {arms}")
+    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True, high=1e100)
     _checks.fits_in_memory("n", n, 8 * 8 * n)
     rng = np.random.default_rng(_checks.seed("seed", seed))
     y = np.arange(n) % arms
@@ -101,7 +105,7 @@ def spirals(n: int = 300, arms: int = 3, noise: float = 0.2, seed: int = 0) -> D
 def regression_1d(n: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
     """``y = sin(3 x) + noise * N(0, 1)`` for ``x`` uniform in ``[-1, 1]``; y shape (n, 1)."""
     n = _checks.positive_int("n", n)
-    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True)
+    noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True, high=1e100)
     _checks.fits_in_memory("n", n, 4 * 8 * n)
     rng = np.random.default_rng(_checks.seed("seed", seed))
     x = rng.uniform(-1, 1, size=(n, 1))
