@@ -291,7 +291,6 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
         history.val_accuracy.append(val_accuracy)
 
 
-@np.errstate(over="ignore", invalid="ignore")  # non-finite values are caught and raised below
 def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
               history: History, at: _Position, stop: int, bar: tqdm) -> None:
     """The training cycle for iterations ``at.iteration + 1 .. stop`` of the epoch.

@@ -72,10 +72,9 @@ def blobs(n: int = 300, centers: int = 3, n_features: int = 2, spread: float = 1
     """
     n = _checks.positive_int("n", n)
     centers = _checks.positive_int("centers", centers)
-    if centers > n:
-        raise ValueError(f"centers must be at most n={n} (one sample per class), got {centers}")
     n_features = _checks.positive_int("n_features", n_features)
     spread = _checks.finite_float("spread", spread, low=0.0, low_inclusive=True, high=1e100)
+    _checks.fits_in_memory("centers * n_features", (centers, n_features), 8 * centers * n_features)
     _checks.fits_in_memory("n * n_features", (n, n_features), 4 * 8 * n * n_features)
     rng = np.random.default_rng(_checks.seed("seed", seed))
     middle = rng.uniform(-5, 5, size=(centers, n_features))
@@ -91,12 +90,10 @@ def spirals(n: int = 300, arms: int = 3, noise: float = 0.2, seed: int = 0) -> D
     """
     n = _checks.positive_int("n", n)
     arms = _checks.positive_int("arms", arms)
-    if arms > n:
-        raise ValueError(f"arms must be at most n={n} (one sample per class), got {arms}")
     noise = _checks.finite_float("noise", noise, low=0.0, low_inclusive=True, high=1e100)
     _checks.fits_in_memory("n", n, 8 * 8 * n)
     rng = np.random.default_rng(_checks.seed("seed", seed))
-    y = np.arange(n) % arms
+    y = np.arange(n) % min(arms, n)  # the same labels; no overflow for a huge arms
     r = rng.uniform(0, 1, size=n)
     angle = 4 * r + 2 * np.pi * y / arms + noise * rng.standard_normal(n)
     return Dataset(np.column_stack([r * np.sin(angle), r * np.cos(angle)]), y)
