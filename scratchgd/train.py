@@ -241,10 +241,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             if at.iteration == 0:
                 at.order = loader.epoch_order()
             while at.iteration < last:
-                stop = last
-                if checkpoint is not None and checkpoint_every != "epoch":
-                    steps_to_go = checkpoint_every - history.steps % checkpoint_every
-                    stop = min(last, at.iteration + steps_to_go * k)
+                every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
+                stop = _span_stop(at.iteration, last, k, history.steps, every)
                 _run_span(model, optimizer, loader, y, k, history, at, stop, bar)
                 if stop < last:  # a checkpoint is due inside the epoch
                     _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
@@ -257,6 +255,18 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
                                            or history.steps % checkpoint_every == 0):
                 _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
     return history
+
+
+def _span_stop(iteration: int, last: int, k: int, steps: int, every: int | None) -> int:
+    """The iteration that ends the next span of an epoch, ``iteration`` being done.
+
+    The end of the epoch (``last``), or sooner the iteration whose training step
+    is the next multiple of ``every`` steps, where a checkpoint is due. Spans
+    start and end on step boundaries: a step is taken every ``k`` iterations.
+    """
+    if every is None:
+        return last
+    return min(last, iteration + (every - steps % every) * k)
 
 
 def _resume(checkpoint: str | os.PathLike, model: MLP, optimizer: Optimizer, loader: DataLoader,
