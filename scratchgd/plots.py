@@ -11,6 +11,7 @@ if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .train import History  # noqa: E402
@@ -41,9 +42,222 @@ def plot_history(history: History, path: str | os.PathLike | None = None,
             ax_acc.plot(epochs, history.val_accuracy, "s-", label="validation")
         ax_acc.legend()
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    return _finish(fig, path, title)
+
+
+# The article's conventions: the average loss in red; GD solid, SGD dotted, mini-batch dashed.
+AVERAGE_COLOR = "red"
+LINESTYLE = {"GD": "-", "SGD": ":", "mini-batch": "--"}
+DPI = 100
+
+
+def linestyle(label: str) -> str:
+    """The article's line style for a run whose label starts with GD, SGD or mini-batch."""
+    for prefix, style in LINESTYLE.items():
+        if label.startswith(prefix):
+            return style
+    return "-."
+
+
+def _finish(fig: Figure, path: str | os.PathLike | None, title: str | None) -> Figure:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=DPI)
     return fig
+
+
+def plot_three_losses(w: np.ndarray, losses: np.ndarray, paths: dict[str, np.ndarray],
+                      w_star: float, path: str | os.PathLike | None = None,
+                      title: str | None = None) -> Figure:
+    """The article's first figure: per-sample losses, their average, and the iterates on it.
+
+    Left: ``f_i(w)`` for every column of ``losses: (m, n)`` over the grid
+    ``w: (m,)``, their average ``L(w) = (1/n) sum_i f_i(w)`` in red, and the
+    iterates ``w_t`` of each run in ``paths`` (label -> ``(T,)``) drawn on it
+    at ``(w_t, L(w_t))`` (for SGD runs only the last half, where they settle). Right: ``w_t`` against the training step, with the
+    minimum ``w_star`` of ``L`` as a horizontal line.
+    """
+    fig, (ax_f, ax_w) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i in range(losses.shape[1]):
+        ax_f.plot(w, losses[:, i], lw=1.2, label=f"$f_{i + 1}$")
+    average = losses.mean(axis=1)
+    ax_f.plot(w, average, color=AVERAGE_COLOR, lw=2.5, label="average $L$", zorder=1)
+    ax_f.axvline(w_star, color=AVERAGE_COLOR, lw=0.8, ls="--")
+    runs = zip(paths.items(), ("black", "tab:purple", "tab:cyan"), ("o", "v", "^"), strict=False)
+    for (label, w_t), color, marker in runs:
+        shown = w_t if label.startswith("GD") else w_t[len(w_t) // 2:]
+        ax_f.plot(shown, np.interp(shown, w, average), ls="none", marker=marker, ms=4,
+                  color=color, alpha=0.7,
+                  label=label if label.startswith("GD") else f"{label} (last half)")
+        ax_w.plot(np.arange(len(w_t)), w_t, ls=linestyle(label), color=color, lw=1.4, label=label)
+    top = 1.6 * np.quantile(losses, 0.6)
+    ax_f.set(xlabel="weight $w$", ylabel="loss", ylim=(-0.05 * top, top),
+             title=f"per-sample losses $f_i$ and their average (minimum at $w$ = {w_star:.2f})")
+    ax_f.legend(fontsize=8, loc="upper right", ncol=2)
+    ax_w.axhline(w_star, color=AVERAGE_COLOR, lw=1, label=f"minimum of $L$ ({w_star:.2f})")
+    ax_w.set(xlabel="training step", ylabel="weight $w$", title="iterates against training steps")
+    ax_w.legend(fontsize=8)
+    return _finish(fig, path, title)
+
+
+def plot_loss_paths(w: np.ndarray, b: np.ndarray, loss: np.ndarray, paths: dict[str, np.ndarray],
+                    optimum: tuple[float, float], path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """The article's second figure: optimizer paths over the contour lines of the full loss.
+
+    ``w, b, loss`` are grids of one shape (``np.meshgrid``); ``paths`` maps a
+    label to the ``(T, 2)`` array of ``(w_t, b_t)``. All paths should share
+    their first row; each end is marked with an ``x``, the minimum with a star.
+    Left: the whole grid. Right: a square around the minimum just large
+    enough to hold every end (the grid should be fine enough for it).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    first = next(iter(paths.values()))[0]
+    zoom = 1.3 * max(np.abs(p[-1] - optimum).max() for p in paths.values())
+    near = (np.abs(w - optimum[0]) <= zoom) & (np.abs(b - optimum[1]) <= zoom)
+    for ax, region in zip(axes, (loss, loss[near]), strict=True):
+        levels = np.quantile(region, np.linspace(0, 1, 30) ** 3)[1:]
+        ax.contour(w, b, loss, levels=levels, colors="0.6", linewidths=0.6)
+        for (label, p), color in zip(paths.items(), ("tab:blue", "tab:orange", "tab:green"),
+                                     strict=False):
+            ax.plot(p[:, 0], p[:, 1], ls=linestyle(label), lw=1.8, color=color, label=label)
+            ax.plot(*p[-1], "X", color=color, ms=11, mec="black", mew=0.8,
+                    label=f"end of {label.split()[0]}")
+        ax.plot(*optimum, "*", color=AVERAGE_COLOR, ms=15, mec="black", mew=0.5,
+                label="minimum of $L$", zorder=5)
+        ax.set(xlabel="weight $w$", ylabel="bias $b$")
+    axes[0].plot(*first, "o", color="black", ms=7, label="start")
+    axes[0].set_title("contour lines of the full loss $L(w, b)$")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[1].set(xlim=(optimum[0] - zoom, optimum[0] + zoom),
+                ylim=(optimum[1] - zoom, optimum[1] + zoom),
+                title="close to the minimum: where each run ends")
+    return _finish(fig, path, title)
+
+
+def plot_epochs(history: History, best_epoch: int, path: str | os.PathLike | None = None,
+                title: str | None = None) -> Figure:
+    """:func:`plot_history` with the epoch of the best validation accuracy marked."""
+    fig = plot_history(history, title=title)
+    for ax in fig.axes:
+        ax.axvline(best_epoch, color="0.4", ls="--", lw=1,
+                   label=f"best validation accuracy (epoch {best_epoch})")
+    fig.axes[1].legend(fontsize=8)
+    return _finish(fig, path, None)
+
+
+def plot_batch_sweep(runs: dict[str, History], path: str | os.PathLike | None = None,
+                     title: str | None = None) -> Figure:
+    """Loss after every epoch against epochs, training steps and seconds, one line per run.
+
+    ``runs`` maps a label (``"SGD (b=1)"``, ``"mini-batch b=32"``, ``"GD (full)"``)
+    to a :class:`History` whose ``val_loss`` is the loss to draw, measured after
+    each epoch. The x axes are ``epochs``, ``steps_at_epoch_end`` and the
+    cumulative ``epoch_seconds``.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.92, len(runs)))
+    for (label, h), color in zip(runs.items(), colors, strict=True):
+        style = {"ls": linestyle(label), "color": color, "lw": 1.6, "label": label}
+        axes[0].plot(range(1, h.epochs + 1), h.val_loss, **style)
+        axes[1].plot(h.steps_at_epoch_end, h.val_loss, **style)
+        axes[2].plot(np.cumsum(h.epoch_seconds), h.val_loss, **style)
+    axes[0].set(xlabel="epoch", ylabel="training loss (whole set, after each epoch)",
+                yscale="log", title="against epochs")
+    axes[1].set(xlabel="training steps", xscale="log", title="against training steps")
+    axes[2].set(xlabel="seconds", xscale="log", title="against wall-clock time")
+    axes[2].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, title)
+
+
+def plot_throughput(batch_sizes: list[int], throughput: dict[str, np.ndarray],
+                    path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """Samples per second of a training step against batch size, one line per backend.
+
+    ``throughput`` maps a label to the median throughput at each batch size.
+    Powers of two are marked with grey vertical lines. Right: for every power
+    of two ``p`` present with both neighbours, the ratio of its throughput to
+    the mean of those at ``p - 1`` and ``p + 1`` (1 = no advantage).
+    """
+    fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.5),
+                                       gridspec_kw={"width_ratios": [3, 2]})
+    sizes = np.asarray(batch_sizes)
+    powers = [p for p in sizes if p & (p - 1) == 0 and p - 1 in sizes and p + 1 in sizes]
+    for p in powers:
+        ax.axvline(p, color="0.85", lw=3, zorder=0)
+    width = 0.8 / max(len(throughput), 1)
+    for j, (label, rate) in enumerate(throughput.items()):
+        ax.plot(sizes, rate, "o-", ms=4, label=label)
+        ratios = [throughput_ratio(sizes, rate, p) for p in powers]
+        ax_ratio.bar(np.arange(len(powers)) + (j - (len(throughput) - 1) / 2) * width, ratios,
+                     width, label=label)
+    ax.set(xlabel="batch size (grey: powers of two)", ylabel="samples / second", xscale="log",
+           title="throughput of one training step (median)")
+    ax.set_xticks(sizes[sizes >= 2 ** 5], [str(s) for s in sizes[sizes >= 2 ** 5]], fontsize=7,
+                  rotation=90)
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+    ax_ratio.axhline(1.0, color="black", lw=1)
+    ax_ratio.set_xticks(range(len(powers)), [str(p) for p in powers])
+    ax_ratio.set(xlabel="power of two $p$", ylabel="throughput(p) / mean(p-1, p+1)",
+                 title="is the power of two faster than its neighbours?")
+    ax_ratio.legend(fontsize=8)
+    return _finish(fig, path, title)
+
+
+def throughput_ratio(batch_sizes: np.ndarray, rate: np.ndarray, p: int) -> float:
+    """``rate(p) / ((rate(p - 1) + rate(p + 1)) / 2)`` for batch sizes that hold all three."""
+    at = {int(b): r for b, r in zip(batch_sizes, rate, strict=True)}
+    return float(at[p] / ((at[p - 1] + at[p + 1]) / 2))
+
+
+def plot_accumulation(iteration_loss: dict[str, np.ndarray], step_loss: dict[str, np.ndarray],
+                      max_difference: float, path: str | os.PathLike | None = None,
+                      title: str | None = None) -> Figure:
+    """Loss against iterations (left) and against training steps (right) of two runs.
+
+    ``iteration_loss`` maps a label to the batch loss of every iteration,
+    ``step_loss`` to the loss of the rows behind every training step. Runs that
+    take the same steps coincide on the right and not on the left.
+    """
+    fig, (ax_it, ax_st) = plt.subplots(1, 2, figsize=(12, 4.3), sharey=True)
+    for (label, loss), ls in zip(iteration_loss.items(), ("-", "--"), strict=False):
+        ax_it.plot(np.arange(1, len(loss) + 1), loss, ls=ls, lw=1, label=label)
+    for (label, loss), (ls, lw) in zip(step_loss.items(), (("-", 3), ("--", 1.3)), strict=False):
+        ax_st.plot(np.arange(1, len(loss) + 1), loss, ls=ls, lw=lw, label=label)
+    ax_it.set(xlabel="iteration (forward + backward pass)", ylabel="loss", yscale="log",
+              title="against iterations: the runs look different")
+    ax_st.set(xlabel="training step (weight update)",
+              title=f"against steps: the same run (max weight difference {max_difference:.1e})")
+    for ax in (ax_it, ax_st):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, title)
+
+
+def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.ndarray,
+                chunks: list[str], chunk_peaks: np.ndarray, path: str | os.PathLike | None = None,
+                title: str | None = None) -> Figure:
+    """Memory of one training step against batch size, and full-batch GD in chunks.
+
+    Left: peak bytes allocated by one training step, measured and estimated,
+    against batch size. Right: peak bytes of one full-batch GD epoch computed
+    in the chunks named by ``chunks`` (``"one shot"`` first), as bars.
+    """
+    fig, (ax, ax_chunks) = plt.subplots(1, 2, figsize=(12, 4.3))
+    mib = 2.0 ** 20
+    ax.plot(batch_sizes, measured / mib, "o-", label="measured (tracemalloc peak)")
+    ax.plot(batch_sizes, estimated / mib, "s--", label="estimated from layer sizes")
+    ax.set(xlabel="batch size", ylabel="MiB", xscale="log", yscale="log",
+           title="memory of one training step")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    colors = ["tab:red"] + ["tab:blue"] * (len(chunks) - 1)
+    ax_chunks.bar(range(len(chunks)), chunk_peaks / mib, color=colors)
+    ax_chunks.set_xticks(range(len(chunks)), chunks, fontsize=8)
+    ax_chunks.set(xlabel="how the full batch is computed", ylabel="peak MiB during one epoch",
+                  yscale="log", title="full-batch GD: one shot vs accumulated chunks")
+    return _finish(fig, path, title)
