@@ -76,8 +76,9 @@ def plot_three_losses(w: np.ndarray, losses: np.ndarray, paths: dict[str, np.nda
     Left: ``f_i(w)`` for every column of ``losses: (m, n)`` over the grid
     ``w: (m,)``, their average ``L(w) = (1/n) sum_i f_i(w)`` in red, and the
     iterates ``w_t`` of each run in ``paths`` (label -> ``(T,)``) drawn on it
-    at ``(w_t, L(w_t))`` (for SGD runs only the last half, where they settle). Right: ``w_t`` against the training step, with the
-    minimum ``w_star`` of ``L`` as a horizontal line.
+    at ``(w_t, L(w_t))`` (for SGD runs only the last half, where they
+    settle). Right: ``w_t`` against the training step, with the minimum
+    ``w_star`` of ``L`` as a horizontal line.
     """
     fig, (ax_f, ax_w) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i in range(losses.shape[1]):
@@ -103,7 +104,8 @@ def plot_three_losses(w: np.ndarray, losses: np.ndarray, paths: dict[str, np.nda
 
 
 def plot_loss_paths(w: np.ndarray, b: np.ndarray, loss: np.ndarray, paths: dict[str, np.ndarray],
-                    optimum: tuple[float, float], path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+                    optimum: tuple[float, float], path: str | os.PathLike | None = None,
+                    title: str | None = None) -> Figure:
     """The article's second figure: optimizer paths over the contour lines of the full loss.
 
     ``w, b, loss`` are grids of one shape (``np.meshgrid``); ``paths`` maps a
@@ -153,12 +155,13 @@ def plot_batch_sweep(runs: dict[str, History], path: str | os.PathLike | None = 
 
     ``runs`` maps a label (``"SGD (b=1)"``, ``"mini-batch b=32"``, ``"GD (full)"``)
     to a :class:`History` whose ``val_loss`` is the loss to draw, measured after
-    each epoch. The x axes are ``epochs``, ``steps_at_epoch_end`` and the
+    each epoch (GD in black). The x axes are ``epochs``, ``steps_at_epoch_end`` and the
     cumulative ``epoch_seconds``.
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     colors = plt.cm.viridis(np.linspace(0, 0.92, len(runs)))
     for (label, h), color in zip(runs.items(), colors, strict=True):
+        color = "black" if label.startswith("GD") else color
         style = {"ls": linestyle(label), "color": color, "lw": 1.6, "label": label}
         axes[0].plot(range(1, h.epochs + 1), h.val_loss, **style)
         axes[1].plot(h.steps_at_epoch_end, h.val_loss, **style)
