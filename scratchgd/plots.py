@@ -177,37 +177,47 @@ def plot_batch_sweep(runs: dict[str, History], path: str | os.PathLike | None = 
 
 
 def plot_throughput(batch_sizes: list[int], throughput: dict[str, np.ndarray],
+                    interval: tuple[float, float] | None = None,
                     path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
     """Samples per second of a training step against batch size, one line per backend.
 
     ``throughput`` maps a label to the median throughput at each batch size.
-    Powers of two are marked with grey vertical lines. Right: for every power
-    of two ``p`` present with both neighbours, the ratio of its throughput to
-    the mean of those at ``p - 1`` and ``p + 1`` (1 = no advantage).
+    Runs of consecutive sizes (``31, 32, 33``) are drawn side by side with a
+    gap between runs, powers of two on grey. Right: for every power of two
+    ``p`` present with both neighbours, the ratio of its throughput to the mean
+    of those at ``p - 1`` and ``p + 1`` (1 = no advantage), with ``interval``
+    (a 95% interval of their mean) as a band when given.
     """
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.5),
                                        gridspec_kw={"width_ratios": [3, 2]})
     sizes = np.asarray(batch_sizes)
-    powers = [p for p in sizes if p & (p - 1) == 0 and p - 1 in sizes and p + 1 in sizes]
+    group = np.concatenate([[0], np.cumsum(np.diff(sizes) != 1)])
+    x = np.arange(len(sizes)) + group
+    powers = [int(p) for p in sizes if p & (p - 1) == 0 and p - 1 in sizes and p + 1 in sizes]
     for p in powers:
-        ax.axvline(p, color="0.85", lw=3, zorder=0)
+        ax.axvline(x[sizes == p][0], color="0.88", lw=12, zorder=0)
     width = 0.8 / max(len(throughput), 1)
     for j, (label, rate) in enumerate(throughput.items()):
-        ax.plot(sizes, rate, "o-", ms=4, label=label)
+        color = f"C{j}"
+        for g in np.unique(group):
+            ax.plot(x[group == g], rate[group == g], "o-", ms=5, color=color,
+                    label=label if g == 0 else None)
         ratios = [throughput_ratio(sizes, rate, p) for p in powers]
         ax_ratio.bar(np.arange(len(powers)) + (j - (len(throughput) - 1) / 2) * width, ratios,
-                     width, label=label)
-    ax.set(xlabel="batch size (grey: powers of two)", ylabel="samples / second", xscale="log",
-           title="throughput of one training step (median)")
-    ax.set_xticks(sizes[sizes >= 2 ** 5], [str(s) for s in sizes[sizes >= 2 ** 5]], fontsize=7,
-                  rotation=90)
-    ax.minorticks_off()
+                     width, color=color, label=label)
+    ax.set_xticks(x, [str(b) for b in sizes], fontsize=8)
+    ax.set(xlabel="batch size (grey: powers of two)", ylabel="samples / second",
+           title="throughput of training steps (median of repeats)")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax_ratio.axhline(1.0, color="black", lw=1)
+    if interval is not None:
+        ax_ratio.axhspan(*interval, color="0.85", zorder=0, label="95% interval of the mean ratio")
     ax_ratio.set_xticks(range(len(powers)), [str(p) for p in powers])
     ax_ratio.set(xlabel="power of two $p$", ylabel="throughput(p) / mean(p-1, p+1)",
                  title="is the power of two faster than its neighbours?")
-    ax_ratio.legend(fontsize=8)
+    ax_ratio.set_ylim(0.75, 1.25)
+    ax_ratio.legend(fontsize=8, loc="upper left")
     return _finish(fig, path, title)
 
 
