@@ -241,8 +241,9 @@ def plot_accumulation(iteration_loss: dict[str, np.ndarray], step_loss: dict[str
         ax_it.plot(np.arange(1, len(loss) + 1), loss, ls=ls, lw=1, label=label)
     for (label, loss), (ls, lw) in zip(step_loss.items(), (("-", 3), ("--", 1.3)), strict=False):
         ax_st.plot(np.arange(1, len(loss) + 1), loss, ls=ls, lw=lw, label=label)
+    counts = " vs ".join(str(len(loss)) for loss in iteration_loss.values())
     ax_it.set(xlabel="iteration (forward + backward pass)", ylabel="loss", yscale="log",
-              title="against iterations: the runs look different")
+              title=f"against iterations: {counts} iterations")
     ax_st.set(xlabel="training step (weight update)",
               title=f"against steps: the same run (max weight difference {max_difference:.1e})")
     for ax in (ax_it, ax_st):
@@ -260,17 +261,18 @@ def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.nda
     against batch size. Right: peak bytes of one full-batch GD epoch computed
     in the chunks named by ``chunks`` (``"one shot"`` first), as bars.
     """
-    fig, (ax, ax_chunks) = plt.subplots(1, 2, figsize=(12, 4.3))
+    fig, (ax, ax_chunks) = plt.subplots(1, 2, figsize=(12, 4.5))
     mib = 2.0 ** 20
     ax.plot(batch_sizes, measured / mib, "o-", label="measured (tracemalloc peak)")
     ax.plot(batch_sizes, estimated / mib, "s--", label="estimated from layer sizes")
-    ax.set(xlabel="batch size", ylabel="MiB", xscale="log", yscale="log",
-           title="memory of one training step")
+    ax.set(xlabel="batch size (rows)", ylabel="MiB", title="memory of one training step")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    colors = ["tab:red"] + ["tab:blue"] * (len(chunks) - 1)
-    ax_chunks.bar(range(len(chunks)), chunk_peaks / mib, color=colors)
+    colors = ["0.35"] + ["tab:blue"] * (len(chunks) - 1)
+    bars = ax_chunks.bar(range(len(chunks)), chunk_peaks / mib, color=colors)
+    ax_chunks.bar_label(bars, fmt="%.1f MiB", fontsize=8)
     ax_chunks.set_xticks(range(len(chunks)), chunks, fontsize=8)
-    ax_chunks.set(xlabel="how the full batch is computed", ylabel="peak MiB during one epoch",
-                  yscale="log", title="full-batch GD: one shot vs accumulated chunks")
+    ax_chunks.set(ylabel="peak MiB while training",
+                  title="full-batch GD: one shot vs accumulated chunks")
     return _finish(fig, path, title)
