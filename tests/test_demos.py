@@ -1,0 +1,135 @@
+"""Every demo runs with --quick, writes a real figure, and prints consistent measurements."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from scratchgd import kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 1437  # rows of sg.datasets.digits() at the default split
+
+
+def run_demo(name: str, out: Path) -> dict[str, str]:
+    """Run ``demos/<name>.py --quick --out out``; return its ``key: value`` lines."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, str(ROOT / "demos" / f"{name}.py"), "--quick",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = (line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    return {key: value for key, value in lines}
+
+
+def fields(value: str) -> dict[str, float]:
+    """``"steps=10 seconds=0.5"`` -> ``{"steps": 10.0, "seconds": 0.5}``."""
+    return {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", value)}
+
+
+def assert_real_figure(path: Path) -> None:
+    assert path.exists(), f"{path.name} was not written"
+    image = imread(path)
+    assert image.shape[0] >= 300 and image.shape[1] >= 400, image.shape
+    rgb = image[..., :3].reshape(-1, 3)
+    assert len(np.unique(rgb, axis=0)) > 50, "the figure is (nearly) one colour"
+    assert rgb.std() > 0.05
+
+
+def test_three_losses(tmp_path):
+    out = run_demo("three_losses", tmp_path)
+    assert_real_figure(tmp_path / "three_losses.png")
+    w_star = float(out["average_minimum"])
+    assert abs(w_star + 0.5) < 0.05
+    assert abs(float(out["average_minimum_on_grid"]) - w_star) < 0.02
+    minima = [float(out[f"f{i}_minimum"]) for i in (1, 2, 3)]
+    assert all(abs(m - w_star) > 0.5 for m in minima)  # each f_i's minimum lies elsewhere
+    assert min(minima) < w_star < max(minima)           # one of them on the other side
+    assert abs(float(out["gd_final"]) - w_star) < 1e-3
+    hover = float(out["sgd_constant_mean_distance_last_half"])
+    assert hover > 0.05                                  # constant rate: near, not at, the minimum
+    assert float(out["sgd_decaying_mean_distance_last_half"]) < hover / 3
+
+
+def test_gd_vs_sgd_path(tmp_path):
+    out = run_demo("gd_vs_sgd_path", tmp_path)
+    assert_real_figure(tmp_path / "gd_vs_sgd_path.png")
+    start, minimum = float(out["start_loss"]), float(out["minimum_loss"])
+    for run in ("gd", "sgd", "minibatch"):
+        assert minimum - 1e-12 <= float(out[f"{run}_end_loss"]) < start / 4
+    assert float(out["gd_end_distance"]) < 0.05
+    assert float(out["sgd_end_distance"]) > float(out["gd_end_distance"])
+    # the same number of steps covers more epochs the bigger the batch
+    assert float(out["gd_epochs"]) > float(out["minibatch_epochs"]) > float(out["sgd_epochs"])
+
+
+def test_epochs(tmp_path):
+    out = run_demo("epochs", tmp_path)
+    assert_real_figure(tmp_path / "epochs.png")
+    epochs, best = int(out["epochs"]), int(out["best_epoch"])
+    assert epochs == 5 and 1 <= best <= epochs
+    assert int(out["steps"]) == epochs * int(out["iterations_per_epoch"]) == epochs * 45
+    assert float(out["best_val_accuracy"]) >= float(out["final_val_accuracy"]) > 0.8
+    assert float(out["seconds_per_epoch_median"]) > 0
+
+
+def test_batch_size_sweep(tmp_path):
+    out = run_demo("batch_size_sweep", tmp_path)
+    assert_real_figure(tmp_path / "batch_size_sweep.png")
+    runs = {key[6:-1]: fields(value) for key, value in out.items() if key.startswith("batch[")}
+    assert set(runs) == {"1", "16", "256", "full"}
+    epochs = 2
+    for key, run in runs.items():
+        rows = N_TRAIN if key == "full" else int(key)
+        assert run["rows"] == rows
+        assert run["steps"] == epochs * math.ceil(N_TRAIN / rows)
+        assert 0 <= run["test_accuracy"] <= 1 and run["seconds"] > 0
+    # at equal epochs, more frequent updates get further than more accurate ones
+    assert runs["1"]["train_loss"] < runs["256"]["train_loss"] < runs["full"]["train_loss"]
+
+
+def test_powers_of_two(tmp_path):
+    out = run_demo("powers_of_two", tmp_path)
+    assert_real_figure(tmp_path / "powers_of_two.png")
+    labels = [f"{b} {d}" for b in kernels.BACKENDS for d in ("float64", "float32")]
+    for label in labels:  # every backend that exists was measured
+        rate = {b: float(out[f"throughput[{label}][{b}]"]) for b in (31, 32, 33, 63, 64, 65)}
+        assert all(r > 0 for r in rate.values())
+        for p in (32, 64):
+            expected = rate[p] / ((rate[p - 1] + rate[p + 1]) / 2)
+            assert float(out[f"ratio[{label}][{p}]"]) == pytest.approx(expected, rel=1e-4)
+    low, high = map(float, out["mean_ratio_95_interval"].split())
+    assert low <= high
+    word = "faster" if low > 1 else "slower" if high < 1 else "no measurable difference"
+    assert word in out["verdict"]
+
+
+def test_accumulation(tmp_path):
+    out = run_demo("accumulation", tmp_path)
+    assert_real_figure(tmp_path / "accumulation.png")
+    assert float(out["max_weight_difference"]) < 1e-10
+    assert float(out["max_step_loss_difference"]) < 1e-10
+    assert float(out["weight_change"]) > 1e-2  # the weights did move
+    assert int(out["steps_accumulated"]) == int(out["steps_big_batch"])
+    # 300 rows: 38 batches of 8 vs 10 of 32 per epoch, 2 epochs
+    assert (int(out["iterations_accumulated"]), int(out["iterations_big_batch"])) == (76, 20)
+
+
+def test_full_batch_memory(tmp_path):
+    out = run_demo("full_batch_memory", tmp_path)
+    assert_real_figure(tmp_path / "full_batch_memory.png")
+    steps = {int(key[11:-1]): fields(value) for key, value in out.items()
+             if key.startswith("step_bytes[")}
+    assert sorted(steps) == [1, 16, 256, N_TRAIN]
+    assert steps[N_TRAIN]["measured"] > 3 * steps[1]["measured"]  # memory grows with the batch
+    for step in steps.values():
+        assert 0.5 < step["ratio"] < 2  # the estimate is the right size
+    chunked = fields(out["chunked[64]"])
+    assert chunked["max_weight_difference"] < 1e-10
+    assert float(out["weight_change"]) > 1e-3
+    assert chunked["peak_bytes"] < float(out["one_shot_peak_bytes"]) / 2
