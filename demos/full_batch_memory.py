@@ -73,8 +73,8 @@ def main() -> None:
     report("estimated_bytes_per_row", float(estimate_step_bytes(SIZES, 1, 8)
                                             - estimate_step_bytes(SIZES, 0, 8)))
 
-    epochs = 2 if args.quick else 5
-    chunks = [64] if args.quick else [16, 64, 256]
+    epochs = 2 if args.quick else 3
+    chunks = [64] if args.quick else [32, 128, 512]
     one_shot = sg.MLP(SIZES, seed=0)
     peaks = [traced_peak(lambda: sg.fit(one_shot, train, sg.GD(LR), epochs=epochs, progress=False))]
     labels = [f"one shot\n(batch {n})"]
