@@ -7,6 +7,7 @@ read them and ``tests/test_demos.py`` can parse them.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 
 
@@ -26,3 +27,8 @@ def report(key: str, value: object) -> None:
     """Print one measurement as ``key: value`` (floats with 6 significant digits)."""
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
     print(f"{key}: {text}", flush=True)
+
+
+def machine() -> str:
+    """CPU cores and the 1-minute load average: timings mean little without them."""
+    return f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}"

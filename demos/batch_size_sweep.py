@@ -8,7 +8,7 @@ the final test accuracy of each batch size is printed as a table.
 """
 
 import numpy as np
-from _common import parse_args, report
+from _common import machine, parse_args, report
 
 import scratchgd as sg
 from scratchgd.plots import plot_batch_sweep
@@ -28,6 +28,7 @@ def main() -> None:
     sizes = [1, 16, 256, None] if args.quick else [2 ** i for i in range(11)] + [None]
     train, test = sg.datasets.digits(test_size=0.2, seed=0)
     runs = {}
+    report("machine", machine())
     for b in sizes:
         model = sg.MLP([64, 64, 10], seed=0)
         optimizer = sg.GD(LR) if b is None else sg.MiniBatchSGD(LR, batch_size=b)
@@ -42,7 +43,7 @@ def main() -> None:
                f"test_accuracy={accuracy:.4f}")
     plot_batch_sweep(runs, args.out / "batch_size_sweep.png",
                      title=f"digits, MLP [64, 64, 10], learning rate {LR}, {epochs} epochs "
-                           "for every batch size")
+                           f"for every batch size; {machine()}")
 
 
 if __name__ == "__main__":

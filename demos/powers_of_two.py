@@ -15,7 +15,7 @@ if the whole interval lies above 1.
 import time
 
 import numpy as np
-from _common import parse_args, report
+from _common import machine, parse_args, report
 
 import scratchgd as sg
 from scratchgd import kernels
@@ -77,6 +77,7 @@ def main() -> None:
             timings[config, b].append(seconds_per_epoch(config, b))
 
     throughput = {}
+    report("machine", machine())
     report("steps_per_measurement", steps)
     report("repeats", repeats)
     for config in configs:
@@ -101,7 +102,7 @@ def main() -> None:
     report("verdict", verdict)
     plot_throughput(sizes, throughput, (low, high), args.out / "powers_of_two.png",
                     title=f"MLP [64, 128, 10] on digits, mini-batch SGD; median of {repeats} "
-                          f"epochs of {steps} steps")
+                          f"epochs of {steps} steps; {machine()}")
 
 
 if __name__ == "__main__":
