@@ -40,8 +40,8 @@ def main() -> None:
         paths[label] = descend(model, data, optimizer, STEPS, seed=0)
     X1 = np.column_stack([data.X[:, 0], np.ones(N)])
     optimum = np.linalg.lstsq(X1, data.y[:, 0], rcond=None)[0]
-    w, b = np.meshgrid(np.linspace(-2.5, 3.5, 80 if args.quick else 300),
-                       np.linspace(-2.0, 3.0, 80 if args.quick else 300))
+    w, b = np.meshgrid(np.linspace(-2.5, 3.5, 80 if args.quick else 200),
+                       np.linspace(-2.0, 3.0, 80 if args.quick else 200))
     loss = linear_loss_surface(w, b, data)
     report("optimum_w", float(optimum[0]))
     report("optimum_b", float(optimum[1]))
