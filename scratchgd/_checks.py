@@ -74,6 +74,12 @@ def fits_in_memory(name: str, value: object, nbytes: int) -> None:
                          f"this machine's {physical_memory() / 2**30:.3g} GiB of memory")
 
 
+def instance(name: str, value: object, cls: type) -> None:
+    """Raise ``TypeError`` unless ``value`` is a ``cls`` (a scratchgd class)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a scratchgd.{cls.__name__}, got {type(value).__name__}")
+
+
 def finite_float(name: str, value: object, *, low: float, low_inclusive: bool,
                  high: float = np.inf, high_inclusive: bool = False) -> float:
     """Return ``value`` as a finite ``float`` inside the given bounds, else raise."""

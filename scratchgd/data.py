@@ -126,8 +126,7 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int | None = None, shuffle: bool = True,
                  drop_last: bool = False, replacement: bool = False, seed: int = 0) -> None:
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"dataset must be a scratchgd.Dataset, got {type(dataset).__name__}")
+        _checks.instance("dataset", dataset, Dataset)
         self.dataset = dataset
         self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
         self.shuffle = _checks.boolean("shuffle", shuffle)

@@ -15,8 +15,7 @@ def numerical_grads(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6,
     Perturbs one weight at a time of a float64 copy of ``model``; ``model``
     itself is not touched. Costs two forward passes per weight.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
+    _checks.instance("model", model, MLP)
     eps = _checks.finite_float("eps", eps, low=0.0, low_inclusive=False, high=1.0)
     model.loss_and_grads(X, y, reduction)  # validates X, y and reduction before the loops
     probe = model.copy(dtype=np.float64)
@@ -47,6 +46,7 @@ def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6) 
     gives about 1e-8 or less (the truncation error of the differences is
     ``O(eps**2)``, the rounding error ``O(1e-16 / eps)``).
     """
+    _checks.instance("model", model, MLP)
     _, grads = model.loss_and_grads(X, y)
     errors = []
     for g, g_num in zip(grads, numerical_grads(model, X, y, eps), strict=True):

@@ -84,10 +84,8 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
 
 def _check_data(model: MLP, data: Dataset, name: str) -> None:
     """Raise unless ``data`` is a Dataset that ``model`` can take."""
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
-    if not isinstance(data, Dataset):
-        raise TypeError(f"{name} must be a scratchgd.Dataset, got {type(data).__name__}")
+    _checks.instance("model", model, MLP)
+    _checks.instance(name, data, Dataset)
     if data.n_features != model.n_inputs:
         raise ValueError(f"{name} has {data.n_features} features but the model takes "
                          f"{model.n_inputs}")
@@ -98,8 +96,7 @@ def _check_data(model: MLP, data: Dataset, name: str) -> None:
 def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
                     accumulate: int | str, validation: Dataset | None, progress: bool,
                     seed: int) -> None:
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a scratchgd.MLP, got {type(model).__name__}")
+    _checks.instance("model", model, MLP)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
     _checks.positive_int("epochs", epochs)

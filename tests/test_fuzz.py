@@ -152,12 +152,16 @@ MODELS = {"cross_entropy": sg.MLP([3, 4, 2], seed=0),
           "mse": sg.MLP([3, 4, 2], loss="mse", seed=0, dtype=np.float32)}
 
 
-@fuzz(100)
+@fuzz(120)
 @given(loss=st.sampled_from(sorted(MODELS)),
-       method=st.sampled_from(["forward", "predict", "loss_and_grads", "gradient_check"]),
-       which=st.sampled_from(["X", "y", "reduction", "eps"]),
+       method=st.sampled_from(["forward", "predict", "loss_and_grads", "gradient_check",
+                               "evaluate"]),
+       which=st.sampled_from(["X", "y", "reduction", "eps", "model", "data"]),
        value=st.one_of(ANYTHING, st.just(np.full((2, 3), 1e39)), st.just(np.ones((2, 3))),
-                       st.just(np.array([0, 1])), st.just(np.array([0, 5]))))
+                       st.just(np.array([0, 1])), st.just(np.array([0, 5])),
+                       st.sampled_from([sg.Dataset(np.ones((2, 3)), [0, 1]),
+                                        sg.Dataset(np.ones((2, 4)), [0, 1]),
+                                        sg.Dataset(np.ones((2, 3)), np.ones((2, 2)))])))
 def test_model_methods(loss, method, which, value):
     model = MODELS[loss]
     before = weights(model)
@@ -166,15 +170,16 @@ def test_model_methods(loss, method, which, value):
     if method == "loss_and_grads":
         args["reduction"] = "mean"
     if method == "gradient_check":
-        args["eps"] = 1e-6
+        args.update(model=model, eps=1e-6)
     if method in ("forward", "predict"):
         args.pop("y")
+    if method == "evaluate":
+        args = {"model": model, "data": sg.Dataset(args["X"], y)}
     if which not in args:
         return
     args[which] = value
-    call = (lambda: sg.gradient_check(model, **args)) if method == "gradient_check" else (
-        lambda: getattr(model, method)(**args))
-    result = attempt(call, which)
+    function = getattr(sg, method) if "model" in args else getattr(model, method)
+    result = attempt(lambda: function(**args), which)
     assert unchanged(model, before)
     if result is not None and method == "loss_and_grads":
         loss_value, grads = result

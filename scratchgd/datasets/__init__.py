@@ -33,8 +33,7 @@ def stratified_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Da
     classes in proportion to their counts (largest remainders first); which
     rows of a class go is drawn from ``seed``. Both sets keep a random order.
     """
-    if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a scratchgd.Dataset, got {type(data).__name__}")
+    _checks.instance("data", data, Dataset)
     if not data.is_classification:
         raise ValueError(f"data must hold class labels to stratify by, got y of shape "
                          f"{data.y.shape}")
