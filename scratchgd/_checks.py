@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -104,6 +105,15 @@ def choice(name: str, value: object, options: tuple[str, ...]) -> str:
     return value
 
 
+def shuffle_mode(name: str, value: object) -> bool | str:
+    """Return ``value`` as ``True``/``False`` or ``"chunks"``, else raise."""
+    if isinstance(value, str):
+        return choice(name, value, ("chunks",))
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True, False or 'chunks', got {_show(value)}")
+    return bool(value)
+
+
 def real_matrix(name: str, value: object, *, ndim: tuple[int, ...] = (2,)) -> np.ndarray:
     """Return ``value`` as a real-valued array (bool, int or float) of an allowed ndim.
 
@@ -122,8 +132,36 @@ def real_matrix(name: str, value: object, *, ndim: tuple[int, ...] = (2,)) -> np
     return arr
 
 
+BLOCK_ELEMENTS = 1 << 20
+"""Elements per block of the chunked checks: their temporaries stay near 8 MB."""
+
+
+def row_blocks(arr: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, arr[start:start + m])`` for consecutive blocks of rows.
+
+    ``m`` rows hold about ``BLOCK_ELEMENTS`` values, so a check that builds a
+    temporary per block needs bounded memory even when ``arr`` is a memory map
+    of many gigabytes: only one block is read at a time.
+    """
+    row = max(1, arr.size // max(1, len(arr)))
+    m = max(1, BLOCK_ELEMENTS // row)
+    for start in range(0, len(arr), m):
+        yield start, arr[start:start + m]
+
+
 def all_finite(name: str, arr: np.ndarray) -> None:
-    """Raise ``ValueError`` if ``arr`` holds NaN or inf."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} must be finite, found {arr[bad]} at index {bad}")
+    """Raise ``ValueError`` if ``arr`` holds NaN or inf; checked block by block."""
+    if arr.dtype.kind != "f":
+        return
+    for start, block in row_blocks(arr):
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+            bad = (bad[0] + start, *bad[1:])
+            raise ValueError(f"{name} must be finite, found {arr[bad]} at index {bad}")
+
+
+def whole_numbers(arr: np.ndarray) -> bool:
+    """True if every value of ``arr`` is a whole number; checked block by block."""
+    return arr.dtype.kind not in "f" or all(np.array_equal(block, np.round(block))
+                                            for _, block in row_blocks(arr))

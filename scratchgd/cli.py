@@ -45,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an MLP and report test accuracy")
     train.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
                        help="embedded data set (default: digits)")
+    own = train.add_argument_group(
+        "your own data (instead of --dataset)",
+        "Files by extension: X.npy with --labels y.npy (memory-mapped, may be larger than "
+        "memory); data.npz with arrays 'X' and 'y'; data.csv (numbers only, last column "
+        "the class label, a header line is skipped); MNIST-style IDX images "
+        "(*-ubyte, *.idx, gzipped or not) with --labels for the IDX labels, pixels scaled to "
+        "[0, 1]. Without --test-data, a stratified 20% of the rows is held out for the test "
+        "accuracy (copied into memory; pass --test-data for files larger than memory).")
+    own.add_argument("--data", metavar="FILE", default=None, help="features, or features and labels")
+    own.add_argument("--labels", metavar="FILE", default=None, help="labels for .npy and IDX data")
+    own.add_argument("--test-data", metavar="FILE", default=None,
+                     help="a separate test set, in the same formats")
+    own.add_argument("--test-labels", metavar="FILE", default=None,
+                     help="labels of --test-data for .npy and IDX")
+    train.add_argument("--memory-budget", metavar="SIZE", default=None,
+                       help="bytes one training step may use, e.g. 64MB or 1.5GiB: gd computes "
+                       "its full batch in chunks that fit; other optimizers fail if their batch "
+                       "does not fit")
     train.add_argument("--optimizer", choices=tuple(DEFAULT_LR), default="minibatch",
                        help="gd = full batch, sgd = batch of 1, minibatch (default)")
     train.add_argument("--batch-size", type=int, default=None,
@@ -73,7 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(name: str, seed: int) -> tuple[Dataset, Dataset]:
+def _load(args: argparse.Namespace) -> tuple[Dataset, Dataset]:
+    if args.data is None:
+        if args.labels or args.test_data or args.test_labels:
+            raise ValueError("--labels, --test-data and --test-labels need --data")
+        return _embedded(args.dataset, args.seed)
+    data = Dataset.from_file(args.data, args.labels)
+    if not data.is_classification:
+        raise ValueError(f"{args.data}: the command line trains classifiers; y must be class "
+                         f"labels of shape (n,), got {data.y.shape}")
+    if args.test_data is None:
+        return datasets.stratified_split(data, test_size=0.2, seed=args.seed)
+    return data, Dataset.from_file(args.test_data, args.test_labels)
+
+
+def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
     data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
@@ -96,12 +128,13 @@ def _optimizer(args: argparse.Namespace) -> Optimizer:
 
 def train(args: argparse.Namespace) -> int:
     """Run ``scratchgd train``; return the exit status."""
-    train_set, test_set = _load(args.dataset, args.seed)
+    train_set, test_set = _load(args)
     optimizer = _optimizer(args)
-    model = MLP([train_set.n_features, *args.hidden, train_set.n_classes],
+    n_classes = max(train_set.n_classes, test_set.n_classes)
+    model = MLP([train_set.n_features, *args.hidden, n_classes],
                 activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
                 backend=args.backend)
-    print(f"{args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
+    print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         print(f"resuming from {args.checkpoint}")
@@ -109,7 +142,7 @@ def train(args: argparse.Namespace) -> int:
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
                   validation=test_set, progress=not args.no_progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                  resume=args.resume)
+                  resume=args.resume, memory_budget=args.memory_budget)
     seconds = time.perf_counter() - start
     if args.no_progress:
         for epoch in range(history.epochs):
@@ -123,7 +156,7 @@ def train(args: argparse.Namespace) -> int:
     if args.plot:
         from .plots import plot_history
 
-        plot_history(history, args.plot, title=f"{args.dataset}, {optimizer}")
+        plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
         print(f"wrote {args.plot}")
     return 0
 

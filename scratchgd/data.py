@@ -20,9 +20,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import _checks
+from . import _checks, io
+from .io import PathLike
 
 Index = slice | np.ndarray
+
+CHUNK_SIZE = 1024
+"""Default rows per block of ``shuffle="chunks"``."""
 
 
 class Dataset:
@@ -60,16 +64,51 @@ class Dataset:
         _checks.all_finite("y", y)
         if y.ndim == 1:
             if y.dtype.kind in "bf":
-                if not np.array_equal(y, np.round(y)):
+                if not _checks.whole_numbers(y):
                     raise ValueError("y with one dimension holds class labels and must be whole "
                                      "numbers; pass regression targets as shape (n, k)")
-                if np.abs(y).max() > 2**53:
-                    raise ValueError(f"y class labels must be below 2**53, found {np.abs(y).max()}")
+                largest = max(-float(y.min()), float(y.max()))   # streams; no |y| copy
+                if largest > 2**53:
+                    raise ValueError(f"y class labels must be below 2**53, found {largest}")
                 y = y.astype(np.int64)
             if y.min() < 0:
                 raise ValueError(f"y class labels must be >= 0, found {y.min()}")
         self.X = X
         self.y = y
+
+    @classmethod
+    def from_npy(cls, x_path: PathLike, y_path: PathLike, mmap: bool = True) -> Dataset:
+        """``X`` and ``y`` from two ``.npy`` files, memory-mapped read-only if ``mmap``.
+
+        With ``mmap`` nothing is loaded whole: the constructor's checks read the
+        file once in blocks of rows, and the data loader reads one batch at a time.
+        """
+        return cls(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap))
+
+    @classmethod
+    def from_npz(cls, path: PathLike, x_key: str = "X", y_key: str = "y") -> Dataset:
+        """Arrays ``x_key`` and ``y_key`` of a ``.npz`` archive (read into memory)."""
+        return cls(*io.read_npz(path, x_key, y_key))
+
+    @classmethod
+    def from_csv(cls, path: PathLike, label_column: int = -1, header: bool | None = None,
+                 delimiter: str = ",") -> Dataset:
+        """A table of numbers; column ``label_column`` holds the class labels (see ``io.read_csv``)."""
+        return cls(*io.read_csv(path, label_column, header, delimiter))
+
+    @classmethod
+    def from_idx(cls, images_path: PathLike, labels_path: PathLike, scale: bool = True) -> Dataset:
+        """MNIST / Fashion-MNIST IDX files, gzipped or not; ``X = pixels / 255`` (float32) if ``scale``.
+
+        ``X`` has shape ``(n, rows * cols)``. ``scale=False`` keeps the raw
+        pixels (0..255), memory-mapped when the file is uncompressed.
+        """
+        return cls(*io.read_idx_pair(images_path, labels_path, scale))
+
+    @classmethod
+    def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None) -> Dataset:
+        """Any of the formats above, chosen by the file's extension (see ``io.read_any``)."""
+        return cls(*io.read_any(data_path, labels_path))
 
     def __len__(self) -> int:
         return len(self.X)
@@ -105,9 +144,19 @@ class DataLoader:
     dataset : Dataset
     batch_size : int or None
         Rows per batch. ``None`` means all ``n`` rows (full batch).
-    shuffle : bool
-        Draw a fresh random permutation of the rows at the start of every epoch.
-        Without it the rows come in order, as contiguous slices (no copy).
+    shuffle : bool or "chunks"
+        ``True``: draw a fresh random permutation of the rows at the start of
+        every epoch. ``False``: the rows come in order, as contiguous slices (no
+        copy). ``"chunks"``: cut the rows into contiguous blocks of
+        ``chunk_size``, shuffle the order of the blocks and the rows within each
+        block, every epoch. A batch then reads from one or two blocks of the
+        file instead of from all over it, which a memory-mapped file on disk
+        serves with sequential reads; the price is less randomness: rows of
+        one block travel together, so if the file is sorted (say by class) the
+        batches are too. Shuffle such a file once on disk, or use a block much
+        larger than a batch.
+    chunk_size : int
+        Rows per block for ``shuffle="chunks"``.
     drop_last : bool
         Drop the last batch if it is shorter than ``batch_size``.
     replacement : bool
@@ -124,12 +173,14 @@ class DataLoader:
     ``drop_last``. Only the last batch may be short.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int | None = None, shuffle: bool = True,
-                 drop_last: bool = False, replacement: bool = False, seed: int = 0) -> None:
+    def __init__(self, dataset: Dataset, batch_size: int | None = None, shuffle: bool | str = True,
+                 drop_last: bool = False, replacement: bool = False, seed: int = 0,
+                 chunk_size: int = CHUNK_SIZE) -> None:
         _checks.instance("dataset", dataset, Dataset)
         self.dataset = dataset
         self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
-        self.shuffle = _checks.boolean("shuffle", shuffle)
+        self.shuffle = _checks.shuffle_mode("shuffle", shuffle)
+        self.chunk_size = _checks.positive_int("chunk_size", chunk_size)
         self.drop_last = _checks.boolean("drop_last", drop_last)
         self.replacement = _checks.boolean("replacement", replacement)
         self.rng = np.random.default_rng(_checks.seed("seed", seed))
@@ -147,15 +198,24 @@ class DataLoader:
     def epoch_order(self) -> np.ndarray | None:
         """Draw the row order of one epoch: the rows its batches take, in turn.
 
-        A fresh permutation of ``0..n-1`` with ``shuffle``; ``len(loader) * b``
-        rows drawn uniformly with ``replacement``; ``None`` (rows in order, read
-        as contiguous slices) otherwise. Advances the loader's generator, so
-        each call draws the next epoch.
+        A fresh permutation of ``0..n-1`` with ``shuffle=True``; with
+        ``shuffle="chunks"`` the blocks ``[s, s + c)``, ``s = 0, c, 2c, ...``,
+        in random order, each block's rows in random order (still a permutation);
+        ``len(loader) * b`` rows drawn uniformly with ``replacement``; ``None``
+        (rows in order, read as contiguous slices) otherwise. Advances the
+        loader's generator, so each call draws the next epoch.
         """
         n = len(self.dataset)
         if self.replacement:
             return self.rng.integers(0, n, size=len(self) * self.rows_per_batch)
-        return self.rng.permutation(n) if self.shuffle else None
+        if self.shuffle != "chunks":
+            return self.rng.permutation(n) if self.shuffle else None
+        order, filled = np.empty(n, dtype=np.intp), 0
+        for start in self.rng.permutation(np.arange(0, n, self.chunk_size)):
+            size = min(self.chunk_size, n - start)
+            order[filled:filled + size] = start + self.rng.permutation(size)
+            filled += size
+        return order
 
     def batch_index(self, order: np.ndarray | None, iteration: int) -> Index:
         """Rows of batch ``iteration`` (0-based) of an epoch drawn as ``order``.
@@ -182,4 +242,4 @@ class DataLoader:
 
     def __repr__(self) -> str:
         return (f"DataLoader(n={len(self.dataset)}, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, iterations={len(self)})")
+                f"shuffle={self.shuffle!r}, drop_last={self.drop_last}, iterations={len(self)})")

@@ -135,7 +135,7 @@ class MLP:
         _checks.all_finite(name, y)
         k = self.n_outputs
         if self.loss == "cross_entropy":
-            if y.ndim != 1 or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+            if y.ndim != 1 or not _checks.whole_numbers(y):
                 raise ValueError(f"{name} must be integer class labels of shape (n,) for "
                                  f"cross_entropy, got {y.dtype} {y.shape}")
             if n and (y.min() < 0 or y.max() >= k):

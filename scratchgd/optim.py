@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .data import DataLoader, Dataset
+from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
 
@@ -35,22 +35,28 @@ class Optimizer:
         Rows per iteration; ``None`` is the full data set.
     momentum : float
         ``mu`` in ``[0, 1)``.
-    shuffle : bool
-        Whether the loader draws a fresh permutation every epoch.
+    shuffle : bool or "chunks"
+        Whether the loader draws a fresh permutation every epoch; ``"chunks"``
+        shuffles blocks of ``chunk_size`` contiguous rows and the rows within
+        them (sequential reads from a memory-mapped file; see ``DataLoader``).
+    chunk_size : int
+        Rows per block for ``shuffle="chunks"``.
     """
 
     def __init__(self, lr: float, batch_size: int | None, momentum: float = 0.0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool | str = True, chunk_size: int = CHUNK_SIZE) -> None:
         self.lr = _checks.finite_float("lr", lr, low=0.0, low_inclusive=False)
         self.batch_size = _checks.positive_int("batch_size", batch_size, allow_none=True)
         self.momentum = _checks.finite_float("momentum", momentum, low=0.0, low_inclusive=True,
                                              high=1.0)
-        self.shuffle = _checks.boolean("shuffle", shuffle)
+        self.shuffle = _checks.shuffle_mode("shuffle", shuffle)
+        self.chunk_size = _checks.positive_int("chunk_size", chunk_size)
         self.velocity: list[np.ndarray] | None = None
 
     def loader(self, data: Dataset, seed: int = 0) -> DataLoader:
         """The data loader this optimizer draws its batches from."""
-        return DataLoader(data, batch_size=self.batch_size, shuffle=self.shuffle, seed=seed)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=self.shuffle, seed=seed,
+                          chunk_size=self.chunk_size)
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
@@ -95,13 +101,16 @@ class GD(Optimizer):
 class SGD(Optimizer):
     """Stochastic gradient descent: every step sees one randomly drawn sample."""
 
-    def __init__(self, lr: float, momentum: float = 0.0) -> None:
-        super().__init__(lr, batch_size=1, momentum=momentum, shuffle=True)
+    def __init__(self, lr: float, momentum: float = 0.0, shuffle: bool | str = True,
+                 chunk_size: int = CHUNK_SIZE) -> None:
+        super().__init__(lr, batch_size=1, momentum=momentum, shuffle=shuffle,
+                         chunk_size=chunk_size)
 
 
 class MiniBatchSGD(Optimizer):
     """Mini-batch SGD: every step sees ``batch_size`` randomly drawn rows."""
 
     def __init__(self, lr: float, batch_size: int = 32, momentum: float = 0.0,
-                 shuffle: bool = True) -> None:
-        super().__init__(lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle)
+                 shuffle: bool | str = True, chunk_size: int = CHUNK_SIZE) -> None:
+        super().__init__(lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle,
+                         chunk_size=chunk_size)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, memory
 from . import checkpoint as _ckpt
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
@@ -155,7 +155,8 @@ class _Position:
 def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         accumulate: int | str = 1, validation: Dataset | None = None, progress: bool = True,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int | str = "epoch", resume: bool = False) -> History:
+        checkpoint_every: int | str = "epoch", resume: bool = False,
+        memory_budget: int | str | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -201,6 +202,13 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         bit, those of a run never interrupted -- except ``epoch_seconds``, whose
         interrupted epoch counts only the time after the restart. Without
         ``resume`` an existing checkpoint is overwritten by the fresh run.
+    memory_budget : int or str, optional
+        Bytes one training step may use (``"64MB"``, ``"1.5GiB"``; see
+        ``scratchgd.memory.estimate``). With ``GD`` the full batch is computed in
+        the largest chunks of rows that fit, accumulated into one step per epoch:
+        the same update as one full batch (``History.iterations`` counts the
+        chunks). Other optimizers keep their batch size and raise ``ValueError``
+        if a batch does not fit.
 
     Raises
     ------
@@ -213,6 +221,9 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     loader = optimizer.loader(data, seed=seed)
+    if memory_budget is not None:
+        loader, accumulate = memory.budget_loader(model, data, optimizer, loader, accumulate,
+                                                  memory_budget)
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
     k = len(loader) if accumulate == "epoch" else accumulate
