@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def read_npz(path: PathLike, x_key: str = "X", y_key: str = "y") -> tuple[np.nda
                 raise ValueError(f"{path}: no array named {missing[0]!r}; the archive holds "
                                  f"{archive.files} (choose with x_key= and y_key=)")
             return archive[x_key], archive[y_key]
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable .npz archive: {exc}") from None
     except ValueError as exc:
         if str(exc).startswith(str(path)):
