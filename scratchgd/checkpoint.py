@@ -182,7 +182,8 @@ def _plain(value: Any) -> int | float:
 def optimizer_settings(optimizer: Any) -> dict[str, Any]:
     """The settings of ``optimizer`` a checkpoint records and a resume must match."""
     return {"type": type(optimizer).__name__, "lr": optimizer.lr, "momentum": optimizer.momentum,
-            "batch_size": optimizer.batch_size, "shuffle": optimizer.shuffle}
+            "batch_size": optimizer.batch_size, "shuffle": optimizer.shuffle,
+            "chunk_size": optimizer.chunk_size}
 
 
 @dataclass

@@ -59,13 +59,16 @@ OPTIMIZERS = {
     "minibatch+momentum": lambda: sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9),
     "sgd": lambda: sg.SGD(lr=0.05),
     "gd+momentum": lambda: sg.GD(lr=0.5, momentum=0.5),
+    "minibatch+chunks": lambda: sg.MiniBatchSGD(lr=0.1, batch_size=16, shuffle="chunks",
+                                                chunk_size=10),
 }
 
 
 CASES = ([("minibatch+momentum", every, accumulate) for every in ("epoch", 1, 4)
           for accumulate in (1, 3, "epoch")]
          + [("sgd", "epoch", 1), ("sgd", 7, 3), ("sgd", 20, 1),
-            ("gd+momentum", "epoch", 1), ("gd+momentum", 1, 1), ("gd+momentum", 1, "epoch")])
+            ("gd+momentum", "epoch", 1), ("gd+momentum", 1, 1), ("gd+momentum", 1, "epoch"),
+            ("minibatch+chunks", 2, 1)])
 
 
 @pytest.mark.parametrize("name, every, accumulate", CASES)
