@@ -111,3 +111,13 @@ def test_budget_for_minibatch_is_a_limit_not_a_change():
     history = sg.fit(model, data, sg.MiniBatchSGD(0.1, batch_size=32), epochs=1,
                      memory_budget="64MB", progress=False)
     assert history.iterations == 7
+
+
+@pytest.mark.parametrize("kwargs, error", [({"model": "mlp"}, TypeError),
+                                           ({"optimizer": "sgd"}, TypeError),
+                                           ({"batch_size": 0}, ValueError),
+                                           ({"dtype": np.int32}, ValueError)])
+def test_estimate_checks_its_arguments(kwargs, error):
+    arguments = {"model": sg.MLP([4, 3, 2]), "batch_size": 8, **kwargs}
+    with pytest.raises(error, match=next(iter(kwargs))):
+        memory.estimate(**arguments)
