@@ -27,12 +27,18 @@ LOSSES = ("cross_entropy", "mse")
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """Numerically stable ``log softmax(z)`` along the last axis.
 
-    ``log softmax(z)_j = (z_j - m) - log sum_c exp(z_c - m)`` with
-    ``m = max_c z_c``: subtracting the row maximum keeps every ``exp`` <= 1,
-    so nothing overflows, and the result is the same for any shift ``m``.
+    ``log softmax(z)_j = (z_j - m) - log(1 + sum_{c != c*} exp(z_c - m))`` with
+    ``m = z_{c*} = max_c z_c``: subtracting the row maximum keeps every ``exp``
+    <= 1, so nothing overflows; the maximum's own term ``exp(0) = 1`` is taken
+    out of the sum and added back by ``log1p``, so a confident prediction
+    (a loss near 0) keeps its full relative precision.
     """
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    top = z.argmax(axis=1)
+    rows = np.arange(len(z))
+    shifted = z - z[rows, top][:, None]
+    others = np.exp(shifted)
+    others[rows, top] = 0
+    return shifted - np.log1p(others.sum(axis=1, keepdims=True))
 
 
 def cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
