@@ -10,6 +10,8 @@ prints the largest weight difference).
 """
 
 import tracemalloc
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from _common import parse_args, report
@@ -37,7 +39,7 @@ def estimate_step_bytes(sizes: list[int], n: int, itemsize: int) -> int:
     return itemsize * (params + n * sum(sizes) + 3 * n * max(sizes[1:]) + 2 * params)
 
 
-def traced_peak(run: callable) -> int:
+def traced_peak(run: Callable[[], object]) -> int:
     """Peak bytes allocated (through Python's allocator, NumPy included) while ``run()`` runs."""
     tracemalloc.start()
     try:
@@ -76,13 +78,13 @@ def main() -> None:
     epochs = 2 if args.quick else 3
     chunks = [64] if args.quick else [32, 128, 512]
     one_shot = sg.MLP(SIZES, seed=0)
-    peaks = [traced_peak(lambda: sg.fit(one_shot, train, sg.GD(LR), epochs=epochs, progress=False))]
+    peaks = [traced_peak(partial(sg.fit, one_shot, train, sg.GD(LR), epochs=epochs, progress=False))]
     labels = [f"one shot\n(batch {n})"]
     for chunk in chunks:
         model = sg.MLP(SIZES, seed=0)
         optimizer = sg.MiniBatchSGD(LR, batch_size=chunk, shuffle=False)
-        peaks.append(traced_peak(lambda m=model, o=optimizer: sg.fit(
-            m, train, o, epochs=epochs, accumulate="epoch", progress=False)))
+        peaks.append(traced_peak(partial(sg.fit, model, train, optimizer, epochs=epochs,
+                                         accumulate="epoch", progress=False)))
         difference = max(float(np.abs(a - b).max())
                          for a, b in zip(model.params, one_shot.params, strict=True))
         report(f"chunked[{chunk}]", f"max_weight_difference={difference:.3g} "

@@ -1,4 +1,9 @@
-"""Figures of training runs (matplotlib; the Agg backend when there is no display)."""
+"""Figures of training runs (matplotlib; the Agg backend when there is no display).
+
+:func:`plot_history` draws one run. The other functions draw the figures of
+the demos in ``demos/``, one per idea of the article, in its conventions: the
+average loss in red; GD solid, SGD dotted, mini-batch SGD dashed.
+"""
 
 from __future__ import annotations
 
