@@ -2,11 +2,11 @@
 
 Left: the memory one training step needs (draw the batch, forward, loss,
 backward, update), measured with ``tracemalloc`` and estimated from the layer
-sizes, against batch size: it grows linearly, so a full batch of a large data
-set does not fit. Right: full-batch gradient descent computed in chunks with
-``fit(..., accumulate="epoch")`` needs the memory of one chunk, not of the
-whole set, and takes the same steps as the one-shot full batch (the demo
-prints the largest weight difference).
+sizes by ``scratchgd.memory.estimate``, against batch size: it grows
+linearly, so a full batch of a large data set does not fit. Right: full-batch
+gradient descent computed in chunks with ``fit(..., accumulate="epoch")``
+needs the memory of one chunk, not of the whole set, and takes the same steps
+as the one-shot full batch (the demo prints the largest weight difference).
 """
 
 import tracemalloc
@@ -17,26 +17,10 @@ import numpy as np
 from _common import parse_args, report
 
 import scratchgd as sg
+from scratchgd import memory
 from scratchgd.plots import plot_memory
 
 SIZES, LR = [64, 256, 256, 10], 0.1
-
-
-def estimate_step_bytes(sizes: list[int], n: int, itemsize: int) -> int:
-    """Bytes of one training step of an MLP ``sizes`` on ``n`` rows, counted from layer sizes.
-
-    A rough count, written for this demo (switch to ``scratchgd.memory.estimate``,
-    which walks the reference code array by array, once it is in the package)::
-
-        P                      the weights and biases
-        + n * sum(sizes)       the batch a_0 and every layer output kept for backprop
-        + 3 n * max(sizes[1:]) delta and two temporaries of its shape while it moves back
-        + 2 P                  the gradients, and the new weights the update builds
-
-    all times ``itemsize`` bytes per number.
-    """
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    return itemsize * (params + n * sum(sizes) + 3 * n * max(sizes[1:]) + 2 * params)
 
 
 def traced_peak(run: Callable[[], object]) -> int:
@@ -50,15 +34,24 @@ def traced_peak(run: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-def one_step_bytes(data: sg.Dataset, n: int) -> int:
-    """Measured memory of one training step on ``n`` rows, the model's weights included."""
+def one_step_bytes(data: sg.Dataset, n: int) -> tuple[int, int]:
+    """Memory of one training step on ``n`` rows, the weights included: (measured, estimated).
+
+    Measured: the weights' bytes plus the ``tracemalloc`` peak while the step
+    draws (copies) its batch, computes the gradients and updates the weights.
+    Estimated: :func:`scratchgd.memory.estimate`, counted from the layer sizes
+    by walking the reference code array by array (it leaves out the copy of
+    the weights the update builds, which matters only for small batches).
+    """
+    model = sg.MLP(SIZES, seed=0)
+    optimizer = sg.MiniBatchSGD(LR, batch_size=n)
+
     def run() -> None:
-        model = sg.MLP(SIZES, seed=0)
-        optimizer = sg.MiniBatchSGD(LR, batch_size=n)
-        X, y = next(iter(optimizer.loader(data)))  # draws (copies) one batch of n rows
+        X, y = next(iter(optimizer.loader(data)))
         _, grads = model.loss_and_grads(X, y)
         optimizer.step(model.params, grads)
-    return traced_peak(run)
+    weights = sum(p.nbytes for p in model.params)
+    return weights + traced_peak(run), memory.estimate(model, n)
 
 
 def main() -> None:
@@ -66,14 +59,13 @@ def main() -> None:
     train, _ = sg.datasets.digits(test_size=0.2, seed=0)
     n = len(train)
     batch_sizes = np.array([1, 16, 256, n] if args.quick else [1, 4, 16, 64, 256, 1024, n])
-    measured = np.array([one_step_bytes(train, int(b)) for b in batch_sizes], dtype=float)
-    estimated = np.array([estimate_step_bytes(SIZES, int(b), 8) for b in batch_sizes], dtype=float)
+    measured, estimated = np.array([one_step_bytes(train, int(b)) for b in batch_sizes],
+                                   dtype=float).T
     for b, m, e in zip(batch_sizes, measured, estimated, strict=True):
         report(f"step_bytes[{b}]", f"measured={m:.0f} estimated={e:.0f} ratio={m / e:.3f}")
     slope = np.polyfit(batch_sizes, measured, 1)[0]
     report("measured_bytes_per_row", float(slope))
-    report("estimated_bytes_per_row", float(estimate_step_bytes(SIZES, 1, 8)
-                                            - estimate_step_bytes(SIZES, 0, 8)))
+    report("estimated_bytes_per_row", float(np.polyfit(batch_sizes, estimated, 1)[0]))
 
     epochs = 2 if args.quick else 3
     chunks = [64] if args.quick else [32, 128, 512]

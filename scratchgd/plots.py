@@ -269,7 +269,7 @@ def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.nda
     fig, (ax, ax_chunks) = plt.subplots(1, 2, figsize=(12, 4.5))
     mib = 2.0 ** 20
     ax.plot(batch_sizes, measured / mib, "o-", label="measured (tracemalloc peak)")
-    ax.plot(batch_sizes, estimated / mib, "s--", label="estimated from layer sizes")
+    ax.plot(batch_sizes, estimated / mib, "s--", label="estimated (scratchgd.memory.estimate)")
     ax.set(xlabel="batch size (rows)", ylabel="MiB", title="memory of one training step")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)

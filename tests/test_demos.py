@@ -127,8 +127,8 @@ def test_full_batch_memory(tmp_path):
              if key.startswith("step_bytes[")}
     assert sorted(steps) == [1, 16, 256, N_TRAIN]
     assert steps[N_TRAIN]["measured"] > 3 * steps[1]["measured"]  # memory grows with the batch
-    for step in steps.values():
-        assert 0.5 < step["ratio"] < 2  # the estimate is the right size
+    for b, step in steps.items():  # scratchgd.memory.estimate leaves out the update's copy
+        assert abs(step["ratio"] - 1) < (0.05 if b >= 256 else 0.5), (b, step)
     chunked = fields(out["chunked[64]"])
     assert chunked["max_weight_difference"] < 1e-10
     assert float(out["weight_change"]) > 1e-3
