@@ -12,6 +12,16 @@ import scratchgd as sg
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: threads only add spin-waiting, which on a busy 2-core
+    machine made one test take a minute instead of seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 ACT = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
