@@ -229,6 +229,16 @@ class DataLoader:
             return slice(start, min(start + b, len(self.dataset)))
         return order[start:start + b]
 
+    def batch_bounds(self, order: np.ndarray | None) -> np.ndarray:
+        """Where each batch of an epoch drawn as ``order`` starts, and where the last ends.
+
+        Batch ``i`` takes positions ``[bounds[i], bounds[i + 1])`` of the order
+        (the same rows as :meth:`batch_index`): ``bounds[i] = min(i b, m)`` for
+        ``i = 0..len(loader)``, ``m`` the length of ``order`` (``n`` for ``None``).
+        """
+        total = len(self.dataset) if order is None else len(order)
+        return np.minimum(np.arange(len(self) + 1) * self.rows_per_batch, total)
+
     def batch_indices(self) -> Iterator[Index]:
         """One epoch of row indices: a slice or an index array per batch."""
         order = self.epoch_order()

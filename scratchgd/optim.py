@@ -67,9 +67,7 @@ class Optimizer:
             If the new weights would not all be finite; nothing is changed then.
         """
         if self.momentum:
-            if self.velocity is None:
-                self.velocity = [np.zeros_like(p) for p in params]
-            new_velocity = [self.momentum * v + g for v, g in zip(self.velocity, grads,
+            new_velocity = [self.momentum * v + g for v, g in zip(self.buffers(params), grads,
                                                                   strict=True)]
         else:
             new_velocity = grads
@@ -81,6 +79,12 @@ class Optimizer:
         if self.momentum:
             for v, new_v in zip(self.velocity, new_velocity, strict=True):
                 v[...] = new_v
+
+    def buffers(self, params: list[np.ndarray]) -> list[np.ndarray]:
+        """The momentum buffers ``v``, one per parameter, created as zeros on first use."""
+        if self.velocity is None:
+            self.velocity = [np.zeros_like(p) for p in params]
+        return self.velocity
 
     def reset(self) -> None:
         """Forget the momentum buffers (before training a fresh model)."""

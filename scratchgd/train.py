@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,8 @@ from .mlp import MLP
 from .optim import Optimizer
 
 EVAL_BATCH = 1024
+SPAN_ROWS = 16384
+"""Rows per call of the compiled training kernel (backend "numba"), about."""
 
 
 @dataclass
@@ -317,6 +320,9 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
     iteration), so the span ends with no gradient left half-accumulated and a
     checkpoint can be written after it.
     """
+    if model.backend == "numba":
+        _run_span_compiled(model, optimizer, loader, y, k, history, at, stop, bar)
+        return
     grad_sum, rows = None, 0
     last = len(loader)
     while at.iteration < stop:
@@ -354,6 +360,54 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
                                 ) from None
             history.steps += 1
             grad_sum, rows = None, 0
+
+
+def spans(first: int, stop: int, k: int, rows_per_batch: int) -> Iterator[tuple[int, int]]:
+    """Cut iterations ``[first, stop)`` of an epoch into runs of whole training steps.
+
+    Every run ``[start, end)`` but the last holds a multiple of ``k``
+    iterations and about ``SPAN_ROWS`` rows (at least ``k`` iterations), so
+    with ``first`` on a step boundary every run starts on one, and the
+    progress bar moves every few milliseconds.
+    """
+    size = k * max(1, SPAN_ROWS // (k * rows_per_batch))
+    for start in range(first, stop, size):
+        yield start, min(start + size, stop)
+
+
+def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
+                       k: int, history: History, at: _Position, stop: int, bar: tqdm) -> None:
+    """:func:`_run_span` for backend "numba": the same cycle, run by compiled code.
+
+    Each run of :func:`spans` is one call of ``kernels.compiled.fit_span``,
+    which draws the batches of ``at.order``, predicts, backpropagates,
+    accumulates and steps exactly as :func:`_run_span` does, and hands back
+    every batch's loss sum and correct count; ``history`` and ``at`` are then
+    advanced as :func:`_run_span` advances them, batch by batch.
+    """
+    bounds = loader.batch_bounds(at.order)
+    velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+    for start, end in spans(at.iteration, stop, k, loader.rows_per_batch):
+        loss_sums, hits, steps, status = model._kernels.fit_span(
+            model.params, velocity, loader.dataset.X, y, at.order, bounds, start, end, k,
+            optimizer.lr, optimizer.momentum, model.activation, model.loss)
+        done = len(hits)
+        rows = np.diff(bounds[start:start + done + 1])
+        at.iteration += done
+        history.iterations += done
+        history.samples_seen += int(rows.sum())
+        history.steps += steps
+        history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
+        at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as above
+        at.correct += int(hits.sum())
+        bar.update(done)
+        if status == 1:
+            at.iteration += 1
+            rows = bounds[start + done + 1] - bounds[start + done]
+            raise _diverged(at, loss_sums[done] / rows, optimizer, history, "is not finite")
+        if status == 2:
+            raise _diverged(at, loss_sums[done - 1] / rows[-1], optimizer, history,
+                            "leads to an update that would make the weights non-finite")
 
 
 def _diverged(at: _Position, loss: float, optimizer: Optimizer, history: History,

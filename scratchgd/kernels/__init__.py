@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-BACKENDS = {"numpy": "scratchgd.kernels.reference"}
+BACKENDS = {"numpy": "scratchgd.kernels.reference", "numba": "scratchgd.kernels.compiled"}
 
 
 def load(name: str) -> ModuleType:

@@ -1,0 +1,43 @@
+"""benchmarks/compare.py runs and prints a well-formed table (never checks the speed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_compare_quick_prints_a_well_formed_table():
+    pytest.importorskip("threadpoolctl")
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--rounds", "1",
+               "--workloads", "W1", "--w1-batches", "8,full", "--threads", "1",
+               "--runners", "scratchgd-numba,scratchgd-numpy,naive-numpy,torch-manual,sklearn"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "| case | runner | threads | s/epoch | µs/step | accuracy | ÷ numba | runs |" in lines
+    rows = [line for line in lines if line.startswith("| W1 ")]
+    runners = {line.split("|")[2].strip() for line in rows}
+    assert {"scratchgd-numba", "scratchgd-numpy", "naive-numpy"} <= runners
+    number = r"\s*(nan|\d+(\.\d+)?)\s*"
+    for line in rows:
+        cells = line.split("|")[1:-1]
+        assert len(cells) == 8, line
+        if "fastest peer" not in line:
+            assert cells[1].strip() in runners
+            for cell in cells[3:7]:
+                assert re.fullmatch(number, cell), line
+            assert 0.0 <= float(cells[5]) <= 1.0
+    for case in ("W1 float32 b=8", "W1 float32 b=full"):
+        numba_row = next(r for r in rows if r.startswith(f"| {case} | scratchgd-numba"))
+        assert float(numba_row.split("|")[7]) == 1.0  # the ratio column is relative to numba
+    assert any(line.startswith("runs dropped in the slow state") for line in lines)
+    assert any(line.startswith("matrix-multiply ceiling") for line in lines)
