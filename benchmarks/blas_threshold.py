@@ -31,7 +31,8 @@ from scratchgd.kernels import compiled  # noqa: E402
 def epoch_ms(model: sg.MLP, data: sg.Dataset, batch_size: int, blas: bool) -> float:
     loader = sg.DataLoader(data, batch_size=batch_size, seed=0)
     y = model.check_y(data.y, len(data))
-    order, bounds = loader.epoch_plan()
+    order = loader.epoch_order()
+    bounds = loader.batch_bounds(order)
     start = time.perf_counter()
     compiled.fit_span(model.params, None, data.X, y, order, bounds, 0, len(loader), 1, 0.01, 0.0,
                       model.activation, model.loss, blas=blas)
