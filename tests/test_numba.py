@@ -250,3 +250,39 @@ def test_loops_and_blas_train_alike():
     assert_close(p_blas, p_loops, np.float64, "weights")
     assert_close([l_blas], [l_loops], np.float64, "losses")
     assert np.array_equal(c_blas, c_loops)
+
+
+def test_checkpoints_and_mid_epoch_resume_are_bit_identical(tmp_path, monkeypatch):
+    """A numba run stopped right after a mid-epoch checkpoint, then resumed, equals one never stopped."""
+    data = small_digits()  # 13 iterations of 16 rows, accumulate=2: 7 steps per epoch
+
+    def run(**kwargs):
+        model = sg.MLP([64, 24, 10], seed=3, backend="numba")
+        optimizer = sg.MiniBatchSGD(0.1, 16, momentum=0.9)
+        history = sg.fit(model, data, optimizer, epochs=3, accumulate=2, progress=False,
+                         seed=7, **kwargs)
+        return model, history
+
+    whole_model, whole = run()
+    path = tmp_path / "run.npz"
+    save, saves = train_module._ckpt.save, []
+
+    class Crash(Exception):
+        pass
+
+    def save_then_crash(*args, **kwargs):
+        save(*args, **kwargs)
+        saves.append(args[-2].iteration)  # the position saved
+        if len(saves) == 2:  # step 8: epoch 2, iteration 2
+            raise Crash
+
+    monkeypatch.setattr(train_module._ckpt, "save", save_then_crash)
+    with pytest.raises(Crash):
+        run(checkpoint=path, checkpoint_every=4)
+    assert saves == [8, 2]
+    monkeypatch.setattr(train_module._ckpt, "save", save)
+    model, history = run(checkpoint=path, checkpoint_every=4, resume=True)
+    assert all(np.array_equal(a, b) for a, b in zip(model.params, whole_model.params, strict=True))
+    assert history.iteration_loss == whole.iteration_loss
+    assert history.epoch_loss == whole.epoch_loss
+    assert (history.steps, history.iterations) == (whole.steps, whole.iterations)
