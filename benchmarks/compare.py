@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                         slow_figures.setdefault(key, []).append(figure)
                         continue
                     got.append(figure)
+        print(f"round {round_no + 1} done after {time.perf_counter() - started:.0f} s, "
+              f"{dropped} runs dropped so far", file=sys.stderr, flush=True)
         if round_no + 1 >= args.rounds and all(len(v) >= args.rounds for v in figures.values()):
             break
     elapsed = time.perf_counter() - started
