@@ -373,13 +373,14 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     gbs = [np.empty_like(b) for b in bs]
     y_batch = np.empty(widest, labels.dtype)
     t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    x_batch = acts[0]
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
         for r in range(n):
             row = order[bounds[t] + r]
             for c in range(X.shape[1]):
-                acts[0][r, c] = X[row, c]
+                x_batch[r, c] = X[row, c]
             if loss == CROSS_ENTROPY:
                 y_batch[r] = labels[row]
             else:
