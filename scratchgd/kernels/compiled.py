@@ -13,7 +13,8 @@ reference (NumPy)            compiled kernel
 ``a.T @ delta``, ...         :func:`dense_backward` (``f'`` fused)
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)
 ``losses.mse``               :func:`mse`
-``Optimizer.step``           :func:`sgd_step` (in place, checked first)
+``Optimizer.step``           :func:`sgd_step` (in place, checked first), and
+                             :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)
 ===========================  ==============================================
 
@@ -298,6 +299,38 @@ def sgd_step(Ws: tuple, bs: tuple, gWs: tuple, gbs: tuple, vWs: tuple, vbs: tupl
 
 
 @jit
+def _new_weights_into(w: np.ndarray, g: np.ndarray, lr: float, rows: int) -> bool:
+    """``g <- w - lr (g / rows)`` in place (flat arrays); whether every new value is finite."""
+    t = w.dtype.type
+    lr_, m = t(lr), t(rows)
+    finite = True
+    for i in range(w.size):
+        step = g[i] / m if rows != 1 else g[i]
+        new = w[i] - lr_ * step
+        g[i] = new
+        finite &= new - new == 0  # False for inf and NaN
+    return finite
+
+
+@jit
+def plain_step_into(Ws: list, bs: list, gWs: list, gbs: list, lr: float, rows: int) -> bool:
+    """A training step without momentum written into the gradient buffers: one pass.
+
+    ``gW <- W - lr gW / rows`` (and the same for ``b``), so the buffers then
+    hold the new weights and the caller swaps the two sets' roles. Equals
+    :func:`sgd_step` with ``momentum=0`` number for number, reading and writing
+    each value once instead of twice. Invariant: ``Ws`` and ``bs`` are never
+    written, so when it returns False (a new weight is not finite) the weights
+    are the last finite ones.
+    """
+    for layer in range(len(Ws)):
+        if not (_new_weights_into(Ws[layer].reshape(-1), gWs[layer].reshape(-1), lr, rows)
+                and _new_weights_into(bs[layer], gbs[layer], lr, rows)):
+            return False
+    return True
+
+
+@jit
 def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple, gbs: tuple,
                       labels: np.ndarray, targets: np.ndarray, n: int, act: int, loss: int,
                       blas: bool, add: bool) -> tuple[float, int]:
@@ -350,7 +383,12 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     accumulators start at zero and the result does not depend on how an epoch
     is cut into spans; ``stop`` should be one too (else the partial sums are
     lost). ``blas`` chooses BLAS or the loops for every product (see
-    ``use_blas``). Weights and velocities change only through ``sgd_step``.
+    ``use_blas``). Weights and velocities change only through a checked step:
+    :func:`sgd_step` with momentum; without, :func:`plain_step_into` writes
+    the new weights into the gradient buffers and the two sets of arrays swap
+    roles (the next batch's gradient overwrites the old weights), so during the
+    call ``Ws`` may hold gradients; the current weights are copied into
+    ``Ws``, ``bs`` before it returns.
 
     Returns ``(iterations, steps, status)``: iterations completed (their
     losses are written), steps taken, and ``status`` 0 (done), 1 (the loss of
@@ -369,8 +407,11 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     for layer in range(L):
         acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
         deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    Wc = [Ws[layer] for layer in range(L)]  # the current weights: the caller's, or the
+    bc = [bs[layer] for layer in range(L)]  # buffers they were swapped with
     gWs = [np.empty_like(W) for W in Ws]
     gbs = [np.empty_like(b) for b in bs]
+    swapped = False
     y_batch = np.empty(widest, labels.dtype)
     t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
     x_batch = acts[0]
@@ -386,18 +427,39 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
             else:
                 for j in range(targets.shape[1]):
                     t_batch[r, j] = targets[row, j]
-        loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
+        loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
         if not np.isfinite(loss_sum):
+            _copy_back(Ws, bs, Wc, bc, swapped)
             return t - start, steps, 1
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
-            if not sgd_step(Ws, bs, gWs, gbs, vWs, vbs, lr, momentum, rows):
+            if momentum:
+                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
+            else:
+                ok = plain_step_into(Wc, bc, gWs, gbs, lr, rows)
+                if ok:
+                    for layer in range(L):
+                        Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
+                        bc[layer], gbs[layer] = gbs[layer], bc[layer]
+                    swapped = not swapped
+            if not ok:
+                _copy_back(Ws, bs, Wc, bc, swapped)
                 return t + 1 - start, steps, 2
             rows, steps = 0, steps + 1
+    _copy_back(Ws, bs, Wc, bc, swapped)
     return stop - start, steps, 0
+
+
+@jit
+def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
+    """``Ws, bs <- Wc, bc`` when the current weights live in the swapped buffers."""
+    if swapped:
+        for layer in range(len(Ws)):
+            Ws[layer][:] = Wc[layer]
+            bs[layer][:] = bc[layer]
 
 
 # --- the public twins of reference.forward and reference.loss_and_grads ---------------------
