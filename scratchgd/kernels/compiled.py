@@ -59,9 +59,11 @@ BLAS_MIN_ROWS = 4
 ones use the loops below. Measured with ``python benchmarks/blas_threshold.py``
 on the development machine (2-core AMD EPYC, shared, 1 BLAS thread): one epoch
 of digits 64-128-10 in float32 takes 15.6 ms with the loops and 21.3 ms with
-BLAS at batch 1, 10.4 and 3.2 ms at batch 4, 8.8 and 5.9 ms at batch 32; on
-784-256-10 BLAS wins from a few rows on. The loops pay off only where a batch
-is a single row or two: no call overhead, and zero inputs are skipped."""
+BLAS at batch 1, 10.4 and 3.2 ms at batch 4, 8.8 and 5.9 ms at batch 32 (the
+machine was busy: single figures moved by 2x between runs, the crossing did
+not); on 784-256-10 the loops won at 1 and 2 rows (0.78 s and 0.59 s against
+1.11 s and 0.60 s per 8,192 rows). The loops pay off only where a batch is a
+row or two: no call overhead, and zero inputs are skipped."""
 
 
 def use_blas(rows: int) -> bool:
