@@ -75,6 +75,17 @@ def fits_in_memory(name: str, value: object, nbytes: int) -> None:
                          f"this machine's {physical_memory() / 2**30:.3g} GiB of memory")
 
 
+def float_dtype(name: str, value: object) -> type:
+    """Return ``value`` as ``np.float32`` or ``np.float64`` (any spelling NumPy knows), else raise."""
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError, SyntaxError):  # np.dtype parses strings such as "0\x1b"
+        raise TypeError(f"{name} must be float32 or float64, got {_show(value)}") from None
+    if dtype.type not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {dtype.name}")
+    return dtype.type
+
+
 def instance(name: str, value: object, cls: type) -> None:
     """Raise ``TypeError`` unless ``value`` is a ``cls`` (a scratchgd class)."""
     if not isinstance(value, cls):

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _checks
 from .data import DataLoader, Dataset
-from .mlp import DTYPES, MLP
+from .mlp import MLP
 from .optim import Optimizer
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -192,12 +192,7 @@ def estimate(model: MLP, batch_size: int, dtype: type | None = None,
     if optimizer is not None:
         _checks.instance("optimizer", optimizer, Optimizer)
     n = _checks.positive_int("batch_size", batch_size)
-    try:
-        dtype = np.dtype(model.dtype if dtype is None else dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype.type not in DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype.name}")
+    dtype = np.dtype(_checks.float_dtype("dtype", model.dtype if dtype is None else dtype))
     s = dtype.itemsize
     params = sum((fan_in + 1) * fan_out for fan_in, fan_out
                  in zip(model.sizes[:-1], model.sizes[1:], strict=True)) * s

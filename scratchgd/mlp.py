@@ -8,8 +8,6 @@ from . import _checks, kernels
 from .activations import ACTIVATIONS
 from .losses import LOSSES
 
-DTYPES = (np.float32, np.float64)
-
 
 class MLP:
     """A fully connected network with hand-written backpropagation.
@@ -56,12 +54,7 @@ class MLP:
         if self.loss == "cross_entropy" and sizes[-1] < 2:
             raise ValueError(f"cross_entropy needs at least 2 outputs, got sizes={sizes}")
         seed = _checks.seed("seed", seed)
-        try:
-            dtype = np.dtype(dtype).type
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
+        dtype = _checks.float_dtype("dtype", dtype)
         self.backend = _checks.choice("backend", backend, tuple(kernels.BACKENDS))
         self.sizes = sizes
         self.dtype = dtype

@@ -51,6 +51,7 @@ def test_bad_reduction(setup):
     ({"backend": "cuda"}, ValueError, "backend"),
     ({"dtype": np.int32}, ValueError, "dtype"),
     ({"dtype": "nonsense"}, TypeError, "dtype"),
+    ({"dtype": "0\x1b"}, TypeError, "dtype"),  # np.dtype raises ValueError/SyntaxError here
     ({"seed": -1}, ValueError, "seed"),
     ({"sizes": [4, 1], "loss": "cross_entropy"}, ValueError, "2 outputs"),
 ])
