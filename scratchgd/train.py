@@ -401,11 +401,11 @@ def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: 
         at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as above
         at.correct += int(hits.sum())
         bar.update(done)
-        if status == 1:
+        if status == model._kernels.LOSS_NOT_FINITE:
             at.iteration += 1
             rows = bounds[start + done + 1] - bounds[start + done]
             raise _diverged(at, loss_sums[done] / rows, optimizer, history, "is not finite")
-        if status == 2:
+        if status == model._kernels.UPDATE_NOT_FINITE:
             raise _diverged(at, loss_sums[done - 1] / rows[-1], optimizer, history,
                             "leads to an update that would make the weights non-finite")
 

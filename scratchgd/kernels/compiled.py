@@ -53,6 +53,9 @@ RELU, TANH, SIGMOID, LINEAR = 0, 1, 2, 3
 ACTIVATION_CODE = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 CROSS_ENTROPY, MSE = 0, 1
 LOSS_CODE = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
+DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE = 0, 1, 2
+"""Status codes of :func:`train_span`: it ran to ``stop``; a batch loss was not
+finite; a step would have made the weights non-finite."""
 
 BLAS_MIN_ROWS = 4
 """Batches with at least this many rows multiply through BLAS (``np.dot``); smaller
@@ -393,10 +396,11 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     ``Ws``, ``bs`` before it returns.
 
     Returns ``(iterations, steps, status)``: iterations completed (their
-    losses are written), steps taken, and ``status`` 0 (done), 1 (the loss of
-    iteration ``start + iterations`` is not finite; only that loss was written) or
-    2 (the step after iteration ``start + iterations - 1`` would make the
-    weights non-finite; not taken). On 1 and 2 the weights are the last finite ones.
+    losses are written), steps taken, and ``status``: DONE, LOSS_NOT_FINITE (the
+    loss of iteration ``start + iterations`` is not finite; only that loss was
+    written) or UPDATE_NOT_FINITE (the step after iteration
+    ``start + iterations - 1`` would make the weights non-finite; not taken).
+    Unless DONE, the weights are the last finite ones.
     """
     L = len(Ws)
     dtype = Ws[0].dtype
@@ -434,7 +438,7 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
         loss_sums[t - start] = loss_sum
         if not np.isfinite(loss_sum):
             _copy_back(Ws, bs, Wc, bc, swapped)
-            return t - start, steps, 1
+            return t - start, steps, LOSS_NOT_FINITE
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
@@ -449,10 +453,10 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
                     swapped = not swapped
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)
-                return t + 1 - start, steps, 2
+                return t + 1 - start, steps, UPDATE_NOT_FINITE
             rows, steps = 0, steps + 1
     _copy_back(Ws, bs, Wc, bc, swapped)
-    return stop - start, steps, 0
+    return stop - start, steps, DONE
 
 
 @jit
@@ -528,10 +532,10 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     Returns
     -------
     loss_sums : (iterations done,) float64, each batch's summed loss; on
-        status 1 one more item, the non-finite loss.
+        LOSS_NOT_FINITE one more item, the non-finite loss.
     correct : (iterations done,) int64, correct predictions per batch.
     steps : int, training steps taken.
-    status : int, 0 done, 1 non-finite loss, 2 non-finite update (see ``train_span``).
+    status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
     """
     dtype = params[0].dtype
     if blas is None:
@@ -551,4 +555,4 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
         np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(bounds, dtype=np.int64),
         start, stop, k, lr, momentum, ACTIVATION_CODE[activation], LOSS_CODE[loss],
         blas, loss_sums, correct)
-    return loss_sums[:done + (status == 1)], correct[:done], steps, status
+    return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
