@@ -30,6 +30,15 @@ def positive_int(name: str, value: object, *, allow_none: bool = False) -> int |
     return int(value)
 
 
+def count_or_epoch(name: str, value: object) -> int | str:
+    """Return ``value`` as an ``int`` >= 1, or ``"epoch"`` unchanged, else raise."""
+    if isinstance(value, str):
+        if value != "epoch":
+            raise ValueError(f"{name} must be a positive integer or 'epoch', got {value!r}")
+        return value
+    return positive_int(name, value)
+
+
 def seed(name: str, value: object) -> int:
     """Return ``value`` as an ``int`` >= 0 (a seed of ``np.random.default_rng``), else raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

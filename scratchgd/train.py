@@ -103,10 +103,7 @@ def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
     _checks.positive_int("epochs", epochs)
-    if not (isinstance(accumulate, str) and accumulate == "epoch"):
-        if isinstance(accumulate, str):
-            raise ValueError(f"accumulate must be a positive integer or 'epoch', got {accumulate!r}")
-        _checks.positive_int("accumulate", accumulate)
+    _checks.count_or_epoch("accumulate", accumulate)
     _checks.boolean("progress", progress)
     _checks.seed("seed", seed)
     _check_data(model, data, "data")
@@ -132,11 +129,7 @@ def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_ever
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
     if os.path.isdir(checkpoint):
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
-    if not (isinstance(checkpoint_every, str) and checkpoint_every == "epoch"):
-        if isinstance(checkpoint_every, str):
-            raise ValueError(f"checkpoint_every must be a positive integer (steps) or 'epoch', "
-                             f"got {checkpoint_every!r}")
-        _checks.positive_int("checkpoint_every", checkpoint_every)
+    _checks.count_or_epoch("checkpoint_every", checkpoint_every)
 
 
 @dataclass
@@ -231,7 +224,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         raise ValueError(f"the loader yields no batch: {loader}")
     k = len(loader) if accumulate == "epoch" else accumulate
     y = model.check_y(data.y, len(data), name="data.y")
-    settings = {"accumulate": "epoch" if accumulate == "epoch" else int(accumulate),
+    settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
                 "features": data.n_features}
     history, at = History(), _Position()
@@ -240,6 +233,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         if resume and os.path.exists(checkpoint):
             history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
     last = len(loader)
+    every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
     # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), tqdm(
             total=epochs * last, initial=history.iterations, disable=not progress, unit="it",
@@ -252,7 +246,6 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             if at.iteration == 0:
                 at.order = loader.epoch_order()
             while at.iteration < last:
-                every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
                 stop = _span_stop(at.iteration, last, k, history.steps, every)
                 _run_span(model, optimizer, loader, y, k, history, at, stop, bar)
                 if stop < last:  # a checkpoint is due inside the epoch
