@@ -62,6 +62,8 @@ def path(name: str, value: object) -> str | os.PathLike:
     """Return ``value`` if it is a file path (``str`` or ``os.PathLike``), else raise."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise TypeError(f"{name} must be a file path, got {_show(value)}")
+    if "\0" in os.fsdecode(os.fspath(value)):
+        raise ValueError(f"{name} must not contain a null byte, got {_show(value)}")
     return value
 
 
