@@ -1,0 +1,51 @@
+"""The data flags shared by the commands that read a training set (``train`` and the like)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import datasets
+from ..data import Dataset
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``."""
+    parser.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
+                        help="embedded data set (default: digits)")
+    own = parser.add_argument_group(
+        "your own data (instead of --dataset)",
+        "Files by extension: X.npy with --labels y.npy (memory-mapped, may be larger than "
+        "memory); data.npz with arrays 'X' and 'y'; data.csv (numbers only, last column "
+        "the class label, a header line is skipped); MNIST-style IDX images "
+        "(*-ubyte, *.idx, gzipped or not) with --labels for the IDX labels, pixels scaled to "
+        "[0, 1]. Without --test-data, a stratified 20% of the rows is held out for the test "
+        "accuracy (copied into memory; pass --test-data for files larger than memory).")
+    own.add_argument("--data", metavar="FILE", default=None, help="features, or features and labels")
+    own.add_argument("--labels", metavar="FILE", default=None, help="labels for .npy and IDX data")
+    own.add_argument("--test-data", metavar="FILE", default=None,
+                     help="a separate test set, in the same formats")
+    own.add_argument("--test-labels", metavar="FILE", default=None,
+                     help="labels of --test-data for .npy and IDX")
+
+
+def load(args: argparse.Namespace) -> tuple[Dataset, Dataset]:
+    """The training and test sets the data flags of ``args`` name."""
+    if args.data is None:
+        if args.labels or args.test_data or args.test_labels:
+            raise ValueError("--labels, --test-data and --test-labels need --data")
+        return _embedded(args.dataset, args.seed)
+    data = Dataset.from_file(args.data, args.labels)
+    if not data.is_classification:
+        raise ValueError(f"{args.data}: the command line trains classifiers; y must be class "
+                         f"labels of shape (n,), got {data.y.shape}")
+    if args.test_data is None:
+        return datasets.stratified_split(data, test_size=0.2, seed=args.seed)
+    return data, Dataset.from_file(args.test_data, args.test_labels)
+
+
+def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
+    if name == "digits":
+        return datasets.digits(test_size=0.2, seed=seed)
+    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
+            else datasets.blobs(n=600, seed=seed))
+    return datasets.stratified_split(data, test_size=0.2, seed=seed)
