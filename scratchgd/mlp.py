@@ -175,6 +175,24 @@ class MLP:
         n = len(X)
         return loss_sum / n, [g / n for g in grads]
 
+    def __getstate__(self) -> dict:
+        """What ``pickle`` stores: every attribute but the kernel module.
+
+        Pickling exists for scikit-learn's workflows (``clone``, ``joblib``
+        workers of ``GridSearchCV``, a fitted estimator saved by its user).
+        Unpickling runs code the file names, so never unpickle a file from an
+        untrusted source: for those, use scratchgd's own pickle-free model and
+        checkpoint files (``.npz``, read with ``allow_pickle=False``).
+        """
+        state = self.__dict__.copy()
+        del state["_kernels"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled model, looking its backend's kernel module up again."""
+        self.__dict__.update(state)
+        self._kernels = kernels.load(self.backend)
+
     def __repr__(self) -> str:
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r})")

@@ -152,7 +152,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         accumulate: int | str = 1, validation: Dataset | None = None, progress: bool = True,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | str = "epoch", resume: bool = False,
-        memory_budget: int | str | None = None) -> History:
+        memory_budget: int | str | None = None,
+        rng: np.random.Generator | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -205,6 +206,18 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         the same update as one full batch (``History.iterations`` counts the
         chunks). Other optimizers keep their batch size and raise ``ValueError``
         if a batch does not fit.
+    rng : numpy.random.Generator, optional
+        Draw the loader's epoch orders from this generator instead of from a
+        fresh one seeded by ``seed`` (``seed`` is then only recorded in a
+        checkpoint). The generator advances with every epoch, so passing it to
+        the next call continues the run's shuffling without a checkpoint file:
+        with ``g = np.random.default_rng(s)``, ``fit(model, data, opt, epochs=a,
+        rng=g)`` followed by ``fit(model, data, opt, epochs=b, rng=g)`` (the same
+        model and optimizer, whose momentum buffers carry over) ends with the
+        weights of ``fit(model, data, opt, epochs=a + b, seed=s)``, bit for
+        bit: either way epoch ``e`` takes the ``e``-th order drawn from
+        ``default_rng(s)``. The estimators of ``scratchgd.estimators`` use this
+        for ``partial_fit`` and ``warm_start``.
 
     Raises
     ------
@@ -216,7 +229,11 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     """
     _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     loader = optimizer.loader(data, seed=seed)
+    if rng is not None:
+        loader.rng = rng
     if memory_budget is not None:
         loader, accumulate = memory.budget_loader(model, data, optimizer, loader, accumulate,
                                                   memory_budget)
