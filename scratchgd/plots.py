@@ -281,3 +281,33 @@ def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.nda
     ax_chunks.set(ylabel="peak MiB while training",
                   title="full-batch GD: one shot vs accumulated chunks")
     return _finish(fig, path, title)
+
+
+def plot_grid_search(labels: list[str], accuracy: np.ndarray, accuracy_std: np.ndarray,
+                     seconds: np.ndarray, learning_rates: list[float],
+                     path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """A grid search over batch size, one point per batch size at its best learning rate.
+
+    Left: mean cross-validated accuracy (error bars: the standard deviation
+    over the folds), each point labelled with its learning rate. Right: mean
+    time of one fit (log scale). ``labels`` name the batch sizes in order.
+    """
+    fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.arange(len(labels))
+    ax_acc.errorbar(x, accuracy, yerr=accuracy_std, fmt="o-", capsize=3)
+    for xi, acc, lr in zip(x, accuracy, learning_rates, strict=True):
+        ax_acc.annotate(f"lr {lr:g}", (xi, acc), textcoords="offset points", xytext=(0, 8),
+                        ha="center", fontsize=8)
+    best = int(np.argmax(accuracy))
+    ax_acc.plot(x[best], accuracy[best], "*", color=AVERAGE_COLOR, ms=14, label="best")
+    ax_acc.set(xlabel="batch size", ylabel="mean CV accuracy",
+               title="accuracy at each batch size's best learning rate")
+    ax_acc.legend(fontsize=8)
+    bars = ax_time.bar(x, seconds, color="tab:blue")
+    ax_time.bar_label(bars, fmt="%.2f s", fontsize=8)
+    ax_time.set(xlabel="batch size", ylabel="seconds per fit", yscale="log",
+                title="mean fit time (same epochs)")
+    for ax in (ax_acc, ax_time):
+        ax.set_xticks(x, labels)
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, title)

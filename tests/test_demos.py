@@ -133,3 +133,21 @@ def test_full_batch_memory(tmp_path):
     assert chunked["max_weight_difference"] < 1e-10
     assert float(out["weight_change"]) > 1e-3
     assert chunked["peak_bytes"] < float(out["one_shot_peak_bytes"]) / 2
+
+
+def test_grid_search(tmp_path):
+    pytest.importorskip("sklearn")
+    out = run_demo("grid_search", tmp_path)
+    assert_real_figure(tmp_path / "grid_search.png")
+    runs = {key[6:-1]: fields(value) for key, value in out.items() if key.startswith("batch[")}
+    assert list(runs) == ["1", "16", "256", "full"]
+    assert (int(out["candidates"]), int(out["folds"]), int(out["epochs"])) == (12, 3, 2)
+    for run in runs.values():
+        assert run["lr"] in (0.01, 0.1, 0.5)
+        assert 0 <= run["cv_accuracy"] <= 1 and run["fit_seconds"] > 0
+    best = max(runs, key=lambda b: runs[b]["cv_accuracy"])
+    winner = fields(out["winner"])
+    assert out["winner"].startswith(f"batch_size={best} ")
+    assert winner["cv_accuracy"] == runs[best]["cv_accuracy"]
+    assert runs["1"]["cv_accuracy"] > runs["full"]["cv_accuracy"]  # 2 epochs: few GD steps
+    assert float(out["winner_test_accuracy"]) > 0.8
