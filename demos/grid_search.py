@@ -5,11 +5,14 @@ over batch_size in {1, 4, 16, 32, 64, 256, "full"} and three learning rates,
 5-fold cross-validation on the digits training split, the same 20 epochs for
 every candidate (scratchgd.estimators.MLPClassifier, numba backend). For each
 batch size the best learning rate's mean CV accuracy and mean fit time are
-drawn; the winner is printed. Needs scikit-learn (the extra "sklearn").
+drawn; the winner is printed. BLAS runs on one thread (on a shared machine
+more threads only add contention to the fit times). Needs scikit-learn (the
+extra "sklearn").
 """
 
 from _common import machine, parse_args, report
 from sklearn.model_selection import GridSearchCV
+from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
 import scratchgd as sg
 from scratchgd.estimators import MLPClassifier
@@ -32,7 +35,8 @@ def main() -> None:
     search = GridSearchCV(estimator, {"batch_size": batch_sizes,
                                       "learning_rate_init": LEARNING_RATES}, cv=folds,
                           error_score="raise")  # a diverged fit stops the demo, never hides
-    search.fit(train.X, train.y)
+    with threadpool_limits(limits=1):
+        search.fit(train.X, train.y)
     results = search.cv_results_
     best = {}  # batch size -> index of its best learning rate in cv_results_
     for i, params in enumerate(results["params"]):

@@ -41,3 +41,24 @@ def test_compare_quick_prints_a_well_formed_table():
         assert float(numba_row.split("|")[7]) == 1.0  # the ratio column is relative to numba
     assert any(line.startswith("runs dropped in the slow state") for line in lines)
     assert any(line.startswith("matrix-multiply ceiling") for line in lines)
+
+
+@pytest.mark.slow
+def test_grid_search_quick_prints_both_estimators():
+    pytest.importorskip("sklearn")
+    command = [sys.executable, str(ROOT / "benchmarks" / "grid_search.py"), "--quick"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in lines
+            if line.startswith("| scratchgd ") or line.startswith("| scikit-learn ")}
+    assert set(rows) == {"scratchgd", "scikit-learn"}
+    seconds = {name: float(cells[0]) for name, cells in rows.items()}
+    scores = {name: float(cells[1]) for name, cells in rows.items()}
+    assert all(s > 0 for s in seconds.values()) and all(0 < s <= 1 for s in scores.values())
+    values = dict(line.split(": ", 1) for line in lines if ": " in line)
+    assert float(values["speedup"]) == pytest.approx(seconds["scikit-learn"] / seconds["scratchgd"],
+                                                     rel=0.05)
+    assert float(values["best_score_difference"]) == pytest.approx(
+        scores["scratchgd"] - scores["scikit-learn"], abs=2e-4)
