@@ -33,9 +33,11 @@ CELL_TIMEOUT = 300
 class ThisPython(AsyncKernelManager):
     """An IPython kernel run by this interpreter, whatever kernelspecs are installed.
 
-    A ``python3`` kernelspec found on the Jupyter path (ipykernel's wheel
-    installs one) starts ``python`` from ``PATH``, which may be another
-    interpreter than the one running the tests; this one starts ``sys.executable``.
+    ipykernel's own ``python3`` kernelspec starts a bare ``python``, which
+    jupyter_client replaces by ``sys.executable``; but a ``python3`` kernelspec
+    installed elsewhere on the Jupyter path (system-wide, or by another
+    environment) may name another interpreter by its full path, one without
+    this checkout's dependencies. This manager always starts ``sys.executable``.
     """
 
     @property
