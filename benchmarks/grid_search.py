@@ -81,6 +81,16 @@ def best(search: GridSearchCV, rows: int) -> str:
     return f"batch_size={b} lr={search.best_params_['learning_rate_init']:g}"
 
 
+def fit_seconds_by_batch(search: GridSearchCV, folds: int, rows: int) -> dict:
+    """Seconds spent fitting each batch size: mean fit time x folds, summed over the rates."""
+    total: dict = {}
+    for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_fit_time"],
+                            strict=True):
+        b = "full" if params["batch_size"] in ("full", rows) else params["batch_size"]
+        total[b] = total.get(b, 0.0) + mean * folds
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
@@ -110,6 +120,13 @@ def main() -> None:
     for name, search in searches.items():
         print(f"| {name} | {seconds[name]:.3f} | {search.best_score_:.4f} | "
               f"{best(search, len(X))} |")
+    print("\nfit seconds by batch size (summed over learning rates and folds):\n")
+    print("| batch size | scratchgd | scikit-learn |")
+    print("|---|---|---|")
+    by_batch = {name: fit_seconds_by_batch(search, folds, len(X))
+                for name, search in searches.items()}
+    for b in batch_sizes:
+        print(f"| {b} | {by_batch['scratchgd'][b]:.3f} | {by_batch['scikit-learn'][b]:.3f} |")
     speedup = seconds["scikit-learn"] / seconds["scratchgd"]
     gap = searches["scratchgd"].best_score_ - searches["scikit-learn"].best_score_
     print(f"\nspeedup: {speedup:.2f}")
