@@ -366,3 +366,12 @@ def test_import_scratchgd_does_not_import_sklearn():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = small()
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, verbose=True).fit(X, y)
+    printed = capsys.readouterr()
+    lines = [line for line in (printed.out + printed.err).splitlines()
+             if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
