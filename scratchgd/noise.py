@@ -33,6 +33,10 @@ from . import _checks
 from .data import Dataset
 from .mlp import MLP
 
+BLOCK_ROWS = 4096
+"""Rows per backward pass of :func:`gradient_noise`: memory stays bounded by one
+block's activations (``BLOCK_ROWS`` times the layer widths), whatever ``n``."""
+
 
 @dataclass(frozen=True)
 class GradientNoise:
@@ -98,17 +102,15 @@ def _moments(model: MLP, data: Dataset, y: np.ndarray, index: np.ndarray | None
              ) -> tuple[float, float, int]:
     """``|sum_i g_i|^2`` and ``sum_i |g_i|^2`` over the rows ``index`` (all if ``None``).
 
-    One backward pass per block of ``EVAL_BATCH`` rows; the gradient sums are
+    One backward pass per block of ``BLOCK_ROWS`` rows; the gradient sums are
     accumulated in float64, so memory stays bounded by one block.
     """
-    from .train import EVAL_BATCH  # here: train imports this module for fit(track_noise=)
-
     m = len(data) if index is None else len(index)
     grad_sum = [np.zeros(p.shape) for p in model.params]
     sq_sum = 0.0
-    for start in range(0, m, EVAL_BATCH):
-        rows = (slice(start, min(start + EVAL_BATCH, m)) if index is None
-                else index[start:start + EVAL_BATCH])
+    for start in range(0, m, BLOCK_ROWS):
+        rows = (slice(start, min(start + BLOCK_ROWS, m)) if index is None
+                else index[start:start + BLOCK_ROWS])
         X = np.asarray(data.X[rows], dtype=model.dtype)
         sq_norms = np.zeros(len(X))
         _, grads, _ = model._kernels.loss_and_grads(model.params, X, y[rows], model.activation,
@@ -148,7 +150,7 @@ def gradient_noise(model: MLP, data: Dataset, rows: int | None = None,
     when ``grad_sq <= 0`` it is ``inf`` (see :func:`noise_scale`).
 
     Per-example norms come from the backward pass (``|delta_i|^2 (|a_i|^2 +
-    1)`` per layer), in blocks of ``EVAL_BATCH`` rows, so a memory-mapped data
+    1)`` per layer), in blocks of ``BLOCK_ROWS`` rows, so a memory-mapped data
     set is read block by block and never held whole.
 
     Raises

@@ -11,7 +11,7 @@ from strategies import problems
 
 import scratchgd as sg
 from scratchgd import checkpoint as ck
-from scratchgd import kernels, train
+from scratchgd import kernels, noise
 from scratchgd.noise import batch_estimates, noise_scale, predicted_cost
 
 BACKENDS = tuple(kernels.BACKENDS)
@@ -52,7 +52,7 @@ def brute_noise(model, data):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradient_noise_equals_brute_force_in_blocks(backend, monkeypatch):
-    monkeypatch.setattr(train, "EVAL_BATCH", 37)  # 300 rows: 9 blocks, the last short
+    monkeypatch.setattr(noise, "BLOCK_ROWS", 37)  # 300 rows: 9 blocks, the last short
     data = sg.Dataset(DIGITS.X[:300], DIGITS.y[:300])
     model = sg.MLP([64, 16, 10], activation="tanh", seed=1, backend=backend)
     before = [p.copy() for p in model.params]
@@ -67,7 +67,7 @@ def test_gradient_noise_equals_brute_force_in_blocks(backend, monkeypatch):
 
 
 def test_gradient_noise_reads_a_memory_map_block_by_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "EVAL_BATCH", 100)
+    monkeypatch.setattr(noise, "BLOCK_ROWS", 100)
     np.save(tmp_path / "X.npy", DIGITS.X[:250])
     np.save(tmp_path / "y.npy", DIGITS.y[:250])
     mapped = sg.Dataset.from_npy(tmp_path / "X.npy", tmp_path / "y.npy")
