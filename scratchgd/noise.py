@@ -194,6 +194,16 @@ def predicted_cost(batch_size: float, b_noise: float) -> tuple[float, float]:
     return 1 + b_noise / batch_size, 1 + batch_size / b_noise
 
 
+def advice_table(b_simple: float, batch_sizes: list[int]) -> list[dict]:
+    """:func:`advise_batch_size`'s table for a measured ``b_simple``."""
+    table = []
+    for b in batch_sizes:
+        steps, examples = predicted_cost(b, b_simple)
+        table.append({"batch_size": b, "steps_ratio": steps, "examples_ratio": examples,
+                      "recommended": bool(steps <= 3 and examples <= 3), "b_simple": b_simple})
+    return table
+
+
 def advise_batch_size(model: MLP, data: Dataset, batch_sizes: list[int] | None = None,
                       rows: int | None = None, seed: int = 0) -> list[dict]:
     """Predicted training steps and examples per batch size, from ``B_simple`` now.
@@ -222,16 +232,15 @@ def advise_batch_size(model: MLP, data: Dataset, batch_sizes: list[int] | None =
     (``S / S_min``), ``examples_ratio`` (``E / E_min``), ``recommended`` (bool)
     and ``b_simple`` (the same measured value in every row).
     """
-    n = len(data) if isinstance(data, Dataset) else 0
+    _checks.instance("data", data, Dataset)
     if batch_sizes is None:
-        batch_sizes = [2 ** i for i in range(max(n - 1, 1).bit_length())] + [n]
+        batch_sizes = default_batch_sizes(len(data))
     elif isinstance(batch_sizes, (str, bytes)) or not hasattr(batch_sizes, "__iter__"):
         raise TypeError(f"batch_sizes must be a list of positive integers, got {batch_sizes!r}")
     sizes = [_checks.positive_int(f"batch_sizes[{i}]", b) for i, b in enumerate(batch_sizes)]
-    b_simple = gradient_noise(model, data, rows=rows, seed=seed).b_simple
-    table = []
-    for b in sizes:
-        steps, examples = predicted_cost(b, b_simple)
-        table.append({"batch_size": b, "steps_ratio": steps, "examples_ratio": examples,
-                      "recommended": bool(steps <= 3 and examples <= 3), "b_simple": b_simple})
-    return table
+    return advice_table(gradient_noise(model, data, rows=rows, seed=seed).b_simple, sizes)
+
+
+def default_batch_sizes(n: int) -> list[int]:
+    """The powers of two below ``n``, then ``n``: ``[1, 2, 4, ..., n]``."""
+    return [2 ** i for i in range(max(n - 1, 1).bit_length()) if 2 ** i < n] + [n]

@@ -281,3 +281,37 @@ def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.nda
     ax_chunks.set(ylabel="peak MiB while training",
                   title="full-batch GD: one shot vs accumulated chunks")
     return _finish(fig, path, title)
+
+
+def plot_advice(table: list[dict], b_simple_per_epoch: list[float],
+                path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """The batch size advice of ``scratchgd advise``: a figure of two panels.
+
+    Left: the predicted ``S / S_min`` and ``E / E_min`` of
+    :func:`scratchgd.advise_batch_size`'s ``table`` against the batch size, the
+    recommended range shaded. Right: ``History.b_simple``, the noise scale of
+    each training epoch, and the final measurement (the table's).
+    """
+    fig, (ax_cost, ax_noise) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = [row["batch_size"] for row in table]
+    ax_cost.plot(sizes, [row["steps_ratio"] for row in table], "o-", label="steps S / S_min")
+    ax_cost.plot(sizes, [row["examples_ratio"] for row in table], "s-",
+                 label="examples E / E_min")
+    chosen = [row["batch_size"] for row in table if row["recommended"]]
+    if chosen:
+        ax_cost.axvspan(min(chosen), max(chosen), color="green", alpha=0.15, label="recommended")
+    b = table[0]["b_simple"]
+    if math.isfinite(b):
+        ax_cost.axvline(b, color="0.3", ls=":", label=f"B_simple = {b:.3g}")
+    ax_cost.set(xscale="log", yscale="log", xlabel="batch size B",
+                ylabel="predicted cost over its minimum", title="prediction of the model")
+    ax_cost.legend(fontsize=8)
+    epochs = range(1, len(b_simple_per_epoch) + 1)
+    ax_noise.plot(epochs, b_simple_per_epoch, "o-", label="from each epoch's batches")
+    ax_noise.axhline(b, color="0.3", ls=":", label="measured after training")
+    ax_noise.set(xlabel="epoch", ylabel="B_simple", yscale="log",
+                 title="simple noise scale during training")
+    ax_noise.legend(fontsize=8)
+    for ax in (ax_cost, ax_noise):
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, title)

@@ -290,3 +290,28 @@ def test_advise_batch_size_table():
     assert [row["batch_size"] for row in custom] == [3, 100]
     with pytest.raises(ValueError, match=r"batch_sizes\[1\]"):
         sg.advise_batch_size(model, DIGITS, batch_sizes=[3, 0])
+
+
+def test_cli_advise_prints_the_table_and_a_range(capsys, tmp_path):
+    from scratchgd.cli import main
+
+    plot = tmp_path / "advice.png"
+    assert main(["advise", "--epochs", "2", "--no-progress", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert sum("B_simple (from its batches)" in line for line in out.splitlines()) == 2
+    b = float(out.split("B_simple at the current training loss")[1].split(": ")[1].split()[0])
+    rows = [line.split() for line in out.splitlines() if line.rstrip().endswith(
+        ("(predicted)", "recommended"))]
+    sizes = [int(r[0]) for r in rows]
+    assert sizes == [2 ** i for i in range(11)] + [len(DIGITS)]
+    for r in rows:
+        assert float(r[1]) == pytest.approx(1 + b / int(r[0]), rel=6e-3)  # printed to 3 digits
+        assert (r[-1] == "recommended") == (b / 2 <= int(r[0]) <= 2 * b)
+    assert "recommended batch sizes" in out and plot.stat().st_size > 10_000
+
+
+def test_cli_advise_refuses_bad_rows(capsys):
+    from scratchgd.cli import main
+
+    assert main(["advise", "--epochs", "1", "--no-progress", "--rows", "1"]) == 2
+    assert "rows" in capsys.readouterr().err
