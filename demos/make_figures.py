@@ -1,4 +1,4 @@
-"""Regenerate every figure of the README: run each demo in turn and time it.
+"""Regenerate every figure of docs/figures.md: run each demo in turn and time it.
 
     python demos/make_figures.py                # full runs into docs/figures/
     python demos/make_figures.py --quick --out figures/
