@@ -15,7 +15,7 @@ import sys
 import time
 
 DEMOS = ["three_losses", "gd_vs_sgd_path", "epochs", "batch_size_sweep", "powers_of_two",
-         "accumulation", "full_batch_memory", "grid_search"]
+         "accumulation", "full_batch_memory", "critical_batch_size", "grid_search"]
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 

@@ -8,7 +8,10 @@ had never stopped:
 * the data loader's random generator state, the row order of the epoch in
   progress and how many of its iterations are done;
 * the :class:`~scratchgd.History` so far and the running sums (loss, correct
-  predictions) of the epoch in progress.
+  predictions, gradient noise estimates) of the epoch in progress.
+
+Format version 2 added the noise sums (``fit(track_noise=True)``); a file of
+another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with
@@ -40,7 +43,7 @@ import numpy as np
 from . import _checks
 
 FORMAT = "scratchgd-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarray]:
@@ -287,7 +290,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ck.fail("is not a scratchgd checkpoint")
     if meta.get("version") != VERSION:
-        raise ck.fail(f"has format version {meta.get('version')!r}; this scratchgd reads {VERSION}")
+        raise ck.fail(f"has format version {meta.get('version')!r}; this scratchgd reads version "
+                      f"{VERSION} only: start the run afresh (without resume)")
     try:
         ck.meta = meta
         ck.params, ck.velocity = _read_weights(ck, arrays)
@@ -299,8 +303,11 @@ def load(path: str | os.PathLike) -> Checkpoint:
         for key in ("epoch", "iteration", "correct"):
             if not isinstance(ck.position[key], int) or ck.position[key] < (key == "epoch"):
                 raise ck.fail(f"has position {key}={ck.position[key]!r}")
-        if not isinstance(ck.position["loss_sum"], float):
-            raise ck.fail(f"has position loss_sum={ck.position['loss_sum']!r}")
+        for key in ("loss_sum", "noise_grad_sq", "noise_trace_cov"):
+            if not isinstance(ck.position[key], float):
+                raise ck.fail(f"has position {key}={ck.position[key]!r}")
+        if not isinstance(ck.position["noise_batches"], int) or ck.position["noise_batches"] < 0:
+            raise ck.fail(f"has position noise_batches={ck.position['noise_batches']!r}")
         if ck.history["epochs"] != ck.position["epoch"] - 1:
             raise ck.fail(f"records {ck.history['epochs']} finished epochs but is in epoch "
                           f"{ck.position['epoch']}")
@@ -359,7 +366,7 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
     for name, length in lengths.items():
         if len(history[name]) != length:
             raise ck.fail(f"has {len(history[name])} values of history {name}, expected {length}")
-    for name in ("val_loss", "val_accuracy"):
+    for name in ("val_loss", "val_accuracy", "b_simple"):
         if len(history[name]) not in (0, history["epochs"]):
             raise ck.fail(f"has {len(history[name])} values of history {name}")
     return history

@@ -283,6 +283,83 @@ def plot_memory(batch_sizes: np.ndarray, measured: np.ndarray, estimated: np.nda
     return _finish(fig, path, title)
 
 
+def plot_advice(table: list[dict], b_simple_per_epoch: list[float],
+                path: str | os.PathLike | None = None, title: str | None = None) -> Figure:
+    """The batch size advice of ``scratchgd advise``: a figure of two panels.
+
+    Left: the predicted ``S / S_min`` and ``E / E_min`` of
+    :func:`scratchgd.advise_batch_size`'s ``table`` against the batch size, the
+    recommended range shaded. Right: ``History.b_simple``, the noise scale of
+    each training epoch, and the final measurement (the table's).
+    """
+    fig, (ax_cost, ax_noise) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = [row["batch_size"] for row in table]
+    ax_cost.plot(sizes, [row["steps_ratio"] for row in table], "o-", label="steps S / S_min")
+    ax_cost.plot(sizes, [row["examples_ratio"] for row in table], "s-",
+                 label="examples E / E_min")
+    chosen = [row["batch_size"] for row in table if row["recommended"]]
+    if chosen:
+        ax_cost.axvspan(min(chosen), max(chosen), color="green", alpha=0.15, label="recommended")
+    b = table[0]["b_simple"]
+    if math.isfinite(b):
+        ax_cost.axvline(b, color="0.3", ls=":", label=f"B_simple = {b:.3g}")
+    ax_cost.set(xscale="log", yscale="log", xlabel="batch size B",
+                ylabel="predicted cost over its minimum", title="prediction of the model")
+    ax_cost.legend(fontsize=8)
+    epochs = range(1, len(b_simple_per_epoch) + 1)
+    ax_noise.plot(epochs, b_simple_per_epoch, "o-", label="from each epoch's batches")
+    ax_noise.axhline(b, color="0.3", ls=":", label="measured after training")
+    ax_noise.set(xlabel="epoch", ylabel="B_simple", yscale="log",
+                 title="simple noise scale during training")
+    ax_noise.legend(fontsize=8)
+    for ax in (ax_cost, ax_noise):
+        ax.grid(alpha=0.3)
+    return _finish(fig, path, title)
+
+
+def plot_critical_batch(tasks: dict[str, dict], path: str | os.PathLike | None = None,
+                        title: str | None = None) -> Figure:
+    """The critical batch size experiment of ``demos/critical_batch_size.py``, one row per task.
+
+    Left: for each target loss, the steps ``S`` against the examples ``E = B S``
+    each batch size needed (points) and the fitted model
+    ``S = S_min (1 + B_crit / B)``, ``E = E_min (1 + B / B_crit)`` (line).
+    Right: ``B_crit`` (with its 95% bootstrap interval) and ``B_simple``
+    measured at the weights that first reached the target, against the target.
+    ``tasks`` maps a name to a dict with ``targets``, ``points`` (target ->
+    ``(B, S)``), ``fits`` (target -> ``(S_min, E_min)``), ``b_crit``,
+    ``b_simple`` and ``interval`` (lists over the targets).
+    """
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.6 * len(tasks)), squeeze=False)
+    for (name, task), (ax_se, ax_b) in zip(tasks.items(), axes, strict=True):
+        colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(task["targets"]), 1)))
+        for target, color in zip(task["targets"], colors, strict=True):
+            B, S = task["points"][target]
+            s_min, e_min = task["fits"][target]
+            ax_se.plot(B * S, S, "o", color=color, label=f"loss {target:.3g}")
+            grid = np.geomspace(B.min() / 2, B.max() * 2, 200)
+            ax_se.plot(s_min * grid + e_min, s_min + e_min / grid, "-", color=color, lw=1)
+        ax_se.set(xscale="log", yscale="log", xlabel="examples E = B S",
+                  ylabel="steps S", title=f"{name}: steps against examples")
+        ax_se.legend(fontsize=8)
+        if task["targets"]:
+            low, high = np.array(task["interval"]).T
+            b_crit = np.array(task["b_crit"])
+            ax_b.errorbar(task["targets"], b_crit, yerr=[b_crit - np.minimum(low, b_crit),
+                                                         np.maximum(high, b_crit) - b_crit],
+                          fmt="o-", capsize=3, label="B_crit = E_min / S_min (fit, 95% bootstrap)")
+            ax_b.plot(task["targets"], task["b_simple"], "s--", label="B_simple (gradient_noise)")
+        ax_b.set(xscale="log", yscale="log", xlabel="target training loss",
+                 ylabel="batch size", title=f"{name}: measured and predicted")
+        ax_b.set_xticks(task["targets"], [f"{t:.3g}" for t in task["targets"]])
+        ax_b.minorticks_off()
+        ax_b.invert_xaxis()
+        ax_b.legend(fontsize=8)
+        for ax in (ax_se, ax_b):
+            ax.grid(alpha=0.3, which="both")
+    return _finish(fig, path, title)
+
+
 def plot_grid_search(labels: list[str], accuracy: np.ndarray, accuracy_std: np.ndarray,
                      seconds: np.ndarray, learning_rates: list[float],
                      path: str | os.PathLike | None = None, title: str | None = None) -> Figure:

@@ -26,6 +26,7 @@ from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .losses import LOSS
 from .mlp import MLP
+from .noise import batch_estimates, noise_scale
 from .optim import Optimizer
 
 EVAL_BATCH = 1024
@@ -49,6 +50,8 @@ class History:
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
     ``steps_at_epoch_end`` and ``iterations_at_epoch_end`` give the counters
     after each epoch, for plotting against steps. Accuracies are NaN for mse.
+    ``b_simple`` (with ``fit(track_noise=True)``, else empty) holds each epoch's
+    estimate of the gradient noise scale from its own batches (see :func:`fit`).
     """
 
     epochs: int = 0
@@ -63,6 +66,7 @@ class History:
     epoch_seconds: list[float] = field(default_factory=list)
     steps_at_epoch_end: list[int] = field(default_factory=list)
     iterations_at_epoch_end: list[int] = field(default_factory=list)
+    b_simple: list[float] = field(default_factory=list)
 
 
 def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
@@ -137,7 +141,9 @@ class _Position:
     """Where a run stands: in epoch ``epoch`` (1-based), ``iteration`` batches done.
 
     ``order`` is the epoch's row order (``DataLoader.epoch_order``), drawn when
-    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums.
+    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums,
+    and ``noise_grad_sq``, ``noise_trace_cov`` the sums of the per-batch noise
+    estimates over its ``noise_batches`` batches (``fit(track_noise=True)``).
     A checkpoint stores exactly this, always at a step boundary.
     """
 
@@ -146,13 +152,16 @@ class _Position:
     order: np.ndarray | None = None
     loss_sum: float = 0.0
     correct: int = 0
+    noise_grad_sq: float = 0.0
+    noise_trace_cov: float = 0.0
+    noise_batches: int = 0
 
 
 def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         accumulate: int | str = 1, validation: Dataset | None = None, progress: bool = True,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | str = "epoch", resume: bool = False,
-        memory_budget: int | str | None = None,
+        memory_budget: int | str | None = None, track_noise: bool = False,
         rng: np.random.Generator | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
@@ -206,6 +215,19 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         the same update as one full batch (``History.iterations`` counts the
         chunks). Other optimizers keep their batch size and raise ``ValueError``
         if a batch does not fit.
+    track_noise : bool
+        Record ``History.b_simple``, each epoch's gradient noise scale, from
+        the batches it trains on, at no extra pass: every batch of ``B >= 2``
+        rows gives unbiased estimates of ``|G|^2`` and ``tr(Sigma)`` from its
+        per-example gradient norms and its gradient sum
+        (:func:`scratchgd.noise.batch_estimates`); the two are summed over the
+        epoch separately and then divided (:func:`scratchgd.noise.noise_scale`),
+        as the paper advises. A one-row batch carries no estimate and is
+        skipped; SGD (batch 1) raises ``ValueError``. The weights move during
+        the epoch, so this is the noise scale along the epoch, not at its end.
+        The numba backend then runs the loop in Python over its compiled
+        ``loss_and_grads`` (the same results as numpy, slower than its
+        compiled training loop for small batches).
     rng : numpy.random.Generator, optional
         Draw the loader's epoch orders from this generator instead of from a
         fresh one seeded by ``seed`` (``seed`` is then only recorded in a
@@ -229,6 +251,10 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     """
     _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
+    _checks.boolean("track_noise", track_noise)
+    if track_noise and optimizer.batch_size == 1:
+        raise ValueError(f"track_noise=True needs batches of at least 2 rows: {optimizer} draws "
+                         f"one row per batch, which carries no estimate of the gradient noise")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     loader = optimizer.loader(data, seed=seed)
@@ -243,7 +269,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     y = model.check_y(data.y, len(data), name="data.y")
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
-                "features": data.n_features}
+                "features": data.n_features, "track_noise": track_noise}
     history, at = History(), _Position()
     if checkpoint is not None:
         _ckpt.remove_temporaries(checkpoint)
@@ -264,11 +290,14 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
                 at.order = loader.epoch_order()
             while at.iteration < last:
                 stop = _span_stop(at.iteration, last, k, history.steps, every)
-                _run_span(model, optimizer, loader, y, k, history, at, stop, bar)
+                _run_span(model, optimizer, loader, y, k, history, at, stop, bar, track_noise)
                 if stop < last:  # a checkpoint is due inside the epoch
                     _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
             history.epoch_seconds.append(time.perf_counter() - start)
             _end_epoch(model, history, at, len(data), validation)
+            if track_noise:
+                history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
+                                        if at.noise_batches else math.nan)
             if progress:
                 bar.write(_epoch_line(history, epochs))
             at = _Position(epoch=at.epoch + 1)
@@ -323,14 +352,16 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
 
 
 def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, k: int,
-              history: History, at: _Position, stop: int, bar: tqdm) -> None:
+              history: History, at: _Position, stop: int, bar: tqdm,
+              track_noise: bool = False) -> None:
     """The training cycle for iterations ``at.iteration + 1 .. stop`` of the epoch.
 
     ``stop`` is a step boundary (a multiple of ``k`` or the epoch's last
     iteration), so the span ends with no gradient left half-accumulated and a
-    checkpoint can be written after it.
+    checkpoint can be written after it. ``track_noise``: add every batch's
+    noise estimates to ``at`` (see ``fit``).
     """
-    if model.backend == "numba":
+    if model.backend == "numba" and not track_noise:
         _run_span_compiled(model, optimizer, loader, y, k, history, at, stop, bar)
         return
     grad_sum, rows = None, 0
@@ -342,10 +373,16 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
         X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
+        sq_norms = np.zeros(len(X_batch)) if track_noise else None  # |grad l_i|^2
         batch_loss, grads, z = model._kernels.loss_and_grads(
-            model.params, X_batch, y_batch, model.activation, model.loss)
+            model.params, X_batch, y_batch, model.activation, model.loss, sq_norms)
         if not math.isfinite(batch_loss):
             raise _diverged(at, batch_loss / len(X_batch), optimizer, history, "is not finite")
+        if track_noise and len(X_batch) > 1:
+            grad_sq, trace_cov = batch_estimates(grads, sq_norms)
+            at.noise_grad_sq += grad_sq
+            at.noise_trace_cov += trace_cov
+            at.noise_batches += 1
         # 5. accumulate gradient sums and row counts
         if grad_sum is None:
             grad_sum = grads
@@ -438,4 +475,6 @@ def _epoch_line(history: History, epochs: int) -> str:
         line += f"  val_loss {history.val_loss[-1]:.4f}"
         if not math.isnan(history.val_accuracy[-1]):
             line += f"  val_acc {history.val_accuracy[-1]:.4f}"
+    if history.b_simple:
+        line += f"  B_simple {history.b_simple[-1]:.4g}"
     return line + f"  {history.epoch_seconds[-1]:.3f}s"

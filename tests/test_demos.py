@@ -135,6 +135,24 @@ def test_full_batch_memory(tmp_path):
     assert chunked["peak_bytes"] < float(out["one_shot_peak_bytes"]) / 2
 
 
+def test_critical_batch_size(tmp_path):
+    out = run_demo("critical_batch_size", tmp_path)
+    assert_real_figure(tmp_path / "critical_batch_size.png")
+    fits = {key: fields(value) for key, value in out.items() if "_target[" in key}
+    assert {key.split("_target")[0] for key in fits} == {"digits", "linreg"}
+    assert len(fits) == 4  # two targets per task, each reached by enough batch sizes to fit
+    for key, fit in fits.items():
+        target = float(key.split("[")[1][:-1])
+        assert fit["S_min"] > 0 and fit["E_min"] > 0 and fit["B_simple"] > 0
+        assert fit["B_crit"] == pytest.approx(fit["E_min"] / fit["S_min"], rel=1e-3)
+        assert fit["ratio"] == pytest.approx(fit["B_crit"] / fit["B_simple"], rel=2e-3)
+        assert 0 < fit["ratio_low"] <= fit["ratio_high"]
+        assert fit["loss_there"] <= target  # B_simple measured where the target was reached
+    for key, fit in fits.items():  # where the theory is exact: within an order of magnitude
+        if key.startswith("linreg"):
+            assert 0.1 < fit["ratio"] < 10, (key, fit)
+
+
 def test_grid_search(tmp_path):
     pytest.importorskip("sklearn")
     out = run_demo("grid_search", tmp_path)

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import TrainingDiverged
-from . import train
+from . import advise, train
 
-COMMANDS = (train,)
+COMMANDS = (train, advise)
 """The command modules, in the order ``scratchgd --help`` lists them."""
 
 

@@ -13,6 +13,7 @@ reference (NumPy)            compiled kernel
 ``a.T @ delta``, ...         :func:`dense_backward` (``f'`` fused)
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)
 ``losses.mse``               :func:`mse`
+``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient norms)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first), and
                              :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)
@@ -193,6 +194,28 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
                     delta_prev[r, i] *= one - x * x
                 else:
                     delta_prev[r, i] *= x * (one - x)
+
+
+@jit(fastmath=REASSOCIATE)
+def dense_sq_norms(a_prev: np.ndarray, delta: np.ndarray, sq_norms: np.ndarray) -> None:
+    """Add one dense layer's share of every row's squared gradient norm to ``sq_norms``.
+
+    ``sq_norms_r += |delta_r|^2 (|a_prev_r|^2 + 1)``: row ``r``'s own gradient of
+    this layer is ``a_prev_r delta_r^T`` (weights) and ``delta_r`` (bias).
+    Shapes: ``a_prev (n, fan_in)``, ``delta (n, fan_out)``, ``sq_norms (n,)``
+    float64. Invariants: reads ``a_prev`` and ``delta``; writes only ``sq_norms``;
+    each row's sums are taken in the layer's dtype, as the reference does.
+    """
+    n, fan_in = a_prev.shape
+    fan_out = delta.shape[1]
+    t = delta.dtype.type
+    for r in range(n):
+        d2, a2 = t(0.0), t(0.0)
+        for j in range(fan_out):
+            d2 += delta[r, j] * delta[r, j]
+        for i in range(fan_in):
+            a2 += a_prev[r, i] * a_prev[r, i]
+        sq_norms[r] += d2 * (a2 + t(1.0))
 
 
 @jit
@@ -490,12 +513,15 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
 
 
 def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
-                   loss: str) -> tuple[float, list[np.ndarray], np.ndarray]:
+                   loss: str, sq_norms: np.ndarray | None = None
+                   ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Summed loss over the rows of ``X``, its gradients, and the raw outputs.
 
     ``L = sum_i l_i``, as ``reference.loss_and_grads``: :func:`forward`, then
     :func:`cross_entropy` or :func:`mse` for ``dL/dz_L``, then
-    :func:`dense_backward` layer by layer. Pure: reads ``params``, writes nothing.
+    :func:`dense_backward` layer by layer. Pure: reads ``params``, writes nothing
+    but ``sq_norms``, which, if given (``(n,)`` float64 zeros), receives every
+    row's ``|grad l_i|^2`` through :func:`dense_sq_norms`, layer by layer.
     """
     act = ACTIVATION_CODE[activation]
     layers = forward(params, X, activation)
@@ -510,6 +536,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     for layer in range(len(params) // 2 - 1, -1, -1):
         a_prev = layers[layer]
         below = np.empty_like(a_prev) if layer > 0 else np.empty((0, a_prev.shape[1]), z.dtype)
+        if sq_norms is not None:
+            dense_sq_norms(a_prev, delta, sq_norms)
         dense_backward(a_prev, delta, params[2 * layer], act, grads[2 * layer],
                        grads[2 * layer + 1], below, use_blas(len(a_prev)), False)
         delta = below
