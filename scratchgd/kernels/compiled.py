@@ -594,8 +594,8 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     done, steps, status = train_span(
         Ws, bs, vWs, vbs, X, labels, targets,
         np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(bounds, dtype=np.int64),
-        start, stop, k, lr, momentum, ACTIVATION_CODE[activation], LOSS_CODE[loss],
-        blas, loss_sums, correct)
+        start, stop, k, float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
+        bool(blas), loss_sums, correct)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
