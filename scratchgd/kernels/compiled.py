@@ -41,6 +41,7 @@ import functools
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 """The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
@@ -73,6 +74,36 @@ row or two: no call overhead, and zero inputs are skipped."""
 def use_blas(rows: int) -> bool:
     """Whether a batch of ``rows`` rows multiplies through BLAS: ``rows >= BLAS_MIN_ROWS``."""
     return rows >= BLAS_MIN_ROWS
+
+
+BLAS_THREADED_MIN_WORK = 2**22
+"""Batches whose largest matrix product has fewer multiply-adds (``m n k``) than this run
+BLAS on one thread. OpenBLAS splits a product over all its threads once ``m n k`` reaches
+524,288 (digits 64-128-10 at batch 64), and on a small machine the threads' start-up and
+synchronisation then cost more than they save: numba float32 fell from 1.2 M to 0.3 M
+samples per second between batch 64 and 128. Measured with
+``python benchmarks/blas_threads.py`` (see docs/performance.md)."""
+
+
+def blas_threads_for(work: int) -> int | None:
+    """BLAS threads for products of ``work = m n k`` multiply-adds at most.
+
+    1 below :data:`BLAS_THREADED_MIN_WORK`; ``None`` (BLAS's own thread count, no
+    limit) from there on.
+    """
+    return 1 if work < BLAS_THREADED_MIN_WORK else None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (``threadpool_limits`` searches each time).
+
+    SciPy's BLAS, the one numba's ``np.dot`` calls, is loaded first: numba loads it
+    only when a kernel first needs it, and a library loaded later would not be found.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    return ThreadpoolController()
 
 
 @jit
@@ -573,6 +604,8 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     buffers, ``None`` when ``momentum == 0``) are updated in place. ``start``
     must be a step boundary (a multiple of ``k``). ``blas``: multiply
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
+    BLAS runs on one thread when the largest product of the widest batch is small
+    (:func:`blas_threads_for`), and is restored afterwards.
 
     Returns
     -------
@@ -582,8 +615,9 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     steps : int, training steps taken.
     status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
     """
+    widest = int(np.diff(bounds).max(initial=0))
     if blas is None:
-        blas = use_blas(int(np.diff(bounds).max(initial=0)))
+        blas = use_blas(widest)
     if order is None:
         order = np.arange(bounds[-1])
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
@@ -591,11 +625,14 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    done, steps, status = train_span(
-        Ws, bs, vWs, vbs, X, labels, targets,
-        np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(bounds, dtype=np.int64),
-        start, stop, k, float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
-        bool(blas), loss_sums, correct)
+    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
+    with _blas().limit(limits=threads, user_api="blas"):
+        done, steps, status = train_span(
+            Ws, bs, vWs, vbs, X, labels, targets,
+            np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
+            float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
+            loss_sums, correct)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
