@@ -12,12 +12,13 @@ from .gradcheck import gradient_check, numerical_grads
 from .mlp import MLP
 from .noise import GradientNoise, advise_batch_size, gradient_noise
 from .optim import GD, SGD, MiniBatchSGD, Optimizer
+from .scaling import Scaling, standardize
 from .train import History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GD", "MLP", "SGD", "DataLoader", "Dataset", "GradientNoise", "History", "MiniBatchSGD",
-    "Optimizer", "TrainingDiverged", "advise_batch_size", "datasets", "evaluate", "fit",
-    "gradient_check", "gradient_noise", "numerical_grads",
+    "Optimizer", "Scaling", "TrainingDiverged", "advise_batch_size", "datasets", "evaluate", "fit",
+    "gradient_check", "gradient_noise", "numerical_grads", "standardize",
 ]

@@ -80,7 +80,7 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
-        X = np.asarray(data.X[rows], dtype=model.dtype)
+        X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
@@ -368,9 +368,10 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
     last = len(loader)
     while at.iteration < stop:
         at.iteration += 1
-        # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        # 1. draw a batch (only its rows are read, scaled if the model scales its
+        #    inputs, cast to the model's dtype)
         index = loader.batch_index(at.order, at.iteration - 1)
-        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        X_batch = model.inputs(loader.dataset.X[index])
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
         sq_norms = np.zeros(len(X_batch)) if track_noise else None  # |grad l_i|^2
@@ -437,7 +438,8 @@ def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: 
     for start, end in spans(at.iteration, stop, k, loader.rows_per_batch):
         loss_sums, hits, steps, status = model._kernels.fit_span(
             model.params, velocity, loader.dataset.X, y, at.order, bounds, start, end, k,
-            optimizer.lr, optimizer.momentum, model.activation, model.loss)
+            optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            scaling=model.scaling)
         done = len(hits)
         rows = np.diff(bounds[start:start + done + 1])
         at.iteration += done
