@@ -95,7 +95,8 @@ class History:
     def csv_rows(self, first: int = 1) -> list[str]:
         """Lines of the CSV table of :meth:`to_dict` for epochs ``first`` onwards (no header)."""
         table = self.to_dict()
-        return [",".join(repr(table[c][e]) for c in self.COLUMNS) + "\n"
+        return [",".join(str(int(table[c][e])) if c in self.COLUMNS[:4]
+                         else repr(float(table[c][e])) for c in self.COLUMNS) + "\n"
                 for e in range(first - 1, self.epochs)]
 
     def to_csv(self, path: str | os.PathLike) -> None:
