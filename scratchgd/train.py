@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,8 +48,9 @@ class History:
     measured on the fly while the weights change; ``val_loss`` and
     ``val_accuracy`` are measured on the validation set after each epoch.
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
-    ``steps_at_epoch_end`` and ``iterations_at_epoch_end`` give the counters
-    after each epoch, for plotting against steps. Accuracies are NaN for mse.
+    ``steps_at_epoch_end``, ``iterations_at_epoch_end`` and
+    ``samples_at_epoch_end`` give the counters after each epoch, for plotting
+    against steps. Accuracies are NaN for mse.
     ``b_simple`` (with ``fit(track_noise=True)``, else empty) holds each epoch's
     estimate of the gradient noise scale from its own batches (see :func:`fit`).
     """
@@ -67,6 +68,45 @@ class History:
     steps_at_epoch_end: list[int] = field(default_factory=list)
     iterations_at_epoch_end: list[int] = field(default_factory=list)
     b_simple: list[float] = field(default_factory=list)
+    samples_at_epoch_end: list[int] = field(default_factory=list)
+
+    COLUMNS = ("epoch", "iterations", "steps", "samples", "loss", "accuracy", "val_loss",
+               "val_accuracy", "seconds")
+    """The per-epoch columns of :meth:`to_dict` and :meth:`to_csv`."""
+
+    def to_dict(self) -> dict[str, list]:
+        """The per-epoch table: one list per column of ``COLUMNS``, one item per epoch.
+
+        ``iterations``, ``steps`` and ``samples`` are the counters at the end of
+        each epoch; ``val_loss`` and ``val_accuracy`` are NaN without validation
+        (accuracies are NaN for mse). ``pandas.DataFrame(history.to_dict())``
+        makes it a data frame.
+        """
+        nan = [math.nan] * self.epochs
+        return {"epoch": list(range(1, self.epochs + 1)),
+                "iterations": list(self.iterations_at_epoch_end),
+                "steps": list(self.steps_at_epoch_end),
+                "samples": list(self.samples_at_epoch_end),
+                "loss": list(self.epoch_loss), "accuracy": list(self.epoch_accuracy),
+                "val_loss": list(self.val_loss) or nan,
+                "val_accuracy": list(self.val_accuracy) or nan,
+                "seconds": list(self.epoch_seconds)}
+
+    def csv_rows(self, first: int = 1) -> list[str]:
+        """Lines of the CSV table of :meth:`to_dict` for epochs ``first`` onwards (no header)."""
+        table = self.to_dict()
+        return [",".join(str(int(table[c][e])) if c in self.COLUMNS[:4]
+                         else repr(float(table[c][e])) for c in self.COLUMNS) + "\n"
+                for e in range(first - 1, self.epochs)]
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` to ``path`` as CSV: a header line, then one row per epoch.
+
+        Floats are written with ``repr``, so they read back exactly.
+        """
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(",".join(self.COLUMNS) + "\n")
+            fh.writelines(self.csv_rows())
 
 
 def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
@@ -80,7 +120,7 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
-        X = np.asarray(data.X[rows], dtype=model.dtype)
+        X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
@@ -162,7 +202,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | str = "epoch", resume: bool = False,
         memory_budget: int | str | None = None, track_noise: bool = False,
-        rng: np.random.Generator | None = None) -> History:
+        rng: np.random.Generator | None = None,
+        on_epoch_end: Callable[[History], object] | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -240,6 +281,14 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         bit: either way epoch ``e`` takes the ``e``-th order drawn from
         ``default_rng(s)``. The estimators of ``scratchgd.estimators`` use this
         for ``partial_fit`` and ``warm_start``.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(history)`` after every epoch (Keras's habit),
+        once its figures are in ``history``, its line is printed and its
+        checkpoint (if any) is written; its return value is ignored. The
+        command line prints its epoch lines and writes ``--log`` through it.
+        The model's scaling, if any (``model.scaling``, see
+        :func:`scratchgd.standardize`), applies to every batch; it is part of a
+        checkpoint's settings.
 
     Raises
     ------
@@ -257,6 +306,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
                          f"one row per batch, which carries no estimate of the gradient noise")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     loader = optimizer.loader(data, seed=seed)
     if rng is not None:
         loader.rng = rng
@@ -269,7 +320,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     y = model.check_y(data.y, len(data), name="data.y")
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
-                "features": data.n_features, "track_noise": track_noise}
+                "features": data.n_features, "track_noise": track_noise,
+                "scale": "none" if model.scaling is None else "standard"}
     history, at = History(), _Position()
     if checkpoint is not None:
         _ckpt.remove_temporaries(checkpoint)
@@ -304,6 +356,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             if checkpoint is not None and (checkpoint_every == "epoch" or at.epoch > epochs
                                            or history.steps % checkpoint_every == 0):
                 _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
+            if on_epoch_end is not None:
+                on_epoch_end(history)
     return history
 
 
@@ -345,6 +399,7 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
     history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
+    history.samples_at_epoch_end.append(history.samples_seen)
     if validation is not None:
         val_loss, val_accuracy = evaluate(model, validation)
         history.val_loss.append(val_loss)
@@ -368,9 +423,10 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
     last = len(loader)
     while at.iteration < stop:
         at.iteration += 1
-        # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        # 1. draw a batch (only its rows are read, scaled if the model scales its
+        #    inputs, cast to the model's dtype)
         index = loader.batch_index(at.order, at.iteration - 1)
-        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        X_batch = model.inputs(loader.dataset.X[index])
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
         sq_norms = np.zeros(len(X_batch)) if track_noise else None  # |grad l_i|^2
@@ -437,7 +493,8 @@ def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: 
     for start, end in spans(at.iteration, stop, k, loader.rows_per_batch):
         loss_sums, hits, steps, status = model._kernels.fit_span(
             model.params, velocity, loader.dataset.X, y, at.order, bounds, start, end, k,
-            optimizer.lr, optimizer.momentum, model.activation, model.loss)
+            optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            scaling=model.scaling)
         done = len(hits)
         rows = np.diff(bounds[start:start + done + 1])
         at.iteration += done

@@ -14,6 +14,7 @@ reference (NumPy)            compiled kernel
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)
 ``losses.mse``               :func:`mse`
 ``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient norms)
+``reference.standardize``   :func:`gather_batch` (scaling while gathering)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first), and
                              :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)
@@ -42,6 +43,8 @@ import functools
 import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from ..scaling import Scaling
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 """The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
@@ -427,16 +430,49 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 
 @jit
+def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                 lo: int, n: int, loss: int, mean: np.ndarray, inv_std: np.ndarray,
+                 x_batch: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray) -> None:
+    """Copy the batch of rows ``order[lo:lo + n]`` into the first ``n`` rows of the buffers.
+
+    ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
+    input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
+    arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
+    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
+    may differ from ``/ std`` in the last bit). The label
+    (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
+    Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
+    writes only the buffers; without scaling the values are copied untouched.
+    """
+    scaled = len(mean) > 0
+    for r in range(n):
+        row = order[lo + r]
+        if scaled:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = (np.float64(X[row, c]) - mean[c]) * inv_std[c]
+        else:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = X[row, c]
+        if loss == CROSS_ENTROPY:
+            y_batch[r] = labels[row]
+        else:
+            for j in range(targets.shape[1]):
+                t_batch[r, j] = targets[row, j]
+
+
+@jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
                labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
-               loss_sums: np.ndarray, correct: np.ndarray) -> tuple[int, int, int]:
+               loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
+               inv_std: np.ndarray) -> tuple[int, int, int]:
     """Iterations ``start, ..., stop - 1`` of one epoch of training, in one call.
 
     Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` and of
     ``labels`` (cross_entropy) or ``targets`` (mse; the other is unused). For
-    each iteration ``t``: gather the batch (cast to the weights' dtype),
+    each iteration ``t``: gather the batch (:func:`gather_batch`: scaled by
+    ``mean`` and ``inv_std`` unless they are empty, cast to the weights' dtype),
     forward, loss, backward; add the gradient SUMS and the row count to the
     accumulators; write the batch's loss sum to ``loss_sums[t - start]`` and
     its correct count to ``correct[t - start]``. After iteration ``t`` when
@@ -485,15 +521,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
-        for r in range(n):
-            row = order[bounds[t] + r]
-            for c in range(X.shape[1]):
-                x_batch[r, c] = X[row, c]
-            if loss == CROSS_ENTROPY:
-                y_batch[r] = labels[row]
-            else:
-                for j in range(targets.shape[1]):
-                    t_batch[r, j] = targets[row, j]
+        gather_batch(X, labels, targets, order, bounds[t], n, loss, mean, inv_std, x_batch,
+                     y_batch, t_batch)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
@@ -595,7 +624,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
 def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
              y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
              k: int, lr: float, momentum: float, activation: str, loss: str,
-             blas: bool | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+             blas: bool | None = None, scaling: Scaling | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span`.
 
     ``order`` comes from ``DataLoader.epoch_order`` (``None``: rows in stored
@@ -606,6 +636,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
     BLAS runs on one thread when the largest product of the widest batch is small
     (:func:`blas_threads_for`), and is restored afterwards.
+    ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
 
     Returns
     -------
@@ -623,6 +654,11 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    if scaling is None:
+        mean = inv_std = np.empty(0)
+    else:
+        # fresh writable float64 arrays: one compiled type whatever the scaling's flags
+        mean, inv_std = np.array(scaling.mean, np.float64), 1.0 / scaling.std
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
     threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
@@ -632,7 +668,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
             np.ascontiguousarray(order, dtype=np.int64),
             np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
             float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
-            loss_sums, correct)
+            loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
