@@ -392,6 +392,28 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 
 @jit
+def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                 lo: int, n: int, loss: int, x_batch: np.ndarray, y_batch: np.ndarray,
+                 t_batch: np.ndarray) -> None:
+    """Copy the batch of rows ``order[lo:lo + n]`` into the first ``n`` rows of the buffers.
+
+    ``x_batch[r] = X[order[lo + r]]`` (cast to the buffer's dtype), and
+    ``y_batch[r] = labels[...]`` (cross_entropy) or ``t_batch[r] = targets[...]``
+    (mse). Reads only those rows of ``X``: a memory-mapped file is read where
+    the batch lies.
+    """
+    for r in range(n):
+        row = order[lo + r]
+        for c in range(X.shape[1]):
+            x_batch[r, c] = X[row, c]
+        if loss == CROSS_ENTROPY:
+            y_batch[r] = labels[row]
+        else:
+            for j in range(targets.shape[1]):
+                t_batch[r, j] = targets[row, j]
+
+
+@jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
@@ -447,15 +469,7 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
-        for r in range(n):
-            row = order[bounds[t] + r]
-            for c in range(X.shape[1]):
-                x_batch[r, c] = X[row, c]
-            if loss == CROSS_ENTROPY:
-                y_batch[r] = labels[row]
-            else:
-                for j in range(targets.shape[1]):
-                    t_batch[r, j] = targets[row, j]
+        gather_batch(X, labels, targets, order, bounds[t], n, loss, x_batch, y_batch, t_batch)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
@@ -584,3 +598,84 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
         start, stop, k, lr, momentum, ACTIVATION_CODE[activation], LOSS_CODE[loss],
         blas, loss_sums, correct)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
+
+# --- data parallel: one rank's shard sums, the step between two collectives -----------------
+
+@jit
+def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+               order: np.ndarray, lo: np.ndarray, counts: np.ndarray, act: int, loss: int,
+               blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
+               correct: np.ndarray) -> None:
+    """One rank's sums over its shards of the ``k`` batches of one training step.
+
+    Shard ``t`` is the rows ``order[lo[t]:lo[t] + counts[t]]``. For each shard:
+    gather (:func:`gather_batch`), forward, loss, backward, adding its gradient
+    SUMS to ``gWs, gbs``; ``loss_sums[t]`` and ``correct[t]`` get its loss sum
+    and correct count. An empty shard adds nothing; if every shard is empty the
+    sums are zero. After a non-finite loss it stops (the later figures stay as
+    they were, zero): the reduced loss is non-finite too. The weights are only
+    read: the step is taken after the collective, on the reduced sums.
+    """
+    dtype = Ws[0].dtype
+    widest = max(1, counts.max())
+    acts = [np.empty((widest, X.shape[1]), dtype)]
+    deltas = []
+    for layer in range(len(Ws)):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    rows = 0
+    for t in range(len(lo)):
+        n = counts[t]
+        if n == 0:
+            continue
+        gather_batch(X, labels, targets, order, lo[t], n, loss, acts[0], y_batch, t_batch)
+        loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
+                                           n, act, loss, blas, rows > 0)
+        loss_sums[t] = loss_sum
+        if not np.isfinite(loss_sum):
+            break
+        correct[t] = hits
+        rows += n
+    if rows == 0:
+        for layer in range(len(Ws)):
+            gWs[layer][:] = 0
+            gbs[layer][:] = 0
+
+
+def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+              lo: np.ndarray, counts: np.ndarray, activation: str, loss: str) -> np.ndarray:
+    """:func:`shard_sums` as ``train._shard_sums`` packs them: one flat float64 buffer.
+
+    ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
+    For float64 weights the gradient sums are written straight into the buffer.
+    """
+    dtype = params[0].dtype
+    m = len(lo)
+    size = sum(p.size for p in params)
+    buf = np.zeros(size + 1 + 2 * m)
+    sums = buf[:size] if dtype == np.float64 else np.empty(size, dtype)
+    grads, offset = [], 0
+    for p in params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    if order is None:
+        order = np.arange(int((lo + counts).max(initial=0)))
+    if loss == "cross_entropy":
+        labels, targets = np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
+    else:
+        labels, targets = np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+    loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    shard_sums(tuple(params[0::2]), tuple(params[1::2]), np.ascontiguousarray(X), labels,
+               targets, np.ascontiguousarray(order, dtype=np.int64),
+               np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
+               LOSS_CODE[loss], use_blas(int(counts.max(initial=0))), tuple(grads[0::2]),
+               tuple(grads[1::2]), loss_sums, correct)
+    buf[:size] = sums
+    buf[size] = counts.sum()
+    buf[size + 1:size + 1 + m] = loss_sums
+    buf[size + 1 + m:] = correct
+    return buf
