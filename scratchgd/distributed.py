@@ -33,6 +33,31 @@ import numpy as np
 MPI_HINT = 'install the "mpi" extra: pip install "scratchgd[mpi]"'
 
 
+def world() -> Group:
+    """The group of every process ``mpiexec`` started (``MPI.COMM_WORLD``); imports mpi4py.
+
+    Raises
+    ------
+    ValueError
+        If mpi4py is not installed (naming what to install).
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ValueError(f"distributed training needs mpi4py: {MPI_HINT}") from None
+    return Group(MPI.COMM_WORLD)
+
+
+def collective(exc: BaseException) -> BaseException:
+    """Mark ``exc`` as raised alike on every rank (``exc.all_ranks = True``) and return it.
+
+    The command line ends a job whose error is not marked with ``MPI.Abort``:
+    a rank that fails alone would leave the others waiting in a collective.
+    """
+    exc.all_ranks = True
+    return exc
+
+
 def shard(lo: int, hi: int, rank: int, size: int) -> tuple[int, int]:
     """Positions ``[start, stop)`` of rank ``rank``'s shard of the batch ``[lo, hi)``.
 
@@ -103,9 +128,10 @@ class Group:
         for key, mine in everyone[0].items():
             for rank, theirs in enumerate(everyone[1:], start=1):
                 if theirs.get(key) != mine:
-                    raise ValueError(f"the {self.size} ranks disagree on {key}: rank 0 has "
-                                     f"{mine!r}, rank {rank} has {theirs.get(key)!r}; every rank "
-                                     f"must run the same script on the same data")
+                    raise collective(ValueError(
+                        f"the {self.size} ranks disagree on {key}: rank 0 has {mine!r}, rank "
+                        f"{rank} has {theirs.get(key)!r}; every rank must run the same script "
+                        f"on the same data"))
 
     def agree(self, check: Callable[[], Any]) -> Any:
         """``check()`` on every rank; if it raises on any rank, raise on every rank.
@@ -121,9 +147,9 @@ class Group:
         for rank, theirs in enumerate(self.comm.allgather(failure)):
             if theirs is not None:
                 if error is not None:
-                    raise error
+                    raise collective(error)
                 kind = TypeError if theirs[0] == "TypeError" else ValueError
-                raise kind(f"rank {rank} of {self.size} refused: {theirs[1]}")
+                raise collective(kind(f"rank {rank} of {self.size} refused: {theirs[1]}"))
         return result
 
     def bcast(self, obj: Any) -> Any:

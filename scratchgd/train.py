@@ -504,8 +504,8 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
         for t in range(m):
             if not math.isfinite(loss_sums[t]):
                 at.iteration += 1
-                raise _diverged(at, loss_sums[t] / batch_rows[t], optimizer, history,
-                                "is not finite")
+                raise _dist.collective(_diverged(at, loss_sums[t] / batch_rows[t], optimizer,
+                                                 history, "is not finite"))
             at.iteration += 1
             at.loss_sum += float(loss_sums[t])
             at.correct += int(hits[t])
@@ -521,8 +521,9 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
         try:
             optimizer.step(model.params, grads)
         except TrainingDiverged:
-            raise _diverged(at, loss_sums[-1] / batch_rows[-1], optimizer, history,
-                            "leads to an update that would make the weights non-finite") from None
+            raise _dist.collective(_diverged(
+                at, loss_sums[-1] / batch_rows[-1], optimizer, history,
+                "leads to an update that would make the weights non-finite")) from None
         history.steps += 1
 
 

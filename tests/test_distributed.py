@@ -179,3 +179,22 @@ def test_not_supported_with_comm():
         run_threads(2, lambda comm: train(comm, track_noise=True))
     with pytest.raises(TypeError, match="communicator"):
         train(comm=object())
+
+
+def test_distributed_flag_without_mpi4py_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from scratchgd.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    assert main(["train", "--distributed", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "scratchgd[mpi]"' in err[0]
+
+
+def test_import_does_not_start_mpi():
+    import subprocess
+    import sys
+
+    code = "import sys, scratchgd; sys.exit('mpi4py' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

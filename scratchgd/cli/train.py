@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
+from .. import distributed
+from ..data import Dataset
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
 from ..train import evaluate, fit
@@ -63,6 +66,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="'epoch' (default) or N: write the checkpoint every N training steps")
     train.add_argument("--resume", action="store_true",
                        help="continue from --checkpoint if the file exists (else start afresh)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel on the ranks of mpiexec (mpiexec -n 4 scratchgd train "
+                       "--distributed ...): --batch-size is the global batch; only rank 0 "
+                       "prints, plots and writes the checkpoint (needs the mpi extra)")
 
 
 def _optimizer(args: argparse.Namespace) -> Optimizer:
@@ -79,13 +86,45 @@ def _optimizer(args: argparse.Namespace) -> Optimizer:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scratchgd train``; return the exit status."""
+    """Run ``scratchgd train``; return the exit status.
+
+    With ``--distributed`` every rank runs this; ranks other than 0 write
+    nothing (their stdout and stderr go to ``os.devnull``). Errors every rank
+    meets alike (flags, data, a diverged run) end every rank with the same exit
+    status; an error of one rank alone ends the whole job by ``MPI.Abort``, so
+    no rank is left waiting in a collective.
+    """
+    if not args.distributed:
+        return _train(args, None)
+    group = distributed.world()
+    if group.rank:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (until the process ends)
+    try:
+        return _train(args, group)
+    except BaseException as exc:
+        if group.size > 1 and not getattr(exc, "all_ranks", False):
+            print(f"scratchgd: rank {group.rank} failed alone ({type(exc).__name__}: {exc}); "
+                  f"ending all {group.size} ranks", file=sys.__stderr__, flush=True)
+            group.comm.Abort(1)
+        raise
+
+
+def _setup(args: argparse.Namespace) -> tuple[Dataset, Dataset, Optimizer, MLP]:
+    """The training and test sets, optimizer and model ``args`` name."""
     train_set, test_set = load(args)
     optimizer = _optimizer(args)
     n_classes = max(train_set.n_classes, test_set.n_classes)
     model = MLP([train_set.n_features, *args.hidden, n_classes],
                 activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
                 backend=args.backend)
+    return train_set, test_set, optimizer, model
+
+
+def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
+    if group is None:
+        train_set, test_set, optimizer, model = _setup(args)
+    else:
+        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
@@ -94,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
                   validation=test_set, progress=not args.no_progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                  resume=args.resume, memory_budget=args.memory_budget)
+                  resume=args.resume, memory_budget=args.memory_budget,
+                  comm=None if group is None else group.comm)
     seconds = time.perf_counter() - start
     if args.no_progress:
         for epoch in range(history.epochs):
@@ -105,9 +145,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
           f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
     print(f"test accuracy: {accuracy:.4f}")
-    if args.plot:
+    if args.plot and (group is None or group.rank == 0):
         from ..plots import plot_history
 
         plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
         print(f"wrote {args.plot}")
+    if group is not None:
+        print(f"trained data-parallel by {group.size} processes")
     return 0
