@@ -10,8 +10,10 @@ had never stopped:
 * the :class:`~scratchgd.History` so far and the running sums (loss, correct
   predictions, gradient noise estimates) of the epoch in progress.
 
-Format version 2 added the noise sums (``fit(track_noise=True)``); a file of
-another version is refused with a message naming it.
+Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
+records the number of data-parallel processes (``settings["processes"]``,
+``fit(comm=...)``), which a resume must match. A file of another version is
+refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import io
 import json
 import math
 import os
@@ -43,11 +46,15 @@ import numpy as np
 from . import _checks
 
 FORMAT = "scratchgd-checkpoint"
-VERSION = 2
+VERSION = 3
 
 
-def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, what: str = "file", content: bytes | None = None
+             ) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` file ``path``, read safely.
+
+    ``content``: the file's bytes, already read (rank 0 reads a checkpoint and
+    broadcasts it); ``path`` then only names it in messages. The same checks apply.
 
     Before any array is read, each entry's ``.npy`` header is checked: an
     entry of Python objects (which NumPy could only read by unpickling) is
@@ -61,12 +68,15 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         Naming ``what`` and ``path``, if the file is not a readable ``.npz`` of
         plain arrays. A missing file raises ``FileNotFoundError``.
     """
+    def source() -> str | os.PathLike | io.BytesIO:
+        return path if content is None else io.BytesIO(content)
+
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source()) as archive:
             for info in archive.infolist():
                 with archive.open(info) as member:
                     _check_npy_header(member, info)
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(source(), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
@@ -262,8 +272,8 @@ class Checkpoint:
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate the checkpoint at ``path``.
+def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
+    """Read and validate the checkpoint at ``path`` (or its bytes ``content``, see ``read_npz``).
 
     Checks that the file is a checkpoint of this format, that every weight and
     momentum buffer has the shape its layer sizes give and is finite, and that
@@ -278,7 +288,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("checkpoint", path))
-    arrays = read_npz(path, "checkpoint")
+    arrays = read_npz(path, "checkpoint", content)
     ck = Checkpoint(path, {}, [], None, None, {}, {})
     meta_array = arrays.pop("meta", None)
     if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:

@@ -281,15 +281,23 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     y = model.check_y(data.y, len(data), name="data.y")
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
-                "features": data.n_features, "track_noise": track_noise}
+                "features": data.n_features, "track_noise": track_noise,
+                "processes": 1 if group is None else group.size}
     history, at = History(), _Position()
-    if checkpoint is not None:
+    writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
+    if writer:
         _ckpt.remove_temporaries(checkpoint)
-        if resume and os.path.exists(checkpoint):
-            history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
+    if checkpoint is not None and resume:
+        if group is None:
+            if os.path.exists(checkpoint):
+                history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
+        else:
+            content = group.bcast(_read_bytes(checkpoint) if group.rank == 0 else None)
+            if content is not None:
+                history, at = group.agree(lambda: _resume(
+                    checkpoint, model, optimizer, loader, settings, epochs, content))
     last = len(loader)
     every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
-    writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
     # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), tqdm(
             total=epochs * last, initial=history.iterations, disable=not progress, unit="it",
@@ -382,10 +390,24 @@ def _span_stop(iteration: int, last: int, k: int, steps: int, every: int | None)
     return min(last, iteration + (every - steps % every) * k)
 
 
+def _read_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def _resume(checkpoint: str | os.PathLike, model: MLP, optimizer: Optimizer, loader: DataLoader,
-            settings: dict, epochs: int) -> tuple[History, _Position]:
-    """History and position of the run saved in ``checkpoint``, its state restored."""
-    saved = _ckpt.load(checkpoint)
+            settings: dict, epochs: int, content: bytes | None = None
+            ) -> tuple[History, _Position]:
+    """History and position of the run saved in ``checkpoint``, its state restored.
+
+    ``content``: the file's bytes as rank 0 read and broadcast them (``fit(comm=...)``),
+    so the other ranks need no shared file system.
+    """
+    saved = _ckpt.load(checkpoint, content)
     saved.check(model, optimizer, loader, settings)
     try:
         history = History(**saved.history)

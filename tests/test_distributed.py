@@ -198,3 +198,43 @@ def test_import_does_not_start_mpi():
 
     code = "import sys, scratchgd; sys.exit('mpi4py' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    results = run_threads(2, lambda comm: train(comm, checkpoint=path, checkpoint_every=2))
+    saved = sg.checkpoint.load(path)
+    assert saved.meta["settings"]["processes"] == 2 and saved.meta["version"] == 3
+    # resuming with P = 2 continues to the weights of an uninterrupted 5-epoch run
+    resumed = run_threads(2, lambda comm: train(comm, checkpoint=path, resume=True, epochs=5))
+    whole = run_threads(2, lambda comm: train(comm, epochs=5))
+    for a, b in zip(resumed[1][0].params, whole[1][0].params, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert results[0][1].iteration_loss == resumed[0][1].iteration_loss[:len(
+        results[0][1].iteration_loss)]
+
+    def resume_on_3(comm):
+        try:
+            train(comm, checkpoint=path, resume=True, epochs=6)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    for message in run_threads(3, resume_on_3):
+        assert "processes=2, not 3" in message
+    with pytest.raises(ValueError, match="processes=2, not 1"):
+        train(checkpoint=path, resume=True, epochs=6)
+
+
+def test_a_version_2_checkpoint_is_refused_naming_its_version(tmp_path):
+    import json
+
+    path = tmp_path / "run.npz"
+    train(checkpoint=path)
+    arrays = sg.checkpoint.read_npz(path)
+    meta = json.loads(str(arrays["meta"]))
+    meta["version"] = 2
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="format version 2"):
+        sg.checkpoint.load(path)
