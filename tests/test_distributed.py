@@ -238,3 +238,26 @@ def test_a_version_2_checkpoint_is_refused_naming_its_version(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="format version 2"):
         sg.checkpoint.load(path)
+
+
+def test_dataset_checks_split_between_ranks_and_name_the_true_row(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.integers(0, 3, 10).astype(float)
+    X[8, 1] = np.nan  # in rank 2's share of 10 rows on 3 ranks: rows 7..9
+
+    def build(comm):
+        try:
+            sg.Dataset(X, y, comm=comm)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    messages = run_threads(3, build)
+    assert "at index (8, 1)" in messages[2]
+    assert all("rank 2 of 3 refused" in m and "(8, 1)" in m for m in messages[:2])
+    np.save(tmp_path / "X.npy", np.nan_to_num(X))
+    np.save(tmp_path / "y.npy", y)
+    loaded = run_threads(2, lambda comm: sg.Dataset.from_file(
+        tmp_path / "X.npy", tmp_path / "y.npy", comm=comm))
+    for data in loaded:
+        assert data.y.dtype == np.int64 and np.array_equal(data.y, y)
