@@ -109,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _setup(args: argparse.Namespace) -> tuple[Dataset, Dataset, Optimizer, MLP]:
+def _setup(args: argparse.Namespace, group: distributed.Group | None
+           ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
     """The training and test sets, optimizer and model ``args`` name."""
-    train_set, test_set = load(args)
+    train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     n_classes = max(train_set.n_classes, test_set.n_classes)
     model = MLP([train_set.n_features, *args.hidden, n_classes],
@@ -122,9 +123,9 @@ def _setup(args: argparse.Namespace) -> tuple[Dataset, Dataset, Optimizer, MLP]:
 
 def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if group is None:
-        train_set, test_set, optimizer, model = _setup(args)
+        train_set, test_set, optimizer, model = _setup(args, None)
     else:
-        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args))
+        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
