@@ -12,8 +12,9 @@ had never stopped:
 
 Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
 the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
-scaling mode in the settings; a file of another version is refused with a
-message naming it.
+scaling mode in the settings, and the number of data-parallel processes
+(``settings["processes"]``, ``fit(comm=...)``), which a resume must match. A
+file of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import io
 import json
 import math
 import os
@@ -49,8 +51,12 @@ FORMAT = "scratchgd-checkpoint"
 VERSION = 3
 
 
-def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, what: str = "file", content: bytes | None = None
+             ) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` file ``path``, read safely.
+
+    ``content``: the file's bytes, already read (rank 0 reads a checkpoint and
+    broadcasts it); ``path`` then only names it in messages. The same checks apply.
 
     Before any array is read, each entry's ``.npy`` header is checked: an
     entry of Python objects (which NumPy could only read by unpickling) is
@@ -64,12 +70,15 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         Naming ``what`` and ``path``, if the file is not a readable ``.npz`` of
         plain arrays. A missing file raises ``FileNotFoundError``.
     """
+    def source() -> str | os.PathLike | io.BytesIO:
+        return path if content is None else io.BytesIO(content)
+
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source()) as archive:
             for info in archive.infolist():
                 with archive.open(info) as member:
                     _check_npy_header(member, info)
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(source(), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
@@ -294,8 +303,8 @@ class Checkpoint:
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate the checkpoint at ``path``.
+def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
+    """Read and validate the checkpoint at ``path`` (or its bytes ``content``, see ``read_npz``).
 
     Checks that the file is a checkpoint of this format, that every weight and
     momentum buffer has the shape its layer sizes give and is finite, and that
@@ -310,7 +319,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("checkpoint", path))
-    arrays = read_npz(path, "checkpoint")
+    arrays = read_npz(path, "checkpoint", content)
     ck = Checkpoint(path, {}, [], None, None, {}, {})
     meta_array = arrays.pop("meta", None)
     if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:

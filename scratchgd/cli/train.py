@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..data import Dataset
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
@@ -79,6 +79,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="'epoch' (default) or N: write the checkpoint every N training steps")
     train.add_argument("--resume", action="store_true",
                        help="continue from --checkpoint if the file exists (else start afresh)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel on the ranks of mpiexec (mpiexec -n 4 scratchgd train "
+                       "--distributed ...): --batch-size is the global batch; only rank 0 "
+                       "prints, plots and writes the checkpoint (needs the mpi extra)")
 
 
 def _optimizer(args: argparse.Namespace) -> Optimizer:
@@ -153,37 +157,73 @@ def _resumed_epochs(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scratchgd train``; return the exit status."""
-    train_set, test_set = load(args)
+    """Run ``scratchgd train``; return the exit status.
+
+    With ``--distributed`` every rank runs this; ranks other than 0 write
+    nothing (their stdout and stderr go to ``os.devnull``). Errors every rank
+    meets alike (flags, data, a diverged run) end every rank with the same exit
+    status; an error of one rank alone ends the whole job by ``MPI.Abort``, so
+    no rank is left waiting in a collective.
+    """
+    if not args.distributed:
+        return _train(args, None)
+    group = distributed.world()
+    if group.rank:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (until the process ends)
+    try:
+        return _train(args, group)
+    except BaseException as exc:
+        if group.size > 1 and not getattr(exc, "all_ranks", False):
+            print(f"scratchgd: rank {group.rank} failed alone ({type(exc).__name__}: {exc}); "
+                  f"ending all {group.size} ranks", file=sys.__stderr__, flush=True)
+            group.comm.Abort(1)
+        raise
+
+
+def _setup(args: argparse.Namespace, group: distributed.Group | None
+           ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
+    """The training and test sets, optimizer and model ``args`` name."""
+    train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     n_classes = max(train_set.n_classes, test_set.n_classes)
     model = MLP([train_set.n_features, *args.hidden, n_classes],
                 activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
                 backend=args.backend)
     _scale(args, model, train_set)
+    return train_set, test_set, optimizer, model
+
+
+def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
+    if group is None:
+        train_set, test_set, optimizer, model = _setup(args, None)
+    else:
+        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     kept = _resumed_epochs(args)
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         print(f"resuming from {args.checkpoint}")
-    on_epoch_end = EpochLog(args.no_progress, args.epochs, args.log, kept)
+    log = args.log if group is None or group.rank == 0 else None  # rank 0 alone writes files
+    on_epoch_end = EpochLog(args.no_progress, args.epochs, log, kept)
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
                   validation=test_set, progress=not args.no_progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                   resume=args.resume, memory_budget=args.memory_budget,
-                  on_epoch_end=on_epoch_end)
+                  on_epoch_end=on_epoch_end, comm=None if group is None else group.comm)
     seconds = time.perf_counter() - start
     _, accuracy = evaluate(model, test_set)
     print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
           f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
     print(f"test accuracy: {accuracy:.4f}")
-    if args.plot:
+    if args.plot and (group is None or group.rank == 0):
         from ..plots import plot_history
 
         plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
         print(f"wrote {args.plot}")
-    if args.save:
+    if args.save and (group is None or group.rank == 0):
         model.save(args.save)
         print(f"saved the model to {args.save}")
+    if group is not None:
+        print(f"trained data-parallel by {group.size} processes")
     return 0

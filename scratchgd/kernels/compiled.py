@@ -39,6 +39,7 @@ decorator then returns the plain Python functions (slow, but the same results).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numba
 import numpy as np
@@ -107,6 +108,16 @@ def _blas() -> ThreadpoolController:
     import scipy.linalg.cython_blas  # noqa: F401
 
     return ThreadpoolController()
+
+
+def blas_limit(blas: bool, rows: int, Ws: tuple) -> Any:
+    """The context a kernel runs in: BLAS limited to :func:`blas_threads_for` threads.
+
+    ``rows``: the widest batch; the largest product is ``rows x (largest W)``.
+    Without BLAS (``blas`` false) nothing is limited. The limit is lifted on exit.
+    """
+    threads = blas_threads_for(rows * max(W.size for W in Ws)) if blas else None
+    return _blas().limit(limits=threads, user_api="blas")
 
 
 @jit
@@ -654,15 +665,10 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
-    if scaling is None:
-        mean = inv_std = np.empty(0)
-    else:
-        # fresh writable float64 arrays: one compiled type whatever the scaling's flags
-        mean, inv_std = np.array(scaling.mean, np.float64), 1.0 / scaling.std
+    mean, inv_std = scaling_arrays(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
-    with _blas().limit(limits=threads, user_api="blas"):
+    with blas_limit(blas, widest, Ws):
         done, steps, status = train_span(
             Ws, bs, vWs, vbs, X, labels, targets,
             np.ascontiguousarray(order, dtype=np.int64),
@@ -670,6 +676,17 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
             float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
             loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
+
+def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``inv_std = 1 / std`` as :func:`gather_batch` takes them (empty: no scaling).
+
+    Fresh writable float64 arrays, so the scaling adds no compiled type whatever
+    the flags of the model's arrays.
+    """
+    if scaling is None:
+        return np.empty(0), np.empty(0)
+    return np.array(scaling.mean, np.float64), 1.0 / scaling.std
 
 
 def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
@@ -689,3 +706,89 @@ def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
     if loss == "cross_entropy":
         return X, np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
     return X, np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+
+
+# --- data parallel: one rank's shard sums, the step between two collectives -----------------
+
+@jit
+def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+               order: np.ndarray, lo: np.ndarray, counts: np.ndarray, act: int, loss: int,
+               blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
+               correct: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> None:
+    """One rank's sums over its shards of the ``k`` batches of one training step.
+
+    Shard ``t`` is the rows ``order[lo[t]:lo[t] + counts[t]]``. For each shard:
+    gather (:func:`gather_batch`, scaled by ``mean`` and ``inv_std`` unless they
+    are empty), forward, loss, backward, adding its gradient
+    SUMS to ``gWs, gbs``; ``loss_sums[t]`` and ``correct[t]`` get its loss sum
+    and correct count. An empty shard adds nothing; if every shard is empty the
+    sums are zero. After a non-finite loss it stops (the later figures stay as
+    they were, zero): the reduced loss is non-finite too. The weights are only
+    read: the step is taken after the collective, on the reduced sums.
+    """
+    dtype = Ws[0].dtype
+    widest = max(1, counts.max())
+    acts = [np.empty((widest, X.shape[1]), dtype)]
+    deltas = []
+    for layer in range(len(Ws)):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    rows = 0
+    for t in range(len(lo)):
+        n = counts[t]
+        if n == 0:
+            continue
+        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0], y_batch,
+                     t_batch)
+        loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
+                                           n, act, loss, blas, rows > 0)
+        loss_sums[t] = loss_sum
+        if not np.isfinite(loss_sum):
+            break
+        correct[t] = hits
+        rows += n
+    if rows == 0:
+        for layer in range(len(Ws)):
+            gWs[layer][:] = 0
+            gbs[layer][:] = 0
+
+
+def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+              lo: np.ndarray, counts: np.ndarray, activation: str, loss: str,
+              scaling: Scaling | None = None) -> np.ndarray:
+    """:func:`shard_sums` as ``train._shard_sums`` packs them: one flat float64 buffer.
+
+    ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
+    For float64 weights the gradient sums are written straight into the buffer.
+    """
+    dtype = params[0].dtype
+    m = len(lo)
+    size = sum(p.size for p in params)
+    buf = np.zeros(size + 1 + 2 * m)
+    sums = buf[:size] if dtype == np.float64 else np.empty(size, dtype)
+    grads, offset = [], 0
+    for p in params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    if order is None:
+        order = np.arange(int((lo + counts).max(initial=0)))
+    X, labels, targets = span_input(X, y, loss, dtype)
+    mean, inv_std = scaling_arrays(scaling)
+    loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    widest = int(counts.max(initial=0))
+    blas = use_blas(widest)
+    Ws = tuple(params[0::2])
+    with blas_limit(blas, widest, Ws):
+        shard_sums(Ws, tuple(params[1::2]), X, labels, targets,
+                   np.ascontiguousarray(order, dtype=np.int64),
+                   np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
+                   LOSS_CODE[loss], blas, tuple(grads[0::2]), tuple(grads[1::2]), loss_sums,
+                   correct, mean, inv_std)
+    buf[:size] = sums
+    buf[size] = counts.sum()
+    buf[size + 1:size + 1 + m] = loss_sums
+    buf[size + 1 + m:] = correct
+    return buf
