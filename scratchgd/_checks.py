@@ -171,8 +171,13 @@ def row_blocks(arr: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield start, arr[start:start + m]
 
 
-def all_finite(name: str, arr: np.ndarray) -> None:
-    """Raise ``ValueError`` if ``arr`` holds NaN or inf; checked block by block."""
+def all_finite(name: str, arr: np.ndarray, first_row: int = 0) -> None:
+    """Raise ``ValueError`` if ``arr`` holds NaN or inf; checked block by block.
+
+    ``first_row``: ``arr`` is the rows from ``first_row`` on of a larger array
+    (one rank's share, see ``Dataset(comm=...)``); the message names the row
+    of the larger array.
+    """
     if arr.dtype.kind != "f":
         return
     for start, block in row_blocks(arr):
@@ -180,7 +185,9 @@ def all_finite(name: str, arr: np.ndarray) -> None:
         if not finite.all():
             bad = tuple(int(i) for i in np.argwhere(~finite)[0])
             bad = (bad[0] + start, *bad[1:])
-            raise ValueError(f"{name} must be finite, found {arr[bad]} at index {bad}")
+            value = arr[bad]
+            bad = (bad[0] + first_row, *bad[1:])
+            raise ValueError(f"{name} must be finite, found {value} at index {bad}")
 
 
 def whole_numbers(arr: np.ndarray) -> bool:

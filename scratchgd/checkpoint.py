@@ -10,8 +10,11 @@ had never stopped:
 * the :class:`~scratchgd.History` so far and the running sums (loss, correct
   predictions, gradient noise estimates) of the epoch in progress.
 
-Format version 2 added the noise sums (``fit(track_noise=True)``); a file of
-another version is refused with a message naming it.
+Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
+the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
+scaling mode in the settings, and the number of data-parallel processes
+(``settings["processes"]``, ``fit(comm=...)``), which a resume must match. A
+file of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import io
 import json
 import math
 import os
@@ -41,13 +45,18 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from .scaling import Scaling
 
 FORMAT = "scratchgd-checkpoint"
-VERSION = 2
+VERSION = 3
 
 
-def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, what: str = "file", content: bytes | None = None
+             ) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` file ``path``, read safely.
+
+    ``content``: the file's bytes, already read (rank 0 reads a checkpoint and
+    broadcasts it); ``path`` then only names it in messages. The same checks apply.
 
     Before any array is read, each entry's ``.npy`` header is checked: an
     entry of Python objects (which NumPy could only read by unpickling) is
@@ -61,12 +70,15 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         Naming ``what`` and ``path``, if the file is not a readable ``.npz`` of
         plain arrays. A missing file raises ``FileNotFoundError``.
     """
+    def source() -> str | os.PathLike | io.BytesIO:
+        return path if content is None else io.BytesIO(content)
+
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source()) as archive:
             for info in archive.infolist():
                 with archive.open(info) as member:
                     _check_npy_header(member, info)
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(source(), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
@@ -148,6 +160,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
         arrays[f"param_{i}"] = p
     for i, v in enumerate(optimizer.velocity or []):
         arrays[f"velocity_{i}"] = v
+    arrays.update(scaling_arrays(model))
     counters, lists = {}, {}
     for name, value in dataclasses.asdict(history).items():
         if isinstance(value, list):
@@ -175,6 +188,31 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     write_npz_atomic(path, arrays)
 
 
+def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The entries that store ``model.scaling``: ``scale_mean`` and ``scale_std``, or none."""
+    if model.scaling is None:
+        return {}
+    return {"scale_mean": model.scaling.mean, "scale_std": model.scaling.std}
+
+
+def read_scaling(arrays: dict[str, np.ndarray], n_inputs: int, fail: Any) -> Scaling | None:
+    """The :class:`~scratchgd.Scaling` stored by :func:`scaling_arrays` (popped), or ``None``.
+
+    ``fail(message)`` makes the ``ValueError`` that names the file.
+    """
+    mean, std = arrays.pop("scale_mean", None), arrays.pop("scale_std", None)
+    if mean is None and std is None:
+        return None
+    for name, value in (("scale_mean", mean), ("scale_std", std)):
+        if value is None or value.dtype != np.float64 or value.shape != (n_inputs,):
+            got = "nothing" if value is None else f"{value.dtype} {value.shape}"
+            raise fail(f"has {got} for {name}, expected float64 ({n_inputs},)")
+    try:
+        return Scaling(mean, std)
+    except ValueError as exc:
+        raise fail(f"has an unusable scaling: {exc}") from None
+
+
 def _plain(value: Any) -> int | float:
     """NumPy scalars as the Python numbers JSON can hold."""
     if isinstance(value, (np.integer, np.floating)):
@@ -199,6 +237,7 @@ class Checkpoint:
     meta : dict
         The JSON part: model, optimizer and fit settings, generator state, counters.
     params : list of arrays, shaped like ``MLP(meta["model"]["sizes"]).params``.
+    scaling : Scaling or None, the model's input scaling.
     velocity : list of arrays like ``params``, or ``None`` before the first momentum step.
     order : int array or None, the row order of the epoch in progress.
     history : dict of ``History`` fields.
@@ -212,6 +251,7 @@ class Checkpoint:
     order: np.ndarray | None
     history: dict[str, Any]
     position: dict[str, Any]
+    scaling: Scaling | None = None
 
     def fail(self, message: str) -> ValueError:
         """A ``ValueError`` that names this checkpoint's file."""
@@ -259,11 +299,12 @@ class Checkpoint:
             raise self.fail(f"holds an unusable generator state: {exc}") from None
         for p, saved in zip(model.params, self.params, strict=True):
             p[...] = saved
+        model.scaling = self.scaling
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate the checkpoint at ``path``.
+def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
+    """Read and validate the checkpoint at ``path`` (or its bytes ``content``, see ``read_npz``).
 
     Checks that the file is a checkpoint of this format, that every weight and
     momentum buffer has the shape its layer sizes give and is finite, and that
@@ -278,7 +319,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("checkpoint", path))
-    arrays = read_npz(path, "checkpoint")
+    arrays = read_npz(path, "checkpoint", content)
     ck = Checkpoint(path, {}, [], None, None, {}, {})
     meta_array = arrays.pop("meta", None)
     if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:
@@ -295,6 +336,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
     try:
         ck.meta = meta
         ck.params, ck.velocity = _read_weights(ck, arrays)
+        ck.scaling = read_scaling(arrays, meta["model"]["sizes"][0], ck.fail)
         ck.order = arrays.pop("order", None) if meta["has_order"] else None
         if ck.order is not None and (ck.order.dtype.kind not in "iu" or ck.order.ndim != 1):
             raise ck.fail(f"has a row order of {ck.order.dtype} {ck.order.shape}, not 1-d integers")
@@ -361,7 +403,7 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         history[name] = array.tolist()
     lengths = {"iteration_loss": history["iterations"]}
     for name in ("epoch_loss", "epoch_accuracy", "epoch_seconds", "steps_at_epoch_end",
-                 "iterations_at_epoch_end"):
+                 "iterations_at_epoch_end", "samples_at_epoch_end"):
         lengths[name] = history["epochs"]
     for name, length in lengths.items():
         if len(history[name]) != length:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import _checks, io
+from . import _checks, distributed, io
 from .io import PathLike
 
 Index = slice | np.ndarray
@@ -48,42 +48,34 @@ class Dataset:
     ValueError
         If the shapes disagree, the data set is empty, a value is NaN or inf,
         or a label is negative or not a whole number.
+
+    Other Parameters
+    ----------------
+    comm : mpi4py communicator, optional
+        The ranks of a data-parallel run (``fit(comm=...)``), each holding the
+        same ``X`` and ``y`` (or the same memory-mapped file): each rank checks
+        only its ``1/P`` of the rows (:func:`scratchgd.distributed.shard`) and
+        the verdicts are reduced, so P ranks read a file once between them and
+        every rank raises the same error.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        X = _checks.real_matrix("X", X, ndim=(2,))
-        y = _checks.real_matrix("y", y, ndim=(1, 2))
-        if len(X) != len(y):
-            raise ValueError(f"X and y must have the same number of rows, "
-                             f"got X {X.shape} and y {y.shape}")
-        if len(X) == 0 or X.shape[1] == 0:
-            raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
-        if y.ndim == 2 and y.shape[1] == 0:
-            raise ValueError(f"y must have at least one column, got shape {y.shape}")
-        _checks.all_finite("X", X)
-        _checks.all_finite("y", y)
-        if y.ndim == 1:
-            if y.dtype.kind in "bf":
-                if not _checks.whole_numbers(y):
-                    raise ValueError("y with one dimension holds class labels and must be whole "
-                                     "numbers; pass regression targets as shape (n, k)")
-                largest = max(-float(y.min()), float(y.max()))   # streams; no |y| copy
-                if largest > 2**53:
-                    raise ValueError(f"y class labels must be below 2**53, found {largest}")
-                y = y.astype(np.int64)
-            if y.min() < 0:
-                raise ValueError(f"y class labels must be >= 0, found {y.min()}")
-        self.X = X
-        self.y = y
+    def __init__(self, X: np.ndarray, y: np.ndarray, comm: object | None = None) -> None:
+        if comm is None:
+            self.X, self.y = _validated(X, y, 0, 1)
+        else:
+            group = distributed.Group(comm)
+            self.X, self.y = group.agree(lambda: _validated(X, y, group.rank, group.size))
 
     @classmethod
-    def from_npy(cls, x_path: PathLike, y_path: PathLike, mmap: bool = True) -> Dataset:
+    def from_npy(cls, x_path: PathLike, y_path: PathLike, mmap: bool = True,
+                 comm: object | None = None) -> Dataset:
         """``X`` and ``y`` from two ``.npy`` files, memory-mapped read-only if ``mmap``.
 
         With ``mmap`` nothing is loaded whole: the constructor's checks read the
-        file once in blocks of rows, and the data loader reads one batch at a time.
+        file once in blocks of rows (with ``comm``, each rank its share), and the
+        data loader reads one batch at a time.
         """
-        return cls(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap))
+        return cls(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap), comm)
 
     @classmethod
     def from_npz(cls, path: PathLike, x_key: str = "X", y_key: str = "y") -> Dataset:
@@ -106,9 +98,13 @@ class Dataset:
         return cls(*io.read_idx_pair(images_path, labels_path, scale))
 
     @classmethod
-    def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None) -> Dataset:
-        """Any of the formats above, chosen by the file's extension (see ``io.read_any``)."""
-        return cls(*io.read_any(data_path, labels_path))
+    def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None,
+                  comm: object | None = None) -> Dataset:
+        """Any of the formats above, chosen by the file's extension (see ``io.read_any``).
+
+        ``comm``: split the checks between the ranks (see :class:`Dataset`).
+        """
+        return cls(*io.read_any(data_path, labels_path), comm)
 
     def __len__(self) -> int:
         return len(self.X)
@@ -134,6 +130,42 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset(X={self.X.shape} {self.X.dtype}, y={self.y.shape} {self.y.dtype})"
+
+
+def _validated(X: np.ndarray, y: np.ndarray, rank: int, size: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """:class:`Dataset`'s checks; the values of rank ``rank``'s share of rows only.
+
+    Shapes are checked whole; finiteness and labels on the rows
+    ``shard(0, n, rank, size)`` (all of them for ``size == 1``). Returns ``X``
+    and ``y``, whole-number float labels converted to int64.
+    """
+    X = _checks.real_matrix("X", X, ndim=(2,))
+    y = _checks.real_matrix("y", y, ndim=(1, 2))
+    if len(X) != len(y):
+        raise ValueError(f"X and y must have the same number of rows, "
+                         f"got X {X.shape} and y {y.shape}")
+    if len(X) == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y must have at least one column, got shape {y.shape}")
+    lo, hi = distributed.shard(0, len(X), rank, size)
+    _checks.all_finite("X", X[lo:hi], lo)
+    _checks.all_finite("y", y[lo:hi], lo)
+    if y.ndim == 1 and hi > lo:
+        mine = y[lo:hi]
+        if mine.dtype.kind in "bf":
+            if not _checks.whole_numbers(mine):
+                raise ValueError("y with one dimension holds class labels and must be whole "
+                                 "numbers; pass regression targets as shape (n, k)")
+            largest = max(-float(mine.min()), float(mine.max()))   # streams; no |y| copy
+            if largest > 2**53:
+                raise ValueError(f"y class labels must be below 2**53, found {largest}")
+        if mine.min() < 0:
+            raise ValueError(f"y class labels must be >= 0, found {mine.min()}")
+    if y.ndim == 1 and y.dtype.kind in "bf":
+        y = y.astype(np.int64)
+    return X, y
 
 
 class DataLoader:

@@ -231,8 +231,13 @@ def max_batch_size(model: MLP, budget: int | str, optimizer: Optimizer | None = 
 
 
 def budget_loader(model: MLP, data: Dataset, optimizer: Optimizer, loader: DataLoader,
-                  accumulate: int | str, budget: int | str) -> tuple[DataLoader, int | str]:
+                  accumulate: int | str, budget: int | str, ranks: int = 1
+                  ) -> tuple[DataLoader, int | str]:
     """The loader and accumulation ``fit`` trains with under a memory ``budget``.
+
+    ``ranks``: the number of data-parallel processes (``fit(comm=...)``); the
+    budget is per rank, and a rank computes ``ceil(B / ranks)`` rows of each
+    batch of ``B``, so batches (and GD's chunks) may be ``ranks`` times larger.
 
     ``GD``: the full batch is cut into ``c = max_batch_size(...)`` rows per
     iteration, in order, and their gradients are accumulated into one step per
@@ -246,7 +251,7 @@ def budget_loader(model: MLP, data: Dataset, optimizer: Optimizer, loader: DataL
         If a batch of the optimizer does not fit the budget.
     """
     n = len(data)
-    largest = max_batch_size(model, budget, optimizer)
+    largest = max_batch_size(model, budget, optimizer) * ranks
     if optimizer.batch_size is None:
         if largest >= n:
             return loader, accumulate

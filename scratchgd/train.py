@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _checks, memory
 from . import checkpoint as _ckpt
+from . import distributed as _dist
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .losses import LOSS
@@ -48,8 +49,9 @@ class History:
     measured on the fly while the weights change; ``val_loss`` and
     ``val_accuracy`` are measured on the validation set after each epoch.
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
-    ``steps_at_epoch_end`` and ``iterations_at_epoch_end`` give the counters
-    after each epoch, for plotting against steps. Accuracies are NaN for mse.
+    ``steps_at_epoch_end``, ``iterations_at_epoch_end`` and
+    ``samples_at_epoch_end`` give the counters after each epoch, for plotting
+    against steps. Accuracies are NaN for mse.
     ``b_simple`` (with ``fit(track_noise=True)``, else empty) holds each epoch's
     estimate of the gradient noise scale from its own batches (see :func:`fit`).
     """
@@ -67,6 +69,45 @@ class History:
     steps_at_epoch_end: list[int] = field(default_factory=list)
     iterations_at_epoch_end: list[int] = field(default_factory=list)
     b_simple: list[float] = field(default_factory=list)
+    samples_at_epoch_end: list[int] = field(default_factory=list)
+
+    COLUMNS = ("epoch", "iterations", "steps", "samples", "loss", "accuracy", "val_loss",
+               "val_accuracy", "seconds")
+    """The per-epoch columns of :meth:`to_dict` and :meth:`to_csv`."""
+
+    def to_dict(self) -> dict[str, list]:
+        """The per-epoch table: one list per column of ``COLUMNS``, one item per epoch.
+
+        ``iterations``, ``steps`` and ``samples`` are the counters at the end of
+        each epoch; ``val_loss`` and ``val_accuracy`` are NaN without validation
+        (accuracies are NaN for mse). ``pandas.DataFrame(history.to_dict())``
+        makes it a data frame.
+        """
+        nan = [math.nan] * self.epochs
+        return {"epoch": list(range(1, self.epochs + 1)),
+                "iterations": list(self.iterations_at_epoch_end),
+                "steps": list(self.steps_at_epoch_end),
+                "samples": list(self.samples_at_epoch_end),
+                "loss": list(self.epoch_loss), "accuracy": list(self.epoch_accuracy),
+                "val_loss": list(self.val_loss) or nan,
+                "val_accuracy": list(self.val_accuracy) or nan,
+                "seconds": list(self.epoch_seconds)}
+
+    def csv_rows(self, first: int = 1) -> list[str]:
+        """Lines of the CSV table of :meth:`to_dict` for epochs ``first`` onwards (no header)."""
+        table = self.to_dict()
+        return [",".join(str(int(table[c][e])) if c in self.COLUMNS[:4]
+                         else repr(float(table[c][e])) for c in self.COLUMNS) + "\n"
+                for e in range(first - 1, self.epochs)]
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` to ``path`` as CSV: a header line, then one row per epoch.
+
+        Floats are written with ``repr``, so they read back exactly.
+        """
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(",".join(self.COLUMNS) + "\n")
+            fh.writelines(self.csv_rows())
 
 
 def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
@@ -80,7 +121,7 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
-        X = np.asarray(data.X[rows], dtype=model.dtype)
+        X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
@@ -162,13 +203,17 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | str = "epoch", resume: bool = False,
         memory_budget: int | str | None = None, track_noise: bool = False,
-        rng: np.random.Generator | None = None) -> History:
+        rng: np.random.Generator | None = None,
+        on_epoch_end: Callable[[History], object] | None = None,
+        comm: object | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
     ----------
     model : MLP
-        Trained in place.
+        Trained in place. Its scaling, if any (``model.scaling``, see
+        :func:`scratchgd.standardize`), applies to every batch; it is part of a
+        checkpoint's settings.
     data : Dataset
         Training set.
     optimizer : GD, SGD or MiniBatchSGD
@@ -240,6 +285,29 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         bit: either way epoch ``e`` takes the ``e``-th order drawn from
         ``default_rng(s)``. The estimators of ``scratchgd.estimators`` use this
         for ``partial_fit`` and ``warm_start``.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(history)`` after every epoch (Keras's habit),
+        once its figures are in ``history``, its line is printed and its
+        checkpoint (if any) is written; its return value is ignored. The
+        command line prints its epoch lines and writes ``--log`` through it.
+    comm : mpi4py communicator, optional
+        Train data-parallel on the ranks of ``comm`` (``MPI.COMM_WORLD`` or a
+        sub-communicator; see ``docs/distributed.md``). Every rank calls ``fit``
+        with the same data, model sizes and settings (checked: a mismatch raises
+        ``ValueError`` on every rank, naming what differs); rank 0's weights
+        and momentum buffers are broadcast first. ``batch_size`` is the GLOBAL
+        batch: every rank draws the same row order, cuts each batch into P
+        contiguous shards ``S_p`` (sizes differ by at most one; some may be
+        empty) and sums its shard's gradients; one collective per step adds
+        the P sums in rank order, and every rank steps with
+        ``g = (1/m) sum_p sum_{i in S_p} grad l_i`` (``m`` the step's global
+        rows): the single-process step, to rounding (1e-12 in float64), and
+        the same bits on every rank. ``History`` is the single-process one
+        (global rows; ``epoch_seconds`` each rank's own). ``memory_budget`` is
+        per rank: a rank computes ``ceil(B / P)`` rows of a batch of ``B``, so
+        with ``GD`` the chunks (which ``History.iterations`` counts) are P
+        times larger than one process's. Only rank 0 writes ``checkpoint``.
+        ``track_noise`` and ``rng`` are not supported with ``comm``.
 
     Raises
     ------
@@ -249,32 +317,37 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         If an argument is invalid or the checkpoint to resume from is unreadable
         or belongs to another run (nothing is changed then).
     """
-    _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
-    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
-    _checks.boolean("track_noise", track_noise)
-    if track_noise and optimizer.batch_size == 1:
-        raise ValueError(f"track_noise=True needs batches of at least 2 rows: {optimizer} draws "
-                         f"one row per batch, which carries no estimate of the gradient noise")
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    loader = optimizer.loader(data, seed=seed)
-    if rng is not None:
-        loader.rng = rng
-    if memory_budget is not None:
-        loader, accumulate = memory.budget_loader(model, data, optimizer, loader, accumulate,
-                                                  memory_budget)
-    if len(loader) == 0:
-        raise ValueError(f"the loader yields no batch: {loader}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
+    group = None if comm is None else _dist.Group(comm)
+    args = (model, data, optimizer, epochs, accumulate, validation, progress, seed, checkpoint,
+            checkpoint_every, resume, memory_budget, track_noise, rng, group)
+    if group is None:
+        loader, accumulate = _prepare(*args)
+    else:
+        loader, accumulate = group.agree(lambda: _prepare(*args))
+        group.check_same(_run_description(*args))
+        _dist.broadcast_model(group, model, optimizer)
     k = len(loader) if accumulate == "epoch" else accumulate
     y = model.check_y(data.y, len(data), name="data.y")
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
-                "features": data.n_features, "track_noise": track_noise}
+                "features": data.n_features, "track_noise": track_noise,
+                "scale": "none" if model.scaling is None else "standard",
+                "processes": 1 if group is None else group.size}
     history, at = History(), _Position()
-    if checkpoint is not None:
+    writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
+    if writer:
         _ckpt.remove_temporaries(checkpoint)
-        if resume and os.path.exists(checkpoint):
-            history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
+    if checkpoint is not None and resume:
+        if group is None:
+            if os.path.exists(checkpoint):
+                history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
+        else:
+            content = group.bcast(_read_bytes(checkpoint) if group.rank == 0 else None)
+            if content is not None:
+                history, at = group.agree(lambda: _resume(
+                    checkpoint, model, optimizer, loader, settings, epochs, content))
     last = len(loader)
     every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
     # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
@@ -290,8 +363,12 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
                 at.order = loader.epoch_order()
             while at.iteration < last:
                 stop = _span_stop(at.iteration, last, k, history.steps, every)
-                _run_span(model, optimizer, loader, y, k, history, at, stop, bar, track_noise)
-                if stop < last:  # a checkpoint is due inside the epoch
+                if group is None:
+                    _run_span(model, optimizer, loader, y, k, history, at, stop, bar, track_noise)
+                else:
+                    _run_span_distributed(model, optimizer, loader, y, k, history, at, stop, bar,
+                                          group)
+                if stop < last and writer:  # a checkpoint is due inside the epoch
                     _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
             history.epoch_seconds.append(time.perf_counter() - start)
             _end_epoch(model, history, at, len(data), validation)
@@ -301,10 +378,59 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             if progress:
                 bar.write(_epoch_line(history, epochs))
             at = _Position(epoch=at.epoch + 1)
-            if checkpoint is not None and (checkpoint_every == "epoch" or at.epoch > epochs
+            if writer and (checkpoint_every == "epoch" or at.epoch > epochs
                                            or history.steps % checkpoint_every == 0):
                 _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
+            if on_epoch_end is not None:
+                on_epoch_end(history)
     return history
+
+
+def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
+             accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
+             checkpoint: str | os.PathLike | None, checkpoint_every: int | str, resume: bool,
+             memory_budget: int | str | None, track_noise: bool, rng: np.random.Generator | None,
+             group: _dist.Group | None) -> tuple[DataLoader, int | str]:
+    """Check :func:`fit`'s arguments; the loader and accumulation it trains with."""
+    _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
+    _checks.boolean("track_noise", track_noise)
+    if track_noise and optimizer.batch_size == 1:
+        raise ValueError(f"track_noise=True needs batches of at least 2 rows: {optimizer} draws "
+                         f"one row per batch, which carries no estimate of the gradient noise")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if group is not None and (track_noise or rng is not None):
+        raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
+                         "training): leave them out, or train in one process")
+    loader = optimizer.loader(data, seed=seed)
+    if rng is not None:
+        loader.rng = rng
+    if memory_budget is not None:
+        loader, accumulate = memory.budget_loader(model, data, optimizer, loader, accumulate,
+                                                  memory_budget,
+                                                  1 if group is None else group.size)
+    if len(loader) == 0:
+        raise ValueError(f"the loader yields no batch: {loader}")
+    return loader, accumulate
+
+
+def _run_description(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
+                     accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
+                     checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
+                     resume: bool, memory_budget: int | str | None, *_: object) -> dict:
+    """What every rank of a data-parallel :func:`fit` must agree on (compared by name)."""
+    return {"rows": len(data), "features": data.n_features,
+            "labels' dtype and shape": (str(data.y.dtype), data.y.shape), "seed": seed,
+            "optimizer settings": _ckpt.optimizer_settings(optimizer),
+            "momentum buffers": optimizer.velocity is not None,
+            "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
+            "dtype": np.dtype(model.dtype).name, "backend": model.backend,
+            "input scaling": model.scaling is not None, "accumulate": accumulate,
+            "epochs": epochs, "memory_budget": memory_budget,
+            "validation rows": None if validation is None else len(validation),
+            "checkpoint": checkpoint is not None, "checkpoint_every": checkpoint_every,
+            "resume": resume}
 
 
 def _span_stop(iteration: int, last: int, k: int, steps: int, every: int | None) -> int:
@@ -319,10 +445,24 @@ def _span_stop(iteration: int, last: int, k: int, steps: int, every: int | None)
     return min(last, iteration + (every - steps % every) * k)
 
 
+def _read_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def _resume(checkpoint: str | os.PathLike, model: MLP, optimizer: Optimizer, loader: DataLoader,
-            settings: dict, epochs: int) -> tuple[History, _Position]:
-    """History and position of the run saved in ``checkpoint``, its state restored."""
-    saved = _ckpt.load(checkpoint)
+            settings: dict, epochs: int, content: bytes | None = None
+            ) -> tuple[History, _Position]:
+    """History and position of the run saved in ``checkpoint``, its state restored.
+
+    ``content``: the file's bytes as rank 0 read and broadcast them (``fit(comm=...)``),
+    so the other ranks need no shared file system.
+    """
+    saved = _ckpt.load(checkpoint, content)
     saved.check(model, optimizer, loader, settings)
     try:
         history = History(**saved.history)
@@ -345,6 +485,7 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
     history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
+    history.samples_at_epoch_end.append(history.samples_seen)
     if validation is not None:
         val_loss, val_accuracy = evaluate(model, validation)
         history.val_loss.append(val_loss)
@@ -368,9 +509,10 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
     last = len(loader)
     while at.iteration < stop:
         at.iteration += 1
-        # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        # 1. draw a batch (only its rows are read, scaled if the model scales its
+        #    inputs, cast to the model's dtype)
         index = loader.batch_index(at.order, at.iteration - 1)
-        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        X_batch = model.inputs(loader.dataset.X[index])
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
         sq_norms = np.zeros(len(X_batch)) if track_noise else None  # |grad l_i|^2
@@ -409,6 +551,96 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
             grad_sum, rows = None, 0
 
 
+def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
+                          k: int, history: History, at: _Position, stop: int, bar: tqdm,
+                          group: _dist.Group) -> None:
+    """:func:`_run_span` on P ranks: every step's gradient from all ranks' shards.
+
+    For each training step (iterations ``t = first .. end - 1``, ``end - first
+    <= k``), rank ``p`` computes, for its shard ``S_p(t)`` of every global batch
+    (:func:`scratchgd.distributed.shard`), the gradient sum, loss sum and
+    correct count, and adds the gradient sums over the step's batches
+    (:func:`_shard_sums`). One collective adds the P buffers in rank order, and
+    every rank takes the same step with::
+
+        g = (1/m) sum_{p=0}^{P-1} sum_t sum_{i in S_p(t)} grad l_i,   m = sum_t |batch t|
+
+    which is the single-process ``g`` with its sums regrouped. Divergence is
+    decided from the reduced loss sums only, so every rank decides the same.
+    """
+    bounds = loader.batch_bounds(at.order)
+    last = len(loader)
+    size = sum(p.size for p in model.params)
+    while at.iteration < stop:
+        first = at.iteration
+        end = min(last, first + k)
+        total = group.sum_in_rank_order(
+            _shard_sums(model, loader, y, at.order, bounds, first, end, group))
+        m = end - first
+        rows = int(total[size])
+        loss_sums, hits = total[size + 1:size + 1 + m], total[size + 1 + m:]
+        batch_rows = np.diff(bounds[first:end + 1])
+        for t in range(m):
+            if not math.isfinite(loss_sums[t]):
+                at.iteration += 1
+                raise _dist.collective(_diverged(at, loss_sums[t] / batch_rows[t], optimizer,
+                                                 history, "is not finite"))
+            at.iteration += 1
+            at.loss_sum += float(loss_sums[t])
+            at.correct += int(hits[t])
+            history.iterations += 1
+            history.samples_seen += int(batch_rows[t])
+            history.iteration_loss.append(float(loss_sums[t]) / int(batch_rows[t]))
+            bar.update()
+        grads, offset = [], 0
+        for p in model.params:
+            grads.append(total[offset:offset + p.size].reshape(p.shape).astype(p.dtype, copy=False)
+                         / rows)
+            offset += p.size
+        try:
+            optimizer.step(model.params, grads)
+        except TrainingDiverged:
+            raise _dist.collective(_diverged(
+                at, loss_sums[-1] / batch_rows[-1], optimizer, history,
+                "leads to an update that would make the weights non-finite")) from None
+        history.steps += 1
+
+
+def _shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray | None,
+                bounds: np.ndarray, first: int, end: int, group: _dist.Group) -> np.ndarray:
+    """This rank's part of one training step, as one flat float64 buffer.
+
+    ``[gradient sums of every parameter (flattened, in params order), rows,
+    loss sum of each iteration first..end-1, correct count of each]`` over
+    this rank's shards of the batches ``first .. end - 1``; an empty shard adds
+    zeros. After a non-finite loss the rank stops computing (its later
+    figures stay 0): the reduced loss of that iteration is non-finite too.
+    """
+    m = end - first
+    lo, hi = np.array([_dist.shard(bounds[t], bounds[t + 1], group.rank, group.size)
+                       for t in range(first, end)]).reshape(m, 2).T
+    if model.backend == "numba":
+        return model._kernels.fit_shard(model.params, loader.dataset.X, y, order, lo, hi - lo,
+                                        model.activation, model.loss, model.scaling)
+    grad_sum = [np.zeros_like(p) for p in model.params]
+    loss_sums, correct = np.zeros(m), np.zeros(m)
+    for t in range(m):
+        if hi[t] == lo[t]:
+            continue
+        index = slice(lo[t], hi[t]) if order is None else order[lo[t]:hi[t]]
+        batch_loss, grads, z = model._kernels.loss_and_grads(
+            model.params, model.inputs(loader.dataset.X[index]), y[index], model.activation, model.loss)
+        loss_sums[t] = batch_loss
+        if not math.isfinite(batch_loss):
+            break
+        for total, g in zip(grad_sum, grads, strict=True):
+            total += g
+        if model.loss == "cross_entropy":
+            correct[t] = (z.argmax(axis=1) == y[index]).sum()
+    return np.concatenate([g.ravel() for g in grad_sum]
+                          + [[float((hi - lo).sum())], loss_sums, correct])
+
+
 def spans(first: int, stop: int, k: int, rows_per_batch: int) -> Iterator[tuple[int, int]]:
     """Cut iterations ``[first, stop)`` of an epoch into runs of whole training steps.
 
@@ -437,7 +669,8 @@ def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: 
     for start, end in spans(at.iteration, stop, k, loader.rows_per_batch):
         loss_sums, hits, steps, status = model._kernels.fit_span(
             model.params, velocity, loader.dataset.X, y, at.order, bounds, start, end, k,
-            optimizer.lr, optimizer.momentum, model.activation, model.loss)
+            optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            scaling=model.scaling)
         done = len(hits)
         rows = np.diff(bounds[start:start + done + 1])
         at.iteration += done

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .. import datasets
 from ..data import Dataset
+from ..mlp import MLP
+from ..modelfile import load_model
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,19 +31,22 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                      help="labels of --test-data for .npy and IDX")
 
 
-def load(args: argparse.Namespace) -> tuple[Dataset, Dataset]:
-    """The training and test sets the data flags of ``args`` name."""
+def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset, Dataset]:
+    """The training and test sets the data flags of ``args`` name.
+
+    ``comm``: the ranks of ``--distributed`` split the checks of a file's rows.
+    """
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
         return _embedded(args.dataset, args.seed)
-    data = Dataset.from_file(args.data, args.labels)
+    data = Dataset.from_file(args.data, args.labels, comm)
     if not data.is_classification:
         raise ValueError(f"{args.data}: the command line trains classifiers; y must be class "
                          f"labels of shape (n,), got {data.y.shape}")
     if args.test_data is None:
         return datasets.stratified_split(data, test_size=0.2, seed=args.seed)
-    return data, Dataset.from_file(args.test_data, args.test_labels)
+    return data, Dataset.from_file(args.test_data, args.test_labels, comm)
 
 
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
@@ -49,3 +55,10 @@ def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
             else datasets.blobs(n=600, seed=seed))
     return datasets.stratified_split(data, test_size=0.2, seed=seed)
+
+
+def load_model_file(path: str) -> MLP:
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--model {path}: no such file")
+    return load_model(path)

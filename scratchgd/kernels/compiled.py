@@ -14,6 +14,7 @@ reference (NumPy)            compiled kernel
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)
 ``losses.mse``               :func:`mse`
 ``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient norms)
+``reference.standardize``   :func:`gather_batch` (scaling while gathering)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first), and
                              :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)
@@ -38,10 +39,13 @@ decorator then returns the plain Python functions (slow, but the same results).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from ..scaling import Scaling
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 """The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
@@ -104,6 +108,16 @@ def _blas() -> ThreadpoolController:
     import scipy.linalg.cython_blas  # noqa: F401
 
     return ThreadpoolController()
+
+
+def blas_limit(blas: bool, rows: int, Ws: tuple) -> Any:
+    """The context a kernel runs in: BLAS limited to :func:`blas_threads_for` threads.
+
+    ``rows``: the widest batch; the largest product is ``rows x (largest W)``.
+    Without BLAS (``blas`` false) nothing is limited. The limit is lifted on exit.
+    """
+    threads = blas_threads_for(rows * max(W.size for W in Ws)) if blas else None
+    return _blas().limit(limits=threads, user_api="blas")
 
 
 @jit
@@ -427,16 +441,49 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 
 @jit
+def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                 lo: int, n: int, loss: int, mean: np.ndarray, inv_std: np.ndarray,
+                 x_batch: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray) -> None:
+    """Copy the batch of rows ``order[lo:lo + n]`` into the first ``n`` rows of the buffers.
+
+    ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
+    input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
+    arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
+    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
+    may differ from ``/ std`` in the last bit). The label
+    (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
+    Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
+    writes only the buffers; without scaling the values are copied untouched.
+    """
+    scaled = len(mean) > 0
+    for r in range(n):
+        row = order[lo + r]
+        if scaled:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = (np.float64(X[row, c]) - mean[c]) * inv_std[c]
+        else:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = X[row, c]
+        if loss == CROSS_ENTROPY:
+            y_batch[r] = labels[row]
+        else:
+            for j in range(targets.shape[1]):
+                t_batch[r, j] = targets[row, j]
+
+
+@jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
                labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
-               loss_sums: np.ndarray, correct: np.ndarray) -> tuple[int, int, int]:
+               loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
+               inv_std: np.ndarray) -> tuple[int, int, int]:
     """Iterations ``start, ..., stop - 1`` of one epoch of training, in one call.
 
     Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` and of
     ``labels`` (cross_entropy) or ``targets`` (mse; the other is unused). For
-    each iteration ``t``: gather the batch (cast to the weights' dtype),
+    each iteration ``t``: gather the batch (:func:`gather_batch`: scaled by
+    ``mean`` and ``inv_std`` unless they are empty, cast to the weights' dtype),
     forward, loss, backward; add the gradient SUMS and the row count to the
     accumulators; write the batch's loss sum to ``loss_sums[t - start]`` and
     its correct count to ``correct[t - start]``. After iteration ``t`` when
@@ -485,15 +532,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
-        for r in range(n):
-            row = order[bounds[t] + r]
-            for c in range(X.shape[1]):
-                x_batch[r, c] = X[row, c]
-            if loss == CROSS_ENTROPY:
-                y_batch[r] = labels[row]
-            else:
-                for j in range(targets.shape[1]):
-                    t_batch[r, j] = targets[row, j]
+        gather_batch(X, labels, targets, order, bounds[t], n, loss, mean, inv_std, x_batch,
+                     y_batch, t_batch)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
@@ -595,7 +635,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
 def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
              y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
              k: int, lr: float, momentum: float, activation: str, loss: str,
-             blas: bool | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+             blas: bool | None = None, scaling: Scaling | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span`.
 
     ``order`` comes from ``DataLoader.epoch_order`` (``None``: rows in stored
@@ -606,6 +647,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
     BLAS runs on one thread when the largest product of the widest batch is small
     (:func:`blas_threads_for`), and is restored afterwards.
+    ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
 
     Returns
     -------
@@ -623,17 +665,28 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    mean, inv_std = scaling_arrays(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
-    with _blas().limit(limits=threads, user_api="blas"):
+    with blas_limit(blas, widest, Ws):
         done, steps, status = train_span(
             Ws, bs, vWs, vbs, X, labels, targets,
             np.ascontiguousarray(order, dtype=np.int64),
             np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
             float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
-            loss_sums, correct)
+            loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
+
+def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``inv_std = 1 / std`` as :func:`gather_batch` takes them (empty: no scaling).
+
+    Fresh writable float64 arrays, so the scaling adds no compiled type whatever
+    the flags of the model's arrays.
+    """
+    if scaling is None:
+        return np.empty(0), np.empty(0)
+    return np.array(scaling.mean, np.float64), 1.0 / scaling.std
 
 
 def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
@@ -653,3 +706,89 @@ def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
     if loss == "cross_entropy":
         return X, np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
     return X, np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+
+
+# --- data parallel: one rank's shard sums, the step between two collectives -----------------
+
+@jit
+def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+               order: np.ndarray, lo: np.ndarray, counts: np.ndarray, act: int, loss: int,
+               blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
+               correct: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> None:
+    """One rank's sums over its shards of the ``k`` batches of one training step.
+
+    Shard ``t`` is the rows ``order[lo[t]:lo[t] + counts[t]]``. For each shard:
+    gather (:func:`gather_batch`, scaled by ``mean`` and ``inv_std`` unless they
+    are empty), forward, loss, backward, adding its gradient
+    SUMS to ``gWs, gbs``; ``loss_sums[t]`` and ``correct[t]`` get its loss sum
+    and correct count. An empty shard adds nothing; if every shard is empty the
+    sums are zero. After a non-finite loss it stops (the later figures stay as
+    they were, zero): the reduced loss is non-finite too. The weights are only
+    read: the step is taken after the collective, on the reduced sums.
+    """
+    dtype = Ws[0].dtype
+    widest = max(1, counts.max())
+    acts = [np.empty((widest, X.shape[1]), dtype)]
+    deltas = []
+    for layer in range(len(Ws)):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    rows = 0
+    for t in range(len(lo)):
+        n = counts[t]
+        if n == 0:
+            continue
+        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0], y_batch,
+                     t_batch)
+        loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
+                                           n, act, loss, blas, rows > 0)
+        loss_sums[t] = loss_sum
+        if not np.isfinite(loss_sum):
+            break
+        correct[t] = hits
+        rows += n
+    if rows == 0:
+        for layer in range(len(Ws)):
+            gWs[layer][:] = 0
+            gbs[layer][:] = 0
+
+
+def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+              lo: np.ndarray, counts: np.ndarray, activation: str, loss: str,
+              scaling: Scaling | None = None) -> np.ndarray:
+    """:func:`shard_sums` as ``train._shard_sums`` packs them: one flat float64 buffer.
+
+    ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
+    For float64 weights the gradient sums are written straight into the buffer.
+    """
+    dtype = params[0].dtype
+    m = len(lo)
+    size = sum(p.size for p in params)
+    buf = np.zeros(size + 1 + 2 * m)
+    sums = buf[:size] if dtype == np.float64 else np.empty(size, dtype)
+    grads, offset = [], 0
+    for p in params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    if order is None:
+        order = np.arange(int((lo + counts).max(initial=0)))
+    X, labels, targets = span_input(X, y, loss, dtype)
+    mean, inv_std = scaling_arrays(scaling)
+    loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    widest = int(counts.max(initial=0))
+    blas = use_blas(widest)
+    Ws = tuple(params[0::2])
+    with blas_limit(blas, widest, Ws):
+        shard_sums(Ws, tuple(params[1::2]), X, labels, targets,
+                   np.ascontiguousarray(order, dtype=np.int64),
+                   np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
+                   LOSS_CODE[loss], blas, tuple(grads[0::2]), tuple(grads[1::2]), loss_sums,
+                   correct, mean, inv_std)
+    buf[:size] = sums
+    buf[size] = counts.sum()
+    buf[size + 1:size + 1 + m] = loss_sums
+    buf[size + 1 + m:] = correct
+    return buf

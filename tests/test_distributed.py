@@ -1,0 +1,287 @@
+"""Data parallel in one process: P simulated ranks (threads) take the one-process step.
+
+``scratchgd.distributed.ThreadComm`` implements the mpi4py calls ``fit``
+makes, so these tests of the identity (docs/math.md item 9) always run;
+``tests/test_mpi.py`` repeats the key ones under a real ``mpiexec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import scratchgd as sg
+from scratchgd.distributed import run_threads, shard
+
+
+def make_data(n: int = 23, d: int = 5, classes: int = 3, seed: int = 0) -> sg.Dataset:
+    rng = np.random.default_rng(seed)
+    return sg.Dataset(rng.normal(size=(n, d)), rng.integers(0, classes, size=n))
+
+
+def train(comm=None, backend="numpy", optimizer: Callable | None = None, data=None, epochs=3,
+          model_seed=0, **kwargs):
+    data = make_data() if data is None else data
+    model = sg.MLP([data.n_features, 6, 3], seed=model_seed, backend=backend)
+    # a fresh optimizer per run: momentum buffers are state
+    optimizer = optimizer() if optimizer is not None else sg.MiniBatchSGD(lr=0.1, batch_size=5)
+    hist = sg.fit(model, data, optimizer, epochs=epochs, progress=False, seed=3, comm=comm,
+                  **kwargs)
+    return model, hist
+
+
+def assert_same_history(got: sg.History, want: sg.History) -> None:
+    for name in ("epochs", "iterations", "steps", "samples_seen", "steps_at_epoch_end",
+                 "iterations_at_epoch_end"):
+        assert getattr(got, name) == getattr(want, name), name
+    for name in ("iteration_loss", "epoch_loss", "epoch_accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12,
+                                   atol=0, err_msg=name)
+
+
+def check_parallel(P: int, **kwargs) -> None:
+    """P ranks end with the one-process weights (1e-12) and the same bits on every rank."""
+    model_1, hist_1 = train(**kwargs)
+    # ranks start from different draws: rank 0's weights are broadcast
+    results = run_threads(P, lambda comm: train(comm, model_seed=comm.Get_rank(), **kwargs))
+    w_1 = np.concatenate([p.ravel() for p in model_1.params])
+    scale = max(1.0, np.abs(w_1).max())
+    for model, hist in results:
+        w_p = np.concatenate([p.ravel() for p in model.params])
+        assert np.abs(w_p - w_1).max() <= 1e-12 * scale
+        assert_same_history(hist, hist_1)
+    first = results[0][0].params
+    for model, hist in results[1:]:
+        for a, b in zip(model.params, first, strict=True):
+            assert a.tobytes() == b.tobytes()
+        assert hist.iteration_loss == results[0][1].iteration_loss
+
+
+def test_shard_cuts_a_batch_into_contiguous_near_equal_pieces():
+    for n in range(0, 12):
+        for P in range(1, 6):
+            pieces = [shard(10, 10 + n, r, P) for r in range(P)]
+            assert pieces[0][0] == 10 and pieces[-1][1] == 10 + n
+            assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
+            sizes = [hi - lo for lo, hi in pieces]
+            assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("P", [1, 2, 3, 4])
+def test_minibatch_with_short_last_batch_equals_one_process(P, backend):
+    check_parallel(P, backend=backend)  # 23 rows, batches of 5: the last has 3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("P", [2, 3])
+def test_gd_sgd_momentum_and_accumulation_equal_one_process(P, backend):
+    check_parallel(P, backend=backend, optimizer=lambda: sg.GD(lr=0.2, momentum=0.9))
+    check_parallel(P, backend=backend, optimizer=lambda: sg.SGD(lr=0.05), epochs=1)  # shards empty
+    check_parallel(P, backend=backend, accumulate=2,
+                   optimizer=lambda: sg.MiniBatchSGD(lr=0.1, batch_size=4, momentum=0.5))
+    check_parallel(P, backend=backend, accumulate="epoch")
+
+
+def test_more_ranks_than_rows_in_a_batch():
+    check_parallel(4, optimizer=lambda: sg.MiniBatchSGD(lr=0.1, batch_size=2))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_validation_and_mse_equal_one_process(backend):
+    check_parallel(3, backend=backend, validation=make_data(7, seed=1))
+    rng = np.random.default_rng(2)
+    regression = sg.Dataset(rng.normal(size=(13, 5)), rng.normal(size=(13, 3)))
+
+    def fit_mse(comm=None):
+        model = sg.MLP([5, 4, 3], loss="mse", seed=0, backend=backend)
+        sg.fit(model, regression, sg.MiniBatchSGD(lr=0.05, batch_size=4), epochs=2,
+               progress=False, comm=comm)
+        return np.concatenate([p.ravel() for p in model.params])
+
+    want = fit_mse()
+    for got in run_threads(3, fit_mse):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(1, np.abs(want).max()))
+
+
+def test_memory_budget_applies_per_rank():
+    data = make_data(40)
+    budget = sg.memory.estimate(sg.MLP([5, 6, 3]), 8, optimizer=sg.GD(lr=0.1))
+    model_1, hist_1 = train(data=data, optimizer=lambda: sg.GD(lr=0.1), memory_budget=budget)
+    results = run_threads(2, lambda comm: train(comm, data=data, optimizer=lambda: sg.GD(lr=0.1),
+                                                memory_budget=budget))
+    for model, hist in results:
+        # each rank computes half of a chunk: the chunks are twice one process's 8 rows
+        assert hist_1.iterations_at_epoch_end[0] == 5
+        assert hist.iterations_at_epoch_end[0] == 3  # ceil(40 / 16)
+        assert hist.steps == hist_1.steps
+        for a, b in zip(model.params, model_1.params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_mismatched_ranks_are_refused_on_every_rank():
+    def run(comm):
+        rank = comm.Get_rank()
+        try:
+            train(comm, optimizer=lambda: sg.MiniBatchSGD(lr=0.1 if rank == 0 else 0.2,
+                                                          batch_size=5))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    messages = run_threads(3, run)
+    assert all(m is not None and "optimizer settings" in m and "rank 1" in m for m in messages)
+
+    def run_rows(comm):
+        try:
+            train(comm, data=make_data(23 + comm.Get_rank()))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    assert all("rows" in m for m in run_threads(2, run_rows))
+
+
+def test_a_rank_that_fails_its_checks_stops_every_rank():
+    def run(comm):
+        data = make_data(d=5 if comm.Get_rank() == 0 else 4)
+        try:
+            sg.fit(sg.MLP([5, 6, 3]), data, sg.GD(lr=0.1), progress=False, comm=comm)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    messages = run_threads(2, run)
+    assert "features" in messages[1] and "rank 1 of 2 refused" in messages[0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_divergence_stops_every_rank_alike(backend):
+    data = make_data()
+    data.X[17] = 1e300  # one row overflows: only the rank holding it sees the inf
+
+    def run(comm=None):
+        try:
+            train(comm, data=data, backend=backend, optimizer=lambda: sg.GD(lr=0.1))
+        except sg.TrainingDiverged as exc:
+            return exc.epoch, exc.iteration, exc.history.steps
+        return None
+
+    want = run()
+    assert want is not None
+    assert run_threads(3, run) == [want] * 3
+
+
+def test_not_supported_with_comm():
+    with pytest.raises(ValueError, match="track_noise"):
+        run_threads(2, lambda comm: train(comm, track_noise=True))
+    with pytest.raises(TypeError, match="communicator"):
+        train(comm=object())
+
+
+def test_distributed_flag_without_mpi4py_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from scratchgd.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    assert main(["train", "--distributed", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "scratchgd[mpi]"' in err[0]
+
+
+def test_import_does_not_start_mpi():
+    import subprocess
+    import sys
+
+    code = "import sys, scratchgd; sys.exit('mpi4py' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    results = run_threads(2, lambda comm: train(comm, checkpoint=path, checkpoint_every=2))
+    saved = sg.checkpoint.load(path)
+    assert saved.meta["settings"]["processes"] == 2 and saved.meta["version"] == 3
+    # resuming with P = 2 continues to the weights of an uninterrupted 5-epoch run
+    resumed = run_threads(2, lambda comm: train(comm, checkpoint=path, resume=True, epochs=5))
+    whole = run_threads(2, lambda comm: train(comm, epochs=5))
+    for a, b in zip(resumed[1][0].params, whole[1][0].params, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert results[0][1].iteration_loss == resumed[0][1].iteration_loss[:len(
+        results[0][1].iteration_loss)]
+
+    def resume_on_3(comm):
+        try:
+            train(comm, checkpoint=path, resume=True, epochs=6)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    for message in run_threads(3, resume_on_3):
+        assert "processes=2, not 3" in message
+    with pytest.raises(ValueError, match="processes=2, not 1"):
+        train(checkpoint=path, resume=True, epochs=6)
+
+
+def test_a_version_2_checkpoint_is_refused_naming_its_version(tmp_path):
+    import json
+
+    path = tmp_path / "run.npz"
+    train(checkpoint=path)
+    arrays = sg.checkpoint.read_npz(path)
+    meta = json.loads(str(arrays["meta"]))
+    meta["version"] = 2
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="format version 2"):
+        sg.checkpoint.load(path)
+
+
+def test_dataset_checks_split_between_ranks_and_name_the_true_row(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.integers(0, 3, 10).astype(float)
+    X[8, 1] = np.nan  # in rank 2's share of 10 rows on 3 ranks: rows 7..9
+
+    def build(comm):
+        try:
+            sg.Dataset(X, y, comm=comm)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    messages = run_threads(3, build)
+    assert "at index (8, 1)" in messages[2]
+    assert all("rank 2 of 3 refused" in m and "(8, 1)" in m for m in messages[:2])
+    np.save(tmp_path / "X.npy", np.nan_to_num(X))
+    np.save(tmp_path / "y.npy", y)
+    loaded = run_threads(2, lambda comm: sg.Dataset.from_file(
+        tmp_path / "X.npy", tmp_path / "y.npy", comm=comm))
+    for data in loaded:
+        assert data.y.dtype == np.int64 and np.array_equal(data.y, y)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_input_scaling_is_rank_zeros_and_equals_one_process(backend):
+    """Every rank scales its shards by rank 0's statistics (broadcast), as one process does."""
+    rng = np.random.default_rng(1)
+    data = sg.Dataset(rng.normal(size=(23, 5)) * [1, 10, 100, 1e3, 1e4] + 50,
+                      rng.integers(0, 3, size=23))
+
+    def run(comm=None):
+        model = sg.MLP([5, 6, 3], seed=0 if comm is None else comm.Get_rank(), backend=backend)
+        sg.standardize(model, data)
+        if comm is not None and comm.Get_rank():  # a wrong scaling, replaced by rank 0's
+            model.scaling = sg.Scaling(model.scaling.mean + 1, model.scaling.std * 2)
+        sg.fit(model, data, sg.MiniBatchSGD(lr=0.1, batch_size=5), epochs=2, progress=False,
+               seed=3, comm=comm)
+        return model
+
+    one = run()
+    w_1 = np.concatenate([p.ravel() for p in one.params])
+    for model in run_threads(3, run):
+        np.testing.assert_array_equal(model.scaling.std, one.scaling.std)
+        w_p = np.concatenate([p.ravel() for p in model.params])
+        assert np.abs(w_p - w_1).max() <= 1e-12 * max(1.0, np.abs(w_1).max())
