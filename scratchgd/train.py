@@ -535,18 +535,34 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
             history.samples_seen += int(batch_rows[t])
             history.iteration_loss.append(float(loss_sums[t]) / int(batch_rows[t]))
             bar.update()
-        grads, offset = [], 0
-        for p in model.params:
-            grads.append(total[offset:offset + p.size].reshape(p.shape).astype(p.dtype, copy=False)
-                         / rows)
-            offset += p.size
-        try:
-            optimizer.step(model.params, grads)
-        except TrainingDiverged:
+        if not _step_from_sums(model, optimizer, total[:size], rows):
             raise _dist.collective(_diverged(
                 at, loss_sums[-1] / batch_rows[-1], optimizer, history,
-                "leads to an update that would make the weights non-finite")) from None
+                "leads to an update that would make the weights non-finite"))
         history.steps += 1
+
+
+def _step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int) -> bool:
+    """``optimizer.step`` with ``g = sums / rows`` (flat float64 sums, params order).
+
+    The numba backend takes the step in one compiled pass
+    (``kernels.compiled.step_from_sums``, the same arithmetic). Returns False,
+    with nothing changed, if the new weights would not be finite.
+    """
+    sums = sums.astype(model.dtype)  # a copy: the numba step divides it in place
+    if model.backend == "numba":
+        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+        return model._kernels.step_from_sums(model.params, velocity, sums, optimizer.lr,
+                                             optimizer.momentum, rows)
+    grads, offset = [], 0
+    for p in model.params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape) / rows)
+        offset += p.size
+    try:
+        optimizer.step(model.params, grads)
+    except TrainingDiverged:
+        return False
+    return True
 
 
 def _shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray | None,
