@@ -26,6 +26,11 @@ loader's overhead, not the disk. The files are deleted at the end.
 
     python benchmarks/mmap_epoch.py                  # 0.5 GB and 2.2 GB, 3 repeats
     python benchmarks/mmap_epoch.py --sizes-gb 0.2 --repeats 1   # quick
+    python benchmarks/mmap_epoch.py --scale      # each mode also with input scaling
+
+With ``--scale`` every mode runs twice, the second time with input scaling
+(``sg.standardize(model, data)`` inside the traced part: its streaming
+statistics pass, then the scaled epoch), so the table shows what scaling adds.
 """
 
 from __future__ import annotations
@@ -78,8 +83,13 @@ def _status() -> dict[str, int]:
     return fields
 
 
-def worker(directory: Path, mode: str, hidden: int, batch_size: int) -> dict:
-    """One run: an untraced timed epoch, then a traced one; returns the figures."""
+def worker(directory: Path, mode: str, hidden: int, batch_size: int,
+           backend: str = "numpy") -> dict:
+    """One run: an untraced timed epoch, then a traced one; returns the figures.
+
+    A ``mode`` ending in ``+scale`` standardizes the model's inputs first.
+    """
+    mode, _, scale = mode.partition("+")
     X_path, y_path = directory / "X.npy", directory / "y.npy"
     in_memory = (np.load(X_path, allow_pickle=False), np.load(y_path, allow_pickle=False)) \
         if mode == "memory" else None
@@ -88,21 +98,26 @@ def worker(directory: Path, mode: str, hidden: int, batch_size: int) -> dict:
         return sg.Dataset(*in_memory) if in_memory else sg.Dataset.from_npy(X_path, y_path)
 
     shuffle = "chunks" if mode == "mmap-chunks" else True
-    model = sg.MLP([D, hidden, 10], dtype=np.float32, seed=0)
+    model = sg.MLP([D, hidden, 10], dtype=np.float32, seed=0, backend=backend)
     optimizer = sg.MiniBatchSGD(0.05, batch_size=batch_size, shuffle=shuffle, chunk_size=4096)
     start = time.perf_counter()
     data = dataset()
     construct = time.perf_counter() - start
+    if scale:
+        sg.standardize(model, data)
     start = time.perf_counter()
     history = sg.fit(model, data, optimizer, epochs=1, progress=False)
     seconds = time.perf_counter() - start
     del data
     tracemalloc.start()
     data = dataset()
+    if scale:
+        sg.standardize(model, data)
     sg.fit(model, data, optimizer, epochs=1, progress=False)
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"mode": mode, "rows": history.samples_seen, "samples_per_s": history.samples_seen / seconds,
+    return {"mode": mode + ("+scale" if scale else ""), "rows": history.samples_seen,
+            "samples_per_s": history.samples_seen / seconds,
             "construct_s": construct, "traced_peak": traced_peak,
             "model_bytes": sum(p.nbytes for p in model.params), "loss": history.epoch_loss[-1],
             "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -116,14 +131,18 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dir", default=None, help="where to write the temporary files")
+    parser.add_argument("--scale", action="store_true",
+                        help="run every mode also with input scaling (sg.standardize)")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "numba"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         mode, directory = args.worker.split(":", 1)
-        print(json.dumps(worker(Path(directory), mode, args.hidden, args.batch_size)))
+        print(json.dumps(worker(Path(directory), mode, args.hidden, args.batch_size,
+                                args.backend)))
         return
     print(f"one epoch of MiniBatchSGD(batch_size={args.batch_size}), MLP([784, {args.hidden}, 10]) "
-          f"float32; medians of {args.repeats} interleaved runs\n")
+          f"float32, backend {args.backend}; medians of {args.repeats} interleaved runs\n")
     print("| file | mode | samples/s | construct s | traced peak | peak RSS (VmHWM) | ru_maxrss "
           "| anon RSS at end | file RSS at end |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -141,12 +160,15 @@ def main() -> None:
             written = time.perf_counter() - start
             available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
             modes = ["mmap", "mmap-chunks"] + (["memory"] if available > 3 * nbytes else [])
+            if args.scale:
+                modes = [m + suffix for m in modes for suffix in ("", "+scale")]
             runs: dict[str, list[dict]] = {mode: [] for mode in modes}
             for _ in range(args.repeats):
                 for mode in modes:
                     out = subprocess.run(
                         [sys.executable, __file__, "--worker", f"{mode}:{directory}",
-                         "--hidden", str(args.hidden), "--batch-size", str(args.batch_size)],
+                         "--hidden", str(args.hidden), "--batch-size", str(args.batch_size),
+                         "--backend", args.backend],
                         check=True, capture_output=True, text=True).stdout
                     runs[mode].append(json.loads(out))
             for mode, results in runs.items():

@@ -9,15 +9,19 @@ from . import datasets
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .gradcheck import gradient_check, numerical_grads
+from .metrics import ClassificationReport, classification_report
 from .mlp import MLP
+from .modelfile import load_model
 from .noise import GradientNoise, advise_batch_size, gradient_noise
 from .optim import GD, SGD, MiniBatchSGD, Optimizer
+from .scaling import Scaling, standardize
 from .train import History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GD", "MLP", "SGD", "DataLoader", "Dataset", "GradientNoise", "History", "MiniBatchSGD",
-    "Optimizer", "TrainingDiverged", "advise_batch_size", "datasets", "evaluate", "fit",
-    "gradient_check", "gradient_noise", "numerical_grads",
+    "GD", "MLP", "SGD", "ClassificationReport", "DataLoader", "Dataset", "GradientNoise",
+    "History", "MiniBatchSGD", "Optimizer", "Scaling", "TrainingDiverged", "advise_batch_size",
+    "classification_report", "datasets", "evaluate", "fit", "gradient_check", "gradient_noise",
+    "load_model", "numerical_grads", "standardize",
 ]

@@ -11,9 +11,10 @@ had never stopped:
   predictions, gradient noise estimates) of the epoch in progress.
 
 Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
-records the number of data-parallel processes (``settings["processes"]``,
-``fit(comm=...)``), which a resume must match. A file of another version is
-refused with a message naming it.
+the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
+scaling mode in the settings, and the number of data-parallel processes
+(``settings["processes"]``, ``fit(comm=...)``), which a resume must match; a file
+of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from .scaling import Scaling
 
 FORMAT = "scratchgd-checkpoint"
 VERSION = 3
@@ -158,6 +160,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
         arrays[f"param_{i}"] = p
     for i, v in enumerate(optimizer.velocity or []):
         arrays[f"velocity_{i}"] = v
+    arrays.update(scaling_arrays(model))
     counters, lists = {}, {}
     for name, value in dataclasses.asdict(history).items():
         if isinstance(value, list):
@@ -185,6 +188,31 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     write_npz_atomic(path, arrays)
 
 
+def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The entries that store ``model.scaling``: ``scale_mean`` and ``scale_std``, or none."""
+    if model.scaling is None:
+        return {}
+    return {"scale_mean": model.scaling.mean, "scale_std": model.scaling.std}
+
+
+def read_scaling(arrays: dict[str, np.ndarray], n_inputs: int, fail: Any) -> Scaling | None:
+    """The :class:`~scratchgd.Scaling` stored by :func:`scaling_arrays` (popped), or ``None``.
+
+    ``fail(message)`` makes the ``ValueError`` that names the file.
+    """
+    mean, std = arrays.pop("scale_mean", None), arrays.pop("scale_std", None)
+    if mean is None and std is None:
+        return None
+    for name, value in (("scale_mean", mean), ("scale_std", std)):
+        if value is None or value.dtype != np.float64 or value.shape != (n_inputs,):
+            got = "nothing" if value is None else f"{value.dtype} {value.shape}"
+            raise fail(f"has {got} for {name}, expected float64 ({n_inputs},)")
+    try:
+        return Scaling(mean, std)
+    except ValueError as exc:
+        raise fail(f"has an unusable scaling: {exc}") from None
+
+
 def _plain(value: Any) -> int | float:
     """NumPy scalars as the Python numbers JSON can hold."""
     if isinstance(value, (np.integer, np.floating)):
@@ -209,6 +237,7 @@ class Checkpoint:
     meta : dict
         The JSON part: model, optimizer and fit settings, generator state, counters.
     params : list of arrays, shaped like ``MLP(meta["model"]["sizes"]).params``.
+    scaling : Scaling or None, the model's input scaling.
     velocity : list of arrays like ``params``, or ``None`` before the first momentum step.
     order : int array or None, the row order of the epoch in progress.
     history : dict of ``History`` fields.
@@ -222,6 +251,7 @@ class Checkpoint:
     order: np.ndarray | None
     history: dict[str, Any]
     position: dict[str, Any]
+    scaling: Scaling | None = None
 
     def fail(self, message: str) -> ValueError:
         """A ``ValueError`` that names this checkpoint's file."""
@@ -269,6 +299,7 @@ class Checkpoint:
             raise self.fail(f"holds an unusable generator state: {exc}") from None
         for p, saved in zip(model.params, self.params, strict=True):
             p[...] = saved
+        model.scaling = self.scaling
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
@@ -305,6 +336,7 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     try:
         ck.meta = meta
         ck.params, ck.velocity = _read_weights(ck, arrays)
+        ck.scaling = read_scaling(arrays, meta["model"]["sizes"][0], ck.fail)
         ck.order = arrays.pop("order", None) if meta["has_order"] else None
         if ck.order is not None and (ck.order.dtype.kind not in "iu" or ck.order.ndim != 1):
             raise ck.fail(f"has a row order of {ck.order.dtype} {ck.order.shape}, not 1-d integers")
@@ -371,7 +403,7 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         history[name] = array.tolist()
     lengths = {"iteration_loss": history["iterations"]}
     for name in ("epoch_loss", "epoch_accuracy", "epoch_seconds", "steps_at_epoch_end",
-                 "iterations_at_epoch_end"):
+                 "iterations_at_epoch_end", "samples_at_epoch_end"):
         lengths[name] = history["epochs"]
     for name, length in lengths.items():
         if len(history[name]) != length:

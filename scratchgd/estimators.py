@@ -344,7 +344,7 @@ def _joined(before: History, after: History) -> History:
     """One :class:`History` of two consecutive runs: counters added, lists joined.
 
     The per-epoch counters of ``after`` (``steps_at_epoch_end``,
-    ``iterations_at_epoch_end``) are shifted by ``before``'s totals.
+    ``iterations_at_epoch_end``, ``samples_at_epoch_end``) are shifted by ``before``'s totals.
     """
     joined = History(**{f.name: getattr(before, f.name) + getattr(after, f.name)
                         for f in dataclasses.fields(History)})
@@ -353,4 +353,6 @@ def _joined(before: History, after: History) -> History:
     joined.iterations_at_epoch_end = (before.iterations_at_epoch_end
                                       + [before.iterations + i
                                          for i in after.iterations_at_epoch_end])
+    joined.samples_at_epoch_end = (before.samples_at_epoch_end
+                                   + [before.samples_seen + n for n in after.samples_at_epoch_end])
     return joined

@@ -72,12 +72,9 @@ def _is_header(line: str, delimiter: str) -> bool:
     return False
 
 
-def read_csv(path: PathLike, label_column: int = -1, header: bool | None = None,
-             delimiter: str = ",") -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels from a delimited text file, read into memory.
+def read_table(path: PathLike, header: bool | None = None, delimiter: str = ",") -> np.ndarray:
+    """Every column of a delimited text file of numbers, ``(n, columns)`` float64, in memory.
 
-    Every field must be a number. Column ``label_column`` (negative counts from
-    the end) is ``y``; the other columns, in order, are ``X`` (float64).
     ``header``: ``True`` skips the first line, ``False`` reads it as data,
     ``None`` skips it only if one of its fields is not a number.
     """
@@ -91,6 +88,18 @@ def read_csv(path: PathLike, label_column: int = -1, header: bool | None = None,
                            dtype=np.float64)
     except ValueError as exc:
         raise ValueError(f"{path}: not a table of numbers: {exc}") from None
+    return table
+
+
+def read_csv(path: PathLike, label_column: int = -1, header: bool | None = None,
+             delimiter: str = ",") -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels from a delimited text file, read into memory.
+
+    Every field must be a number. Column ``label_column`` (negative counts from
+    the end) is ``y``; the other columns, in order, are ``X`` (float64).
+    ``header``: as :func:`read_table`.
+    """
+    table = read_table(path, header, delimiter)
     if table.shape[1] < 2:
         raise ValueError(f"{path}: needs a label column and at least one feature column, "
                          f"got {table.shape[1]} column(s) (delimiter={delimiter!r})")
@@ -152,20 +161,27 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike,
     drawn; the loader casts each batch to the model's dtype, so values stay in
     ``0..255``).
     """
-    images = read_idx(images_path)
+    X = read_idx_images(images_path, scale)
     labels = read_idx(labels_path)
-    if images.ndim < 2:
-        raise ValueError(f"{images_path}: IDX images need at least 2 dimensions, "
-                         f"got shape {images.shape}")
     if labels.ndim != 1:
         raise ValueError(f"{labels_path}: IDX labels need 1 dimension, got shape {labels.shape}")
-    if len(images) != len(labels):
-        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+    if len(X) != len(labels):
+        raise ValueError(f"{images_path} holds {len(X)} images but {labels_path} holds "
                          f"{len(labels)} labels")
+    return X, np.asarray(labels)
+
+
+def read_idx_images(path: PathLike, scale: bool = True) -> np.ndarray:
+    """IDX images as rows ``(n, rows * cols)``: ``pixels / 255`` (float32) if ``scale``, as
+    :func:`read_idx_pair` reads them."""
+    images = read_idx(path)
+    if images.ndim < 2:
+        raise ValueError(f"{path}: IDX images need at least 2 dimensions, "
+                         f"got shape {images.shape}")
     X = images.reshape(len(images), -1)
     if scale:
         X = np.divide(X, np.float32(255), dtype=np.float32)
-    return X, np.asarray(labels)
+    return X
 
 
 def _idx_name(path: Path) -> bool:
@@ -204,4 +220,33 @@ def read_any(data_path: PathLike, labels_path: PathLike | None = None) -> tuple[
     if kind == "idx":
         return read_idx_pair(data_path, labels_path)
     raise ValueError(f"{data_path}: unknown file type {suffix!r}; expected .npy, .npz, .csv, "
+                     f".txt or IDX (-ubyte, .idx, optionally .gz)")
+
+
+def read_features(path: PathLike) -> np.ndarray:
+    """The feature table of a file, for prediction: no labels needed.
+
+    ``*.npy`` (memory-mapped), the array ``X`` of a ``*.npz``, every column of
+    a ``*.csv``/``*.txt`` (a header line skipped), or IDX images (scaled as
+    :func:`read_idx_pair` scales them). A table may still hold a label
+    column; the caller tells by the column count.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if _idx_name(path):
+        return read_idx_images(path)
+    if suffix == ".npy":
+        return read_npy(path)
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "X" not in archive.files:
+                    raise ValueError(f"{path}: no array named 'X'; the archive holds "
+                                     f"{archive.files}")
+                return archive["X"]
+        except (EOFError, OSError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a readable .npz archive: {exc}") from None
+    if suffix in (".csv", ".txt"):
+        return read_table(path)
+    raise ValueError(f"{path}: unknown file type {suffix!r}; expected .npy, .npz, .csv, "
                      f".txt or IDX (-ubyte, .idx, optionally .gz)")

@@ -6,7 +6,9 @@ import numpy as np
 
 from . import _checks, kernels
 from .activations import ACTIVATIONS
+from .kernels import reference
 from .losses import LOSSES
+from .scaling import Scaling
 
 
 class MLP:
@@ -27,6 +29,14 @@ class MLP:
         Dtype of weights and computation.
     backend : {"numpy", "numba"}
         ``"numpy"`` is the readable reference in ``scratchgd.kernels.reference``.
+
+    Attributes
+    ----------
+    scaling : Scaling or None
+        The input scaling, a fixed (untrained) first operation
+        ``a_0 = (x - mean) / std`` applied to every input, in training and
+        prediction alike (see :func:`scratchgd.standardize`). ``None`` (the
+        default): ``a_0 = x``.
 
     Notes
     -----
@@ -61,6 +71,32 @@ class MLP:
         self.seed = seed
         self._kernels = kernels.load(self.backend)
         self.params = self._init_params(np.random.default_rng(self.seed))
+        self._scaling: Scaling | None = None
+
+    @property
+    def scaling(self) -> Scaling | None:
+        """The input scaling ``a_0 = (x - mean) / std``, or ``None``."""
+        return self._scaling
+
+    @scaling.setter
+    def scaling(self, value: Scaling | None) -> None:
+        if value is not None:
+            _checks.instance("scaling", value, Scaling)
+            if len(value) != self.n_inputs:
+                raise ValueError(f"scaling has statistics of {len(value)} features but the "
+                                 f"model takes {self.n_inputs}")
+        self._scaling = value
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
+
+        With ``scaling``: ``a_0 = (X - mean) / std``
+        (:func:`scratchgd.kernels.reference.standardize`, in float64), then cast;
+        without: ``X`` cast (no copy if it already has the model's dtype).
+        """
+        if self._scaling is not None:
+            X = reference.standardize(X, self._scaling.mean, self._scaling.std)
+        return np.asarray(X, dtype=self.dtype)
 
     def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         params = []
@@ -91,17 +127,18 @@ class MLP:
         dtype = self.dtype if dtype is None else dtype
         other = MLP(self.sizes, self.activation, self.loss, self.seed, dtype, self.backend)
         other.params = [p.astype(other.dtype) for p in self.params]
+        other.scaling = self.scaling
         return other
 
     def check_X(self, X: object, name: str = "X") -> np.ndarray:
-        """``X`` validated (real, finite, ``(n, d)``) and cast to the model's dtype."""
+        """``X`` validated (real, finite, ``(n, d)``), as the network's input :meth:`inputs`."""
         X = _checks.real_matrix(name, X, ndim=(2,))
         if X.shape[1] != self.n_inputs:
             raise ValueError(f"{name} must have {self.n_inputs} columns for this model, "
                              f"got shape {X.shape}")
         _checks.all_finite(name, X)
         self.check_range(name, X)
-        return np.asarray(X, dtype=self.dtype)
+        return self.inputs(X)
 
     def check_range(self, name: str, X: np.ndarray) -> None:
         """Raise ``ValueError`` if ``X`` holds values the model's dtype cannot hold.
@@ -142,7 +179,10 @@ class MLP:
         return np.asarray(y, dtype=self.dtype)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse."""
+        """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse.
+
+        ``X`` holds raw rows: the model's ``scaling``, if any, is applied first.
+        """
         return self._kernels.forward(self.params, self.check_X(X), self.activation)[-1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -176,7 +216,7 @@ class MLP:
         return loss_sum / n, [g / n for g in grads]
 
     def __getstate__(self) -> dict:
-        """What ``pickle`` stores: every attribute but the kernel module.
+        """What ``pickle`` stores: every attribute but the kernel module (the scaling included).
 
         Pickling exists for scikit-learn's workflows (``clone``, ``joblib``
         workers of ``GridSearchCV``, a fitted estimator saved by its user).
@@ -191,8 +231,20 @@ class MLP:
     def __setstate__(self, state: dict) -> None:
         """Restore a pickled model, looking its backend's kernel module up again."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
         self._kernels = kernels.load(self.backend)
 
+    def save(self, path: str) -> None:
+        """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
+
+        Pickle-free (see :mod:`scratchgd.modelfile`): the weights, the sizes,
+        activation, loss and dtype, and the input scaling. Written atomically.
+        """
+        from .modelfile import save_model
+
+        save_model(self, path)
+
     def __repr__(self) -> str:
+        scaled = ", scaling=standard" if self._scaling is not None else ""
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
-                f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r})")
+                f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r}{scaled})")

@@ -111,7 +111,7 @@ def _moments(model: MLP, data: Dataset, y: np.ndarray, index: np.ndarray | None
     for start in range(0, m, BLOCK_ROWS):
         rows = (slice(start, min(start + BLOCK_ROWS, m)) if index is None
                 else index[start:start + BLOCK_ROWS])
-        X = np.asarray(data.X[rows], dtype=model.dtype)
+        X = model.inputs(data.X[rows])
         sq_norms = np.zeros(len(X))
         _, grads, _ = model._kernels.loss_and_grads(model.params, X, y[rows], model.activation,
                                                     model.loss, sq_norms)

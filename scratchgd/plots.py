@@ -388,3 +388,19 @@ def plot_grid_search(labels: list[str], accuracy: np.ndarray, accuracy_std: np.n
         ax.set_xticks(x, labels)
         ax.grid(alpha=0.3)
     return _finish(fig, path, title)
+
+
+def plot_confusion(confusion: np.ndarray, path: str | os.PathLike | None = None,
+                   title: str | None = None) -> Figure:
+    """The confusion matrix ``confusion[true, predicted]`` as a heat map with counts."""
+    k = len(confusion)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * max(k, 4), 1.0 + 0.5 * max(k, 4)))
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set(xlabel="predicted class", ylabel="true class", xticks=range(k), yticks=range(k))
+    high = confusion.max(initial=0)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center",
+                    color="white" if confusion[i, j] > high / 2 else "black")
+    return _finish(fig, path, title)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,8 +49,9 @@ class History:
     measured on the fly while the weights change; ``val_loss`` and
     ``val_accuracy`` are measured on the validation set after each epoch.
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
-    ``steps_at_epoch_end`` and ``iterations_at_epoch_end`` give the counters
-    after each epoch, for plotting against steps. Accuracies are NaN for mse.
+    ``steps_at_epoch_end``, ``iterations_at_epoch_end`` and
+    ``samples_at_epoch_end`` give the counters after each epoch, for plotting
+    against steps. Accuracies are NaN for mse.
     ``b_simple`` (with ``fit(track_noise=True)``, else empty) holds each epoch's
     estimate of the gradient noise scale from its own batches (see :func:`fit`).
     """
@@ -68,6 +69,45 @@ class History:
     steps_at_epoch_end: list[int] = field(default_factory=list)
     iterations_at_epoch_end: list[int] = field(default_factory=list)
     b_simple: list[float] = field(default_factory=list)
+    samples_at_epoch_end: list[int] = field(default_factory=list)
+
+    COLUMNS = ("epoch", "iterations", "steps", "samples", "loss", "accuracy", "val_loss",
+               "val_accuracy", "seconds")
+    """The per-epoch columns of :meth:`to_dict` and :meth:`to_csv`."""
+
+    def to_dict(self) -> dict[str, list]:
+        """The per-epoch table: one list per column of ``COLUMNS``, one item per epoch.
+
+        ``iterations``, ``steps`` and ``samples`` are the counters at the end of
+        each epoch; ``val_loss`` and ``val_accuracy`` are NaN without validation
+        (accuracies are NaN for mse). ``pandas.DataFrame(history.to_dict())``
+        makes it a data frame.
+        """
+        nan = [math.nan] * self.epochs
+        return {"epoch": list(range(1, self.epochs + 1)),
+                "iterations": list(self.iterations_at_epoch_end),
+                "steps": list(self.steps_at_epoch_end),
+                "samples": list(self.samples_at_epoch_end),
+                "loss": list(self.epoch_loss), "accuracy": list(self.epoch_accuracy),
+                "val_loss": list(self.val_loss) or nan,
+                "val_accuracy": list(self.val_accuracy) or nan,
+                "seconds": list(self.epoch_seconds)}
+
+    def csv_rows(self, first: int = 1) -> list[str]:
+        """Lines of the CSV table of :meth:`to_dict` for epochs ``first`` onwards (no header)."""
+        table = self.to_dict()
+        return [",".join(str(int(table[c][e])) if c in self.COLUMNS[:4]
+                         else repr(float(table[c][e])) for c in self.COLUMNS) + "\n"
+                for e in range(first - 1, self.epochs)]
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` to ``path`` as CSV: a header line, then one row per epoch.
+
+        Floats are written with ``repr``, so they read back exactly.
+        """
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(",".join(self.COLUMNS) + "\n")
+            fh.writelines(self.csv_rows())
 
 
 def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
@@ -81,7 +121,7 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
-        X = np.asarray(data.X[rows], dtype=model.dtype)
+        X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
@@ -163,7 +203,9 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | str = "epoch", resume: bool = False,
         memory_budget: int | str | None = None, track_noise: bool = False,
-        rng: np.random.Generator | None = None, comm: object | None = None) -> History:
+        rng: np.random.Generator | None = None,
+        on_epoch_end: Callable[[History], object] | None = None,
+        comm: object | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -241,6 +283,14 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         bit: either way epoch ``e`` takes the ``e``-th order drawn from
         ``default_rng(s)``. The estimators of ``scratchgd.estimators`` use this
         for ``partial_fit`` and ``warm_start``.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(history)`` after every epoch (Keras's habit),
+        once its figures are in ``history``, its line is printed and its
+        checkpoint (if any) is written; its return value is ignored. The
+        command line prints its epoch lines and writes ``--log`` through it.
+        The model's scaling, if any (``model.scaling``, see
+        :func:`scratchgd.standardize`), applies to every batch; it is part of a
+        checkpoint's settings.
     comm : mpi4py communicator, optional
         Train data-parallel on the ranks of ``comm`` (``MPI.COMM_WORLD`` or a
         sub-communicator; see ``docs/distributed.md``). Every rank calls ``fit``
@@ -270,7 +320,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     """
     group = None if comm is None else _dist.Group(comm)
     args = (model, data, optimizer, epochs, accumulate, validation, progress, seed, checkpoint,
-            checkpoint_every, resume, memory_budget, track_noise, rng, group)
+            checkpoint_every, resume, memory_budget, track_noise, rng, on_epoch_end,
+            group)
     if group is None:
         loader, accumulate = _prepare(*args)
     else:
@@ -282,6 +333,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
                 "seed": int(seed), "rows": len(data),
                 "features": data.n_features, "track_noise": track_noise,
+                "scale": "none" if model.scaling is None else "standard",
                 "processes": 1 if group is None else group.size}
     history, at = History(), _Position()
     writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
@@ -329,6 +381,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             if writer and (checkpoint_every == "epoch" or at.epoch > epochs
                                            or history.steps % checkpoint_every == 0):
                 _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
+            if on_epoch_end is not None:
+                on_epoch_end(history)
     return history
 
 
@@ -336,7 +390,8 @@ def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
              accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
              checkpoint: str | os.PathLike | None, checkpoint_every: int | str, resume: bool,
              memory_budget: int | str | None, track_noise: bool, rng: np.random.Generator | None,
-             group: _dist.Group | None) -> tuple[DataLoader, int | str]:
+             on_epoch_end: Callable[[History], object] | None, group: _dist.Group | None
+             ) -> tuple[DataLoader, int | str]:
     """Check :func:`fit`'s arguments; the loader and accumulation it trains with."""
     _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
@@ -346,6 +401,8 @@ def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
                          f"one row per batch, which carries no estimate of the gradient noise")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     if group is not None and (track_noise or rng is not None):
         raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
                          "training): leave them out, or train in one process")
@@ -372,6 +429,7 @@ def _run_description(model: MLP, data: Dataset, optimizer: Optimizer, epochs: in
             "momentum buffers": optimizer.velocity is not None,
             "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
             "dtype": np.dtype(model.dtype).name, "backend": model.backend,
+            "input scaling": "none" if model.scaling is None else "standard",
             "accumulate": accumulate, "epochs": epochs, "memory_budget": memory_budget,
             "validation rows": None if validation is None else len(validation),
             "checkpoint": checkpoint is not None, "checkpoint_every": checkpoint_every,
@@ -430,6 +488,7 @@ def _end_epoch(model: MLP, history: History, at: _Position, n: int,
     history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
+    history.samples_at_epoch_end.append(history.samples_seen)
     if validation is not None:
         val_loss, val_accuracy = evaluate(model, validation)
         history.val_loss.append(val_loss)
@@ -453,9 +512,10 @@ def _run_span(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarra
     last = len(loader)
     while at.iteration < stop:
         at.iteration += 1
-        # 1. draw a batch (only its rows are read, cast to the model's dtype)
+        # 1. draw a batch (only its rows are read, scaled if the model scales its
+        #    inputs, cast to the model's dtype)
         index = loader.batch_index(at.order, at.iteration - 1)
-        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        X_batch = model.inputs(loader.dataset.X[index])
         y_batch = y[index]
         # 2-4. predict, loss, gradients: sums over the rows of the batch
         sq_norms = np.zeros(len(X_batch)) if track_noise else None  # |grad l_i|^2
@@ -580,14 +640,14 @@ def _shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray
                        for t in range(first, end)]).reshape(m, 2).T
     if model.backend == "numba":
         return model._kernels.fit_shard(model.params, loader.dataset.X, y, order, lo, hi - lo,
-                                        model.activation, model.loss)
+                                        model.activation, model.loss, model.scaling)
     grad_sum = [np.zeros_like(p) for p in model.params]
     loss_sums, correct = np.zeros(m), np.zeros(m)
     for t in range(m):
         if hi[t] == lo[t]:
             continue
         index = slice(lo[t], hi[t]) if order is None else order[lo[t]:hi[t]]
-        X_batch = np.asarray(loader.dataset.X[index], dtype=model.dtype)
+        X_batch = model.inputs(loader.dataset.X[index])
         batch_loss, grads, z = model._kernels.loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
         loss_sums[t] = batch_loss
@@ -629,7 +689,8 @@ def _run_span_compiled(model: MLP, optimizer: Optimizer, loader: DataLoader, y: 
     for start, end in spans(at.iteration, stop, k, loader.rows_per_batch):
         loss_sums, hits, steps, status = model._kernels.fit_span(
             model.params, velocity, loader.dataset.X, y, at.order, bounds, start, end, k,
-            optimizer.lr, optimizer.momentum, model.activation, model.loss)
+            optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            scaling=model.scaling)
         done = len(hits)
         rows = np.diff(bounds[start:start + done + 1])
         at.iteration += done

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .. import datasets
 from ..data import Dataset
+from ..mlp import MLP
+from ..modelfile import load_model
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,3 +55,10 @@ def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
             else datasets.blobs(n=600, seed=seed))
     return datasets.stratified_split(data, test_size=0.2, seed=seed)
+
+
+def load_model_file(path: str) -> MLP:
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--model {path}: no such file")
+    return load_model(path)

@@ -9,11 +9,12 @@ import time
 
 import numpy as np
 
-from .. import distributed
+from .. import checkpoint, distributed
 from ..data import Dataset
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
-from ..train import evaluate, fit
+from ..scaling import range_spread, standardize
+from ..train import History, _epoch_line, evaluate, fit
 from ._data import add_data_arguments, load
 
 DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
@@ -59,7 +60,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="write the loss and accuracy curves to this file")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--scale", choices=("standard", "none"), default=None,
+                       help="input scaling, part of the model: standard = (x - mean) / std with "
+                       "each feature's statistics over the training rows (the default for "
+                       "--data files); none (the default for the built-in data sets)")
+    train.add_argument("--save", metavar="MODEL.npz", default=None,
+                       help="save the trained model (weights and scaling) for 'scratchgd "
+                       "predict' and 'scratchgd evaluate'")
+    train.add_argument("--log", metavar="FILE.csv", default=None,
+                       help="write one CSV row per epoch as it ends (epoch, iterations, steps, "
+                       "samples, loss, accuracy, val_loss, val_accuracy, seconds); with "
+                       "--resume, rows past the checkpoint are dropped, then rows appended")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar: print each epoch's line as the epoch ends")
     train.add_argument("--checkpoint", metavar="FILE.npz", default=None,
                        help="write the state of the run to this file (atomically) as it trains")
     train.add_argument("--checkpoint-every", type=_int_or_epoch, default="epoch",
@@ -83,6 +96,64 @@ def _optimizer(args: argparse.Namespace) -> Optimizer:
         return SGD(lr, momentum=args.momentum)
     batch_size = 32 if args.batch_size is None else args.batch_size
     return MiniBatchSGD(lr, batch_size=batch_size, momentum=args.momentum)
+
+
+SPREAD_WARNING = 100.0
+"""``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""
+
+
+class EpochLog:
+    """``fit``'s ``on_epoch_end``: print the epoch's line (``--no-progress``) and log it (``--log``).
+
+    The log gets one CSV row per epoch as it ends (``History.csv_rows``).
+    ``kept``: epochs whose rows an existing log keeps (on ``--resume``, the
+    checkpoint's finished epochs): later rows are dropped first, and a row
+    the log misses is written from the History, so the file never holds an
+    epoch twice or misses one.
+    """
+
+    def __init__(self, print_lines: bool, epochs: int, log: str | None, kept: int = 0) -> None:
+        self.print_lines, self.epochs, self.log = print_lines, epochs, log
+        self.written = 0
+        if log is None:
+            return
+        rows = []
+        if kept and os.path.exists(log):
+            with open(log, encoding="utf-8") as fh:
+                rows = [row for row in fh.readlines()[1:] if int(row.split(",")[0]) <= kept]
+        with open(log, "w", encoding="utf-8") as fh:
+            fh.write(",".join(History.COLUMNS) + "\n")
+            fh.writelines(rows)
+        self.written = len(rows)
+
+    def __call__(self, history: History) -> None:
+        if self.print_lines:
+            print(_epoch_line(history, self.epochs), flush=True)
+        if self.log is not None:
+            with open(self.log, "a", encoding="utf-8") as fh:
+                fh.writelines(history.csv_rows(first=self.written + 1))
+            self.written = history.epochs
+
+
+def _scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:
+    """Give ``model`` the ``--scale`` it asks for; warn about unscaled wild features."""
+    mode = args.scale or ("standard" if args.data else "none")
+    if mode == "standard":
+        standardize(model, train_set)
+        return
+    if args.data:
+        ratio, wide, narrow = range_spread(train_set.X)
+        if ratio > SPREAD_WARNING:
+            print(f"scratchgd: warning: the features' ranges differ by {ratio:.3g}x (column "
+                  f"{wide} against column {narrow}); plain SGD trains poorly on that. Use "
+                  f"--scale standard (the default for --data)", file=sys.stderr, flush=True)
+
+
+def _resumed_epochs(args: argparse.Namespace) -> int:
+    """Finished epochs of the checkpoint ``--resume`` continues (0 if none)."""
+    if not (args.resume and args.checkpoint and os.path.exists(args.checkpoint)):
+        return 0
+    return checkpoint.load(args.checkpoint).history["epochs"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +189,7 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
     model = MLP([train_set.n_features, *args.hidden, n_classes],
                 activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
                 backend=args.backend)
+    _scale(args, model, train_set)
     return train_set, test_set, optimizer, model
 
 
@@ -128,20 +200,18 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
         train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
+    kept = _resumed_epochs(args)
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         print(f"resuming from {args.checkpoint}")
+    log = args.log if group is None or group.rank == 0 else None  # rank 0 writes the log
+    on_epoch_end = EpochLog(args.no_progress, args.epochs, log, kept)
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
                   validation=test_set, progress=not args.no_progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                   resume=args.resume, memory_budget=args.memory_budget,
-                  comm=None if group is None else group.comm)
+                  on_epoch_end=on_epoch_end, comm=None if group is None else group.comm)
     seconds = time.perf_counter() - start
-    if args.no_progress:
-        for epoch in range(history.epochs):
-            print(f"epoch {epoch + 1}/{history.epochs}  loss {history.epoch_loss[epoch]:.4f}  "
-                  f"acc {history.epoch_accuracy[epoch]:.4f}  "
-                  f"{history.epoch_seconds[epoch]:.3f}s")
     _, accuracy = evaluate(model, test_set)
     print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
           f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
@@ -151,6 +221,9 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
 
         plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
         print(f"wrote {args.plot}")
+    if args.save and (group is None or group.rank == 0):
+        model.save(args.save)
+        print(f"saved the model to {args.save}")
     if group is not None:
         print(f"trained data-parallel by {group.size} processes")
     return 0

@@ -14,6 +14,7 @@ reference (NumPy)            compiled kernel
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)
 ``losses.mse``               :func:`mse`
 ``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient norms)
+``reference.standardize``   :func:`gather_batch` (scaling while gathering)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first), and
                              :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)
@@ -41,6 +42,9 @@ import functools
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from ..scaling import Scaling
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 """The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
@@ -73,6 +77,36 @@ row or two: no call overhead, and zero inputs are skipped."""
 def use_blas(rows: int) -> bool:
     """Whether a batch of ``rows`` rows multiplies through BLAS: ``rows >= BLAS_MIN_ROWS``."""
     return rows >= BLAS_MIN_ROWS
+
+
+BLAS_THREADED_MIN_WORK = 2**22
+"""Batches whose largest matrix product has fewer multiply-adds (``m n k``) than this run
+BLAS on one thread. OpenBLAS splits a product over all its threads once ``m n k`` reaches
+524,288 (digits 64-128-10 at batch 64), and on a small machine the threads' start-up and
+synchronisation then cost more than they save: numba float32 fell from 1.2 M to 0.3 M
+samples per second between batch 64 and 128. Measured with
+``python benchmarks/blas_threads.py`` (see docs/performance.md)."""
+
+
+def blas_threads_for(work: int) -> int | None:
+    """BLAS threads for products of ``work = m n k`` multiply-adds at most.
+
+    1 below :data:`BLAS_THREADED_MIN_WORK`; ``None`` (BLAS's own thread count, no
+    limit) from there on.
+    """
+    return 1 if work < BLAS_THREADED_MIN_WORK else None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (``threadpool_limits`` searches each time).
+
+    SciPy's BLAS, the one numba's ``np.dot`` calls, is loaded first: numba loads it
+    only when a kernel first needs it, and a library loaded later would not be found.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    return ThreadpoolController()
 
 
 @jit
@@ -161,8 +195,12 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
         for j in range(fan_out):
             gb[j] += delta[r, j]
     if blas:
-        if add:
-            gW += np.dot(a_prev.T, delta)
+        if add:  # one product into a scratch array, then a loop (no array expression to compile)
+            batch = np.empty_like(gW)
+            np.dot(a_prev.T, delta, batch)
+            for i in range(fan_in):
+                for j in range(fan_out):
+                    gW[i, j] += batch[i, j]
         else:
             np.dot(a_prev.T, delta, gW)
         if delta_prev.shape[0]:
@@ -340,7 +378,7 @@ def _new_weights_into(w: np.ndarray, g: np.ndarray, lr: float, rows: int) -> boo
     return finite
 
 
-@jit
+@jit(inline="always")
 def plain_step_into(Ws: list, bs: list, gWs: list, gbs: list, lr: float, rows: int) -> bool:
     """A training step without momentum written into the gradient buffers: one pass.
 
@@ -358,7 +396,7 @@ def plain_step_into(Ws: list, bs: list, gWs: list, gbs: list, lr: float, rows: i
     return True
 
 
-@jit
+@jit(inline="always")
 def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple, gbs: tuple,
                       labels: np.ndarray, targets: np.ndarray, n: int, act: int, loss: int,
                       blas: bool, add: bool) -> tuple[float, int]:
@@ -393,19 +431,28 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 @jit
 def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
-                 lo: int, n: int, loss: int, x_batch: np.ndarray, y_batch: np.ndarray,
-                 t_batch: np.ndarray) -> None:
+                 lo: int, n: int, loss: int, mean: np.ndarray, inv_std: np.ndarray,
+                 x_batch: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray) -> None:
     """Copy the batch of rows ``order[lo:lo + n]`` into the first ``n`` rows of the buffers.
 
-    ``x_batch[r] = X[order[lo + r]]`` (cast to the buffer's dtype), and
-    ``y_batch[r] = labels[...]`` (cross_entropy) or ``t_batch[r] = targets[...]``
-    (mse). Reads only those rows of ``X``: a memory-mapped file is read where
-    the batch lies.
+    ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
+    input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
+    arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
+    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
+    may differ from ``/ std`` in the last bit). The label
+    (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
+    Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
+    writes only the buffers; without scaling the values are copied untouched.
     """
+    scaled = len(mean) > 0
     for r in range(n):
         row = order[lo + r]
-        for c in range(X.shape[1]):
-            x_batch[r, c] = X[row, c]
+        if scaled:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = (np.float64(X[row, c]) - mean[c]) * inv_std[c]
+        else:
+            for c in range(X.shape[1]):
+                x_batch[r, c] = X[row, c]
         if loss == CROSS_ENTROPY:
             y_batch[r] = labels[row]
         else:
@@ -414,15 +461,18 @@ def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: 
 
 
 @jit
-def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labels: np.ndarray,
+def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
+               labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
-               loss_sums: np.ndarray, correct: np.ndarray) -> tuple[int, int, int]:
+               loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
+               inv_std: np.ndarray) -> tuple[int, int, int]:
     """Iterations ``start, ..., stop - 1`` of one epoch of training, in one call.
 
     Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` and of
     ``labels`` (cross_entropy) or ``targets`` (mse; the other is unused). For
-    each iteration ``t``: gather the batch (cast to the weights' dtype),
+    each iteration ``t``: gather the batch (:func:`gather_batch`: scaled by
+    ``mean`` and ``inv_std`` unless they are empty, cast to the weights' dtype),
     forward, loss, backward; add the gradient SUMS and the row count to the
     accumulators; write the batch's loss sum to ``loss_sums[t - start]`` and
     its correct count to ``correct[t - start]``. After iteration ``t`` when
@@ -433,7 +483,9 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     accumulators start at zero and the result does not depend on how an epoch
     is cut into spans; ``stop`` should be one too (else the partial sums are
     lost). ``blas`` chooses BLAS or the loops for every product (see
-    ``use_blas``). Weights and velocities change only through a checked step:
+    ``use_blas``). ``vWs, vbs``: the momentum buffers, or ``None`` for no
+    momentum (``momentum`` is then not read), so a run without momentum never
+    compiles :func:`sgd_step`. Weights and velocities change only through a checked step:
     :func:`sgd_step` with momentum; without, :func:`plain_step_into` writes
     the new weights into the gradient buffers and the two sets of arrays swap
     roles (the next batch's gradient overwrites the old weights), so during the
@@ -469,7 +521,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
-        gather_batch(X, labels, targets, order, bounds[t], n, loss, x_batch, y_batch, t_batch)
+        gather_batch(X, labels, targets, order, bounds[t], n, loss, mean, inv_std, x_batch,
+                     y_batch, t_batch)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
@@ -479,15 +532,15 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
-            if momentum:
-                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
-            else:
+            if vWs is None:  # no momentum (numba compiles only the branch the types allow)
                 ok = plain_step_into(Wc, bc, gWs, gbs, lr, rows)
                 if ok:
                     for layer in range(L):
                         Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
                         bc[layer], gbs[layer] = gbs[layer], bc[layer]
                     swapped = not swapped
+            else:
+                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)
                 return t + 1 - start, steps, UPDATE_NOT_FINITE
@@ -497,12 +550,23 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
 
 
 @jit
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst <- src`` element by element (flat arrays of one size).
+
+    A loop, not ``dst[:] = src``: numba compiles a slice assignment together with
+    the formatted message of its shape-mismatch error, seconds of compile time.
+    """
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
+@jit(inline="always")
 def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
     """``Ws, bs <- Wc, bc`` when the current weights live in the swapped buffers."""
     if swapped:
         for layer in range(len(Ws)):
-            Ws[layer][:] = Wc[layer]
-            bs[layer][:] = bc[layer]
+            _copy(Ws[layer].reshape(-1), Wc[layer].reshape(-1))
+            _copy(bs[layer], bc[layer])
 
 
 # --- the public twins of reference.forward and reference.loss_and_grads ---------------------
@@ -515,8 +579,8 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     """
     act = ACTIVATION_CODE[activation]
     n_layers = len(params) // 2
-    layers = [X]
-    a = np.ascontiguousarray(X)
+    a = np.require(X, requirements="CW")  # one layout (a read-only X is copied): one signature
+    layers = [a]
     for layer in range(n_layers):
         W, b = params[2 * layer], params[2 * layer + 1]
         out = np.empty((len(a), W.shape[1]), dtype=W.dtype)
@@ -539,7 +603,6 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     """
     act = ACTIVATION_CODE[activation]
     layers = forward(params, X, activation)
-    layers[0] = np.ascontiguousarray(layers[0])
     z = layers[-1]
     delta = np.empty_like(z)
     if loss == "cross_entropy":
@@ -561,7 +624,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
 def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
              y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
              k: int, lr: float, momentum: float, activation: str, loss: str,
-             blas: bool | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+             blas: bool | None = None, scaling: Scaling | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span`.
 
     ``order`` comes from ``DataLoader.epoch_order`` (``None``: rows in stored
@@ -570,6 +634,9 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     buffers, ``None`` when ``momentum == 0``) are updated in place. ``start``
     must be a step boundary (a multiple of ``k``). ``blas``: multiply
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
+    BLAS runs on one thread when the largest product of the widest batch is small
+    (:func:`blas_threads_for`), and is restored afterwards.
+    ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
 
     Returns
     -------
@@ -579,25 +646,53 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     steps : int, training steps taken.
     status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
     """
-    dtype = params[0].dtype
+    widest = int(np.diff(bounds).max(initial=0))
     if blas is None:
-        blas = use_blas(int(np.diff(bounds).max(initial=0)))
+        blas = use_blas(widest)
     if order is None:
         order = np.arange(bounds[-1])
-    if loss == "cross_entropy":
-        labels, targets = np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
-    else:
-        labels, targets = np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+    X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
-    vWs, vbs = (Ws, bs) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    mean, inv_std = scaling_arrays(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    done, steps, status = train_span(
-        Ws, bs, vWs, vbs, np.ascontiguousarray(X), labels, targets,
-        np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(bounds, dtype=np.int64),
-        start, stop, k, lr, momentum, ACTIVATION_CODE[activation], LOSS_CODE[loss],
-        blas, loss_sums, correct)
+    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
+    with _blas().limit(limits=threads, user_api="blas"):
+        done, steps, status = train_span(
+            Ws, bs, vWs, vbs, X, labels, targets,
+            np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
+            float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
+            loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
+
+def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``inv_std`` of :func:`gather_batch` (empty arrays: no scaling)."""
+    if scaling is None:
+        return np.empty(0), np.empty(0)
+    # fresh writable float64 arrays: one compiled type whatever the scaling's flags
+    return np.array(scaling.mean, np.float64), 1.0 / scaling.std
+
+
+def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X``, labels and targets in the one layout :func:`train_span` is compiled for.
+
+    Numba compiles a kernel once per combination of argument types, and an
+    array's type includes its layout and whether it may be written. So ``X``
+    becomes a C-contiguous READ-ONLY view (in memory, memory-mapped or read
+    from a read-only file: one type, no copy unless ``X`` was not C-contiguous),
+    labels int64 and targets the model's ``dtype``; the one the loss does not
+    use is an empty placeholder of the same type. ``X`` keeps its dtype (float32,
+    float64 or uint8 pixels): the kernel casts each gathered batch.
+    """
+    X = np.ascontiguousarray(X).view()
+    X.flags.writeable = False
+    if loss == "cross_entropy":
+        return X, np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
+    return X, np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
 
 
 # --- data parallel: one rank's shard sums, the step between two collectives -----------------
@@ -606,16 +701,17 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
 def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
                order: np.ndarray, lo: np.ndarray, counts: np.ndarray, act: int, loss: int,
                blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
-               correct: np.ndarray) -> None:
+               correct: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> None:
     """One rank's sums over its shards of the ``k`` batches of one training step.
 
     Shard ``t`` is the rows ``order[lo[t]:lo[t] + counts[t]]``. For each shard:
-    gather (:func:`gather_batch`), forward, loss, backward, adding its gradient
-    SUMS to ``gWs, gbs``; ``loss_sums[t]`` and ``correct[t]`` get its loss sum
-    and correct count. An empty shard adds nothing; if every shard is empty the
-    sums are zero. After a non-finite loss it stops (the later figures stay as
-    they were, zero): the reduced loss is non-finite too. The weights are only
-    read: the step is taken after the collective, on the reduced sums.
+    gather (:func:`gather_batch`, scaled by ``mean``, ``inv_std`` as there),
+    forward, loss, backward, adding its gradient SUMS to ``gWs, gbs``;
+    ``loss_sums[t]`` and ``correct[t]`` get its loss sum and correct count. An
+    empty shard adds nothing; if every shard is empty the sums are zero. After a
+    non-finite loss it stops (the later figures stay as they were, zero): the
+    reduced loss is non-finite too. The weights are only read: the step is
+    taken after the collective, on the reduced sums.
     """
     dtype = Ws[0].dtype
     widest = max(1, counts.max())
@@ -631,7 +727,8 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
         n = counts[t]
         if n == 0:
             continue
-        gather_batch(X, labels, targets, order, lo[t], n, loss, acts[0], y_batch, t_batch)
+        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0],
+                     y_batch, t_batch)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t] = loss_sum
@@ -646,11 +743,13 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
 
 
 def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
-              lo: np.ndarray, counts: np.ndarray, activation: str, loss: str) -> np.ndarray:
+              lo: np.ndarray, counts: np.ndarray, activation: str, loss: str,
+              scaling: Scaling | None = None) -> np.ndarray:
     """:func:`shard_sums` as ``train._shard_sums`` packs them: one flat float64 buffer.
 
     ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
     For float64 weights the gradient sums are written straight into the buffer.
+    ``scaling`` (``MLP.scaling``): scale every shard as it is gathered.
     """
     dtype = params[0].dtype
     m = len(lo)
@@ -663,17 +762,19 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
         offset += p.size
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
-    if loss == "cross_entropy":
-        labels, targets = np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
-    else:
-        labels, targets = np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+    X, labels, targets = span_input(X, y, loss, dtype)
+    mean, inv_std = scaling_arrays(scaling)
     loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
-    shard_sums(tuple(params[0::2]), tuple(params[1::2]), np.ascontiguousarray(X), labels,
-               targets, np.ascontiguousarray(order, dtype=np.int64),
-               np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
-               LOSS_CODE[loss], use_blas(int(counts.max(initial=0))), tuple(grads[0::2]),
-               tuple(grads[1::2]), loss_sums, correct)
+    widest = int(counts.max(initial=0))
+    blas = use_blas(widest)
+    threads = blas_threads_for(widest * max(p.size for p in params[0::2])) if blas else None
+    with _blas().limit(limits=threads, user_api="blas"):
+        shard_sums(tuple(params[0::2]), tuple(params[1::2]), X, labels, targets,
+                   np.ascontiguousarray(order, dtype=np.int64),
+                   np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
+                   LOSS_CODE[loss], blas, tuple(grads[0::2]), tuple(grads[1::2]), loss_sums,
+                   correct, mean, inv_std)
     buf[:size] = sums
     buf[size] = counts.sum()
     buf[size + 1:size + 1 + m] = loss_sums

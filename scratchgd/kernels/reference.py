@@ -18,6 +18,15 @@ from ..activations import DERIVATIVE, FORWARD
 from ..losses import LOSS
 
 
+def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The input scaling, a fixed first operation: ``a_0 = (X - mean) / std``.
+
+    ``mean`` and ``std`` are float64 ``(d,)`` (``MLP.scaling``), so the result
+    is float64 whatever ``X`` holds; applied to each batch as it is gathered.
+    """
+    return (X - mean) / std
+
+
 def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np.ndarray]:
     """All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``.
 
