@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(len(v) < args.rounds for v in figures.values())} (runs column 'N slow': no "
           f"run kept, the median of N slow-state runs shown); timed part {elapsed:.0f} s")
     print_ceiling(args)
+    if "W2" in args.workloads and "scratchgd-numba" in runners:
+        print_shape_floor(args, all_cases, figures, slow_figures)
     return 0
 
 
@@ -508,6 +510,21 @@ def print_ceiling(args: argparse.Namespace) -> None:
         flops = epoch_flops([784, 256, 10], args.w2_rows)
         print(f"W2 floor: {flops / 1e9:.1f} GFLOP per epoch / {ceiling:.0f} GFLOP/s = "
               f"{flops / 1e9 / ceiling:.3f} s per epoch")
+
+
+def print_shape_floor(args: argparse.Namespace, all_cases, figures, slow_figures) -> None:
+    """W2's floor at the GEMM rates of its own product shapes, and numba's share of it."""
+    from large_batch_profile import floor_seconds  # benchmarks/ is this script's folder
+
+    print("\nW2 floor at its own shapes (each product of a step at the best rate of either "
+          "BLAS, 1 thread or all; benchmarks/large_batch_profile.py):")
+    for _, case in all_cases:
+        if case.workload == "W2":
+            floor = floor_seconds([784, 256, 10], case.batch_size, args.w2_rows)
+            row = best_of_threads(figures, slow_figures, case.label, "scratchgd-numba",
+                                  args.threads)
+            print(f"  b={case.batch_size}: floor {floor:.3f} s per epoch; numba {row[0]:.3f} s "
+                  f"= {floor / row[0]:.0%} of the floor's speed")
 
 
 if __name__ == "__main__":

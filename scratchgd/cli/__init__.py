@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import TrainingDiverged
-from . import advise, evaluate, predict, train
+from . import advise, compile, evaluate, predict, train
 
-COMMANDS = (train, predict, evaluate, advise)
+COMMANDS = (train, predict, evaluate, advise, compile)
 """The command modules, in the order ``scratchgd --help`` lists them."""
 
 

@@ -42,6 +42,7 @@ import functools
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ..scaling import Scaling
 
@@ -76,6 +77,36 @@ row or two: no call overhead, and zero inputs are skipped."""
 def use_blas(rows: int) -> bool:
     """Whether a batch of ``rows`` rows multiplies through BLAS: ``rows >= BLAS_MIN_ROWS``."""
     return rows >= BLAS_MIN_ROWS
+
+
+BLAS_THREADED_MIN_WORK = 2**22
+"""Batches whose largest matrix product has fewer multiply-adds (``m n k``) than this run
+BLAS on one thread. OpenBLAS splits a product over all its threads once ``m n k`` reaches
+524,288 (digits 64-128-10 at batch 64), and on a small machine the threads' start-up and
+synchronisation then cost more than they save: numba float32 fell from 1.2 M to 0.3 M
+samples per second between batch 64 and 128. Measured with
+``python benchmarks/blas_threads.py`` (see docs/performance.md)."""
+
+
+def blas_threads_for(work: int) -> int | None:
+    """BLAS threads for products of ``work = m n k`` multiply-adds at most.
+
+    1 below :data:`BLAS_THREADED_MIN_WORK`; ``None`` (BLAS's own thread count, no
+    limit) from there on.
+    """
+    return 1 if work < BLAS_THREADED_MIN_WORK else None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (``threadpool_limits`` searches each time).
+
+    SciPy's BLAS, the one numba's ``np.dot`` calls, is loaded first: numba loads it
+    only when a kernel first needs it, and a library loaded later would not be found.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    return ThreadpoolController()
 
 
 @jit
@@ -164,8 +195,12 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
         for j in range(fan_out):
             gb[j] += delta[r, j]
     if blas:
-        if add:
-            gW += np.dot(a_prev.T, delta)
+        if add:  # one product into a scratch array, then a loop (no array expression to compile)
+            batch = np.empty_like(gW)
+            np.dot(a_prev.T, delta, batch)
+            for i in range(fan_in):
+                for j in range(fan_out):
+                    gW[i, j] += batch[i, j]
         else:
             np.dot(a_prev.T, delta, gW)
         if delta_prev.shape[0]:
@@ -343,7 +378,7 @@ def _new_weights_into(w: np.ndarray, g: np.ndarray, lr: float, rows: int) -> boo
     return finite
 
 
-@jit
+@jit(inline="always")
 def plain_step_into(Ws: list, bs: list, gWs: list, gbs: list, lr: float, rows: int) -> bool:
     """A training step without momentum written into the gradient buffers: one pass.
 
@@ -361,7 +396,7 @@ def plain_step_into(Ws: list, bs: list, gWs: list, gbs: list, lr: float, rows: i
     return True
 
 
-@jit
+@jit(inline="always")
 def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple, gbs: tuple,
                       labels: np.ndarray, targets: np.ndarray, n: int, act: int, loss: int,
                       blas: bool, add: bool) -> tuple[float, int]:
@@ -427,7 +462,8 @@ def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: 
 
 
 @jit
-def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labels: np.ndarray,
+def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
+               labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
                loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
@@ -448,7 +484,9 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
     accumulators start at zero and the result does not depend on how an epoch
     is cut into spans; ``stop`` should be one too (else the partial sums are
     lost). ``blas`` chooses BLAS or the loops for every product (see
-    ``use_blas``). Weights and velocities change only through a checked step:
+    ``use_blas``). ``vWs, vbs``: the momentum buffers, or ``None`` for no
+    momentum (``momentum`` is then not read), so a run without momentum never
+    compiles :func:`sgd_step`. Weights and velocities change only through a checked step:
     :func:`sgd_step` with momentum; without, :func:`plain_step_into` writes
     the new weights into the gradient buffers and the two sets of arrays swap
     roles (the next batch's gradient overwrites the old weights), so during the
@@ -495,15 +533,15 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
-            if momentum:
-                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
-            else:
+            if vWs is None:  # no momentum (numba compiles only the branch the types allow)
                 ok = plain_step_into(Wc, bc, gWs, gbs, lr, rows)
                 if ok:
                     for layer in range(L):
                         Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
                         bc[layer], gbs[layer] = gbs[layer], bc[layer]
                     swapped = not swapped
+            else:
+                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)
                 return t + 1 - start, steps, UPDATE_NOT_FINITE
@@ -513,12 +551,23 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple, vbs: tuple, X: np.ndarray, labe
 
 
 @jit
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst <- src`` element by element (flat arrays of one size).
+
+    A loop, not ``dst[:] = src``: numba compiles a slice assignment together with
+    the formatted message of its shape-mismatch error, seconds of compile time.
+    """
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
+@jit(inline="always")
 def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
     """``Ws, bs <- Wc, bc`` when the current weights live in the swapped buffers."""
     if swapped:
         for layer in range(len(Ws)):
-            Ws[layer][:] = Wc[layer]
-            bs[layer][:] = bc[layer]
+            _copy(Ws[layer].reshape(-1), Wc[layer].reshape(-1))
+            _copy(bs[layer], bc[layer])
 
 
 # --- the public twins of reference.forward and reference.loss_and_grads ---------------------
@@ -531,8 +580,8 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     """
     act = ACTIVATION_CODE[activation]
     n_layers = len(params) // 2
-    layers = [X]
-    a = np.ascontiguousarray(X)
+    a = np.require(X, requirements="CW")  # one layout (a read-only X is copied): one signature
+    layers = [a]
     for layer in range(n_layers):
         W, b = params[2 * layer], params[2 * layer + 1]
         out = np.empty((len(a), W.shape[1]), dtype=W.dtype)
@@ -555,7 +604,6 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     """
     act = ACTIVATION_CODE[activation]
     layers = forward(params, X, activation)
-    layers[0] = np.ascontiguousarray(layers[0])
     z = layers[-1]
     delta = np.empty_like(z)
     if loss == "cross_entropy":
@@ -587,6 +635,8 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     buffers, ``None`` when ``momentum == 0``) are updated in place. ``start``
     must be a step boundary (a multiple of ``k``). ``blas``: multiply
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
+    BLAS runs on one thread when the largest product of the widest batch is small
+    (:func:`blas_threads_for`), and is restored afterwards.
     ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
 
     Returns
@@ -597,26 +647,46 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     steps : int, training steps taken.
     status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
     """
-    dtype = params[0].dtype
+    widest = int(np.diff(bounds).max(initial=0))
     if blas is None:
-        blas = use_blas(int(np.diff(bounds).max(initial=0)))
+        blas = use_blas(widest)
     if order is None:
         order = np.arange(bounds[-1])
-    if loss == "cross_entropy":
-        labels, targets = np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
-    else:
-        labels, targets = np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)
+    X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
-    vWs, vbs = (Ws, bs) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
     if scaling is None:
         mean = inv_std = np.empty(0)
     else:
-        mean, inv_std = scaling.mean, 1.0 / scaling.std
+        # fresh writable float64 arrays: one compiled type whatever the scaling's flags
+        mean, inv_std = np.array(scaling.mean, np.float64), 1.0 / scaling.std
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    done, steps, status = train_span(
-        Ws, bs, vWs, vbs, np.ascontiguousarray(X), labels, targets,
-        np.ascontiguousarray(order, dtype=np.int64), np.ascontiguousarray(bounds, dtype=np.int64),
-        start, stop, k, lr, momentum, ACTIVATION_CODE[activation], LOSS_CODE[loss],
-        blas, loss_sums, correct, mean, inv_std)
+    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
+    with _blas().limit(limits=threads, user_api="blas"):
+        done, steps, status = train_span(
+            Ws, bs, vWs, vbs, X, labels, targets,
+            np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
+            float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
+            loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
+
+def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X``, labels and targets in the one layout :func:`train_span` is compiled for.
+
+    Numba compiles a kernel once per combination of argument types, and an
+    array's type includes its layout and whether it may be written. So ``X``
+    becomes a C-contiguous READ-ONLY view (in memory, memory-mapped or read
+    from a read-only file: one type, no copy unless ``X`` was not C-contiguous),
+    labels int64 and targets the model's ``dtype``; the one the loss does not
+    use is an empty placeholder of the same type. ``X`` keeps its dtype (float32,
+    float64 or uint8 pixels): the kernel casts each gathered batch.
+    """
+    X = np.ascontiguousarray(X).view()
+    X.flags.writeable = False
+    if loss == "cross_entropy":
+        return X, np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
+    return X, np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)

@@ -1,0 +1,45 @@
+"""The numba backend runs small matrix products on one BLAS thread, and gives the threads back."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import scratchgd as sg
+from scratchgd.kernels import compiled
+
+
+def test_blas_threads_for_is_one_below_the_threshold_and_unlimited_from_it():
+    limit = compiled.BLAS_THREADED_MIN_WORK
+    assert compiled.blas_threads_for(1) == 1
+    assert compiled.blas_threads_for(limit - 1) == 1
+    assert compiled.blas_threads_for(limit) is None
+    assert compiled.blas_threads_for(100 * limit) is None
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("sizes, batch, expected", [
+    ([64, 128, 10], 32, 1),        # 32 * 64 * 128 = 262,144 multiply-adds: one thread
+    ([784, 256, 10], 32, 2),       # 32 * 784 * 256 = 6,422,528: BLAS keeps its threads
+    ([784, 256, 10], 2, 2),        # the compiled loops, no BLAS: nothing to limit
+])
+def test_fit_limits_blas_threads_during_the_compiled_span_only(monkeypatch, sizes, batch,
+                                                               expected):
+    seen = []
+    original = compiled.train_span
+
+    def spy(*args):
+        seen.append(_blas_threads())
+        return original(*args)
+
+    monkeypatch.setattr(compiled, "train_span", spy)
+    rng = np.random.default_rng(0)
+    data = sg.Dataset(rng.random((64, sizes[0]), dtype=np.float32), np.arange(64) % 10)
+    model = sg.MLP(sizes, seed=0, dtype=np.float32, backend="numba")
+    compiled._blas()  # loads numba's BLAS, so that the limit below reaches it too
+    with threadpool_limits(2, user_api="blas"):
+        sg.fit(model, data, sg.MiniBatchSGD(0.1, batch_size=batch), epochs=1, progress=False)
+        assert _blas_threads() == [2] * len(_blas_threads())   # given back
+    assert seen and all(threads == [expected] * len(threads) for threads in seen), seen
