@@ -120,7 +120,12 @@ class EpochLog:
         rows = []
         if kept and os.path.exists(log):
             with open(log, encoding="utf-8") as fh:
-                rows = [row for row in fh.readlines()[1:] if int(row.split(",")[0]) <= kept]
+                lines = fh.readlines()[1:]
+            try:
+                rows = [row for row in lines if int(row.split(",")[0]) <= kept]
+            except ValueError:
+                raise ValueError(f"--log {log}: not a log of epochs (a row does not start "
+                                 f"with an epoch number); delete it or log elsewhere") from None
         with open(log, "w", encoding="utf-8") as fh:
             fh.write(",".join(History.COLUMNS) + "\n")
             fh.writelines(rows)

@@ -449,8 +449,9 @@ def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: 
     ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
     input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
     arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
-    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
-    may differ from ``/ std`` in the last bit). The label
+    float64 and rounded once to ``x_batch``'s dtype (``reference.standardize``
+    rounds after its subtraction too, and divides by ``std``, so the two may
+    differ in the last bit). The label
     (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
     Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
     writes only the buffers; without scaling the values are copied untouched.
