@@ -666,7 +666,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
     with blas_limit(blas, widest, Ws):
@@ -679,7 +679,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
-def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+def scaling_inputs(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
     """``mean`` and ``inv_std = 1 / std`` as :func:`gather_batch` takes them (empty: no scaling).
 
     Fresh writable float64 arrays, so the scaling adds no compiled type whatever
@@ -776,7 +776,7 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
     X, labels, targets = span_input(X, y, loss, dtype)
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     widest = int(counts.max(initial=0))
