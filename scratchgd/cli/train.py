@@ -55,8 +55,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     train.add_argument("--backend", default="numpy",
                        help="numpy (default: the readable reference, starts in half a second) or "
-                       "numba (compiled: far faster for small batches, about 1.5 s to start once "
-                       "its kernels are cached, 20 s the first time)")
+                       "numba (compiled: far faster for small batches, about 1 s to start once "
+                       "its kernels are cached, 6 s the first time unless `scratchgd compile` "
+                       "ran)")
     train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="write the loss and accuracy curves to this file")

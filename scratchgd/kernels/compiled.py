@@ -440,7 +440,7 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
     return loss_sum, correct
 
 
-@jit
+@jit(inline="always")
 def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
                  lo: int, n: int, loss: int, mean: np.ndarray, inv_std: np.ndarray,
                  x_batch: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray) -> None:
