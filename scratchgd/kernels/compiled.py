@@ -793,3 +793,20 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     buf[size + 1:size + 1 + m] = loss_sums
     buf[size + 1 + m:] = correct
     return buf
+
+
+def step_from_sums(params: list[np.ndarray], velocity: list[np.ndarray] | None,
+                   sums: np.ndarray, lr: float, momentum: float, rows: int) -> bool:
+    """One :func:`sgd_step` with the reduced gradient sums ``sums`` (flat, params order).
+
+    ``g = sums / rows`` per parameter, then ``v <- momentum v + g``, ``w <- w - lr v``
+    in place, all or nothing; False (nothing written) if a weight would not be
+    finite. ``sums`` must have the weights' dtype; it is used up (divided in place).
+    """
+    grads, offset = [], 0
+    for p in params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    vWs, vbs = (Ws, bs) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    return sgd_step(Ws, bs, tuple(grads[0::2]), tuple(grads[1::2]), vWs, vbs, lr, momentum, rows)
