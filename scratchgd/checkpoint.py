@@ -13,8 +13,8 @@ had never stopped:
 Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
 the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
 scaling mode in the settings, and the number of data-parallel processes
-(``settings["processes"]``, ``fit(comm=...)``), which a resume must match; a file
-of another version is refused with a message naming it.
+(``settings["processes"]``, ``fit(comm=...)``), which a resume must match. A
+file of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``. The file is read with

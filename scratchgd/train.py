@@ -211,7 +211,9 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     Parameters
     ----------
     model : MLP
-        Trained in place.
+        Trained in place. Its scaling, if any (``model.scaling``, see
+        :func:`scratchgd.standardize`), applies to every batch; it is part of a
+        checkpoint's settings.
     data : Dataset
         Training set.
     optimizer : GD, SGD or MiniBatchSGD
@@ -288,9 +290,6 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         once its figures are in ``history``, its line is printed and its
         checkpoint (if any) is written; its return value is ignored. The
         command line prints its epoch lines and writes ``--log`` through it.
-        The model's scaling, if any (``model.scaling``, see
-        :func:`scratchgd.standardize`), applies to every batch; it is part of a
-        checkpoint's settings.
     comm : mpi4py communicator, optional
         Train data-parallel on the ranks of ``comm`` (``MPI.COMM_WORLD`` or a
         sub-communicator; see ``docs/distributed.md``). Every rank calls ``fit``

@@ -180,6 +180,15 @@ def test_log_writes_a_row_per_epoch_and_resume_drops_later_rows(files, capsys):
                {k: v for k, v in b.items() if k != "seconds"}
 
 
+def test_a_log_that_is_not_one_is_refused_on_resume(files, capsys):
+    log, ckpt = files / "log.csv", files / "run.npz"
+    train(capsys, files, "--epochs", "1", "--checkpoint", ckpt)
+    log.write_text("name,value\nabc,1\n")
+    status, _, err = train(capsys, files, "--epochs", "2", "--log", log, "--checkpoint", ckpt,
+                           "--resume")
+    assert status == 2 and "not a log of epochs" in err and err.count("\n") == 1
+
+
 def test_a_missing_row_is_written_on_resume(files, capsys):
     log, ckpt = files / "log.csv", files / "run.npz"
     train(capsys, files, "--epochs", "2", "--log", log, "--checkpoint", ckpt)

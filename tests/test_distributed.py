@@ -268,3 +268,27 @@ def test_dataset_checks_split_between_ranks_and_name_the_true_row(tmp_path):
         tmp_path / "X.npy", tmp_path / "y.npy", comm=comm))
     for data in loaded:
         assert data.y.dtype == np.int64 and np.array_equal(data.y, y)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_input_scaling_is_rank_zeros_and_equals_one_process(backend):
+    """Every rank scales its shards by rank 0's statistics (broadcast), as one process does."""
+    rng = np.random.default_rng(1)
+    data = sg.Dataset(rng.normal(size=(23, 5)) * [1, 10, 100, 1e3, 1e4] + 50,
+                      rng.integers(0, 3, size=23))
+
+    def run(comm=None):
+        model = sg.MLP([5, 6, 3], seed=0 if comm is None else comm.Get_rank(), backend=backend)
+        sg.standardize(model, data)
+        if comm is not None and comm.Get_rank():  # a wrong scaling, replaced by rank 0's
+            model.scaling = sg.Scaling(model.scaling.mean + 1, model.scaling.std * 2)
+        sg.fit(model, data, sg.MiniBatchSGD(lr=0.1, batch_size=5), epochs=2, progress=False,
+               seed=3, comm=comm)
+        return model
+
+    one = run()
+    w_1 = np.concatenate([p.ravel() for p in one.params])
+    for model in run_threads(3, run):
+        np.testing.assert_array_equal(model.scaling.std, one.scaling.std)
+        w_p = np.concatenate([p.ravel() for p in model.params])
+        assert np.abs(w_p - w_1).max() <= 1e-12 * max(1.0, np.abs(w_1).max())

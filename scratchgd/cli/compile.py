@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..kernels import compiled, precompile
+from ..kernels import precompile
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _cache_dir() -> str:
     """Where numba stores the kernels: ``__pycache__`` beside them, or under ``NUMBA_CACHE_DIR``."""
+    from ..kernels import compiled  # here, not above: every other command would import numba
+
     cache = getattr(compiled.train_span, "_cache", None)  # None with NUMBA_DISABLE_JIT=1
     return getattr(cache, "cache_path", "nowhere (compilation is disabled)")

@@ -39,6 +39,7 @@ decorator then returns the plain Python functions (slow, but the same results).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numba
 import numpy as np
@@ -107,6 +108,16 @@ def _blas() -> ThreadpoolController:
     import scipy.linalg.cython_blas  # noqa: F401
 
     return ThreadpoolController()
+
+
+def blas_limit(blas: bool, rows: int, Ws: tuple) -> Any:
+    """The context a kernel runs in: BLAS limited to :func:`blas_threads_for` threads.
+
+    ``rows``: the widest batch; the largest product is ``rows x (largest W)``.
+    Without BLAS (``blas`` false) nothing is limited. The limit is lifted on exit.
+    """
+    threads = blas_threads_for(rows * max(W.size for W in Ws)) if blas else None
+    return _blas().limit(limits=threads, user_api="blas")
 
 
 @jit
@@ -429,7 +440,7 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
     return loss_sum, correct
 
 
-@jit
+@jit(inline="always")
 def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
                  lo: int, n: int, loss: int, mean: np.ndarray, inv_std: np.ndarray,
                  x_batch: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray) -> None:
@@ -438,8 +449,9 @@ def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: 
     ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
     input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
     arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
-    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
-    may differ from ``/ std`` in the last bit). The label
+    float64 and rounded once to ``x_batch``'s dtype (``reference.standardize``
+    rounds after its subtraction too, and divides by ``std``, so the two may
+    differ in the last bit). The label
     (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
     Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
     writes only the buffers; without scaling the values are copied untouched.
@@ -654,11 +666,10 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
-    threads = blas_threads_for(widest * max(W.size for W in Ws)) if blas else None
-    with _blas().limit(limits=threads, user_api="blas"):
+    with blas_limit(blas, widest, Ws):
         done, steps, status = train_span(
             Ws, bs, vWs, vbs, X, labels, targets,
             np.ascontiguousarray(order, dtype=np.int64),
@@ -668,11 +679,14 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
-def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
-    """``mean`` and ``inv_std`` of :func:`gather_batch` (empty arrays: no scaling)."""
+def scaling_inputs(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``inv_std = 1 / std`` as :func:`gather_batch` takes them (empty: no scaling).
+
+    Fresh writable float64 arrays, so the scaling adds no compiled type whatever
+    the flags of the model's arrays.
+    """
     if scaling is None:
         return np.empty(0), np.empty(0)
-    # fresh writable float64 arrays: one compiled type whatever the scaling's flags
     return np.array(scaling.mean, np.float64), 1.0 / scaling.std
 
 
@@ -705,13 +719,13 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
     """One rank's sums over its shards of the ``k`` batches of one training step.
 
     Shard ``t`` is the rows ``order[lo[t]:lo[t] + counts[t]]``. For each shard:
-    gather (:func:`gather_batch`, scaled by ``mean``, ``inv_std`` as there),
-    forward, loss, backward, adding its gradient SUMS to ``gWs, gbs``;
-    ``loss_sums[t]`` and ``correct[t]`` get its loss sum and correct count. An
-    empty shard adds nothing; if every shard is empty the sums are zero. After a
-    non-finite loss it stops (the later figures stay as they were, zero): the
-    reduced loss is non-finite too. The weights are only read: the step is
-    taken after the collective, on the reduced sums.
+    gather (:func:`gather_batch`, scaled by ``mean`` and ``inv_std`` unless they
+    are empty), forward, loss, backward, adding its gradient
+    SUMS to ``gWs, gbs``; ``loss_sums[t]`` and ``correct[t]`` get its loss sum
+    and correct count. An empty shard adds nothing; if every shard is empty the
+    sums are zero. After a non-finite loss it stops (the later figures stay as
+    they were, zero): the reduced loss is non-finite too. The weights are only
+    read: the step is taken after the collective, on the reduced sums.
     """
     dtype = Ws[0].dtype
     widest = max(1, counts.max())
@@ -727,8 +741,8 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
         n = counts[t]
         if n == 0:
             continue
-        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0],
-                     y_batch, t_batch)
+        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0], y_batch,
+                     t_batch)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t] = loss_sum
@@ -749,7 +763,6 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
 
     ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
     For float64 weights the gradient sums are written straight into the buffer.
-    ``scaling`` (``MLP.scaling``): scale every shard as it is gathered.
     """
     dtype = params[0].dtype
     m = len(lo)
@@ -763,14 +776,14 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
     X, labels, targets = span_input(X, y, loss, dtype)
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     widest = int(counts.max(initial=0))
     blas = use_blas(widest)
-    threads = blas_threads_for(widest * max(p.size for p in params[0::2])) if blas else None
-    with _blas().limit(limits=threads, user_api="blas"):
-        shard_sums(tuple(params[0::2]), tuple(params[1::2]), X, labels, targets,
+    Ws = tuple(params[0::2])
+    with blas_limit(blas, widest, Ws):
+        shard_sums(Ws, tuple(params[1::2]), X, labels, targets,
                    np.ascontiguousarray(order, dtype=np.int64),
                    np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
                    LOSS_CODE[loss], blas, tuple(grads[0::2]), tuple(grads[1::2]), loss_sums,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import Dataset
+from ..distributed import run_threads
 from ..mlp import MLP
 from ..noise import gradient_noise
 from ..optim import MiniBatchSGD
@@ -75,7 +76,8 @@ def compile_case(case: Case) -> None:
     """Call every kernel a run of ``case`` calls, on 8 rows: compiled and cached once.
 
     A classifier and a regressor (int64 labels, float targets), batches of 1 and 4
-    rows (the loops and BLAS), training (``fit``), evaluation (``forward``) and
+    rows (the loops and BLAS), training (``fit``, and ``fit(comm=)`` on one rank for
+    ``--distributed``), evaluation (``forward``) and
     ``loss_and_grads`` with per-example gradient norms (``track_noise``, ``advise``).
     """
     rng = np.random.default_rng(0)
@@ -90,5 +92,8 @@ def compile_case(case: Case) -> None:
         for batch_size in (1, 4):
             fit(model, data, MiniBatchSGD(0.01, batch_size=batch_size, momentum=momentum),
                 epochs=1, progress=False)
+        run_threads(1, lambda comm, model=model, data=data: fit(  # --distributed: shard_sums
+            model, data, MiniBatchSGD(0.01, batch_size=4, momentum=momentum), epochs=1,
+            progress=False, comm=comm))
         evaluate(model, data)
         gradient_noise(model, data)  # loss_and_grads with per-example gradient norms
