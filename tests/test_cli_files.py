@@ -62,6 +62,15 @@ def test_defaults_scale_a_wild_csv_and_reach_a_high_accuracy(files, capsys):
     assert "ranges differ by" in err and "--scale standard" in err
 
 
+def test_advise_scales_a_data_file_as_train_does(files, capsys):
+    args = ("advise", "--data", files / "train.csv", "--epochs", "2", "--hidden", "16",
+            "--no-progress")
+    status, out, err = run(capsys, *args)
+    assert status == 0 and "scaling=standard" in out and "warning" not in err
+    status, out, err = run(capsys, *args, "--scale", "none", "--lr", "1e-9")
+    assert status == 0 and "scaling" not in out and "ranges differ by" in err
+
+
 def test_built_in_sets_are_not_scaled_by_default(capsys):
     status, out, err = run(capsys, "train", "--dataset", "blobs", "--epochs", "1", "--no-progress")
     assert status == 0 and "scaling" not in out and "warning" not in err
