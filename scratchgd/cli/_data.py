@@ -66,6 +66,12 @@ def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     return datasets.stratified_split(data, test_size=0.2, seed=seed)
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model``, which :func:`load_model_file` reads (``predict`` and ``evaluate``)."""
+    parser.add_argument("--model", metavar="MODEL.npz", required=True,
+                        help="a model file (train --save) or a checkpoint")
+
+
 def load_model_file(path: str) -> MLP:
     """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
     if not os.path.isfile(path):
