@@ -3,8 +3,14 @@
 W2-sized data: 60,000 x 784 float32 rows (uniform, labels from the first 10
 columns), ``MLP([784, 128, 10])`` float32, ``MiniBatchSGD(0.05, batch_size=128)``.
 For each backend, epochs with and without scaling are interleaved and repeated;
-the table shows median seconds per epoch, the difference, and the one-off
+times are the process's CPU seconds (``time.process_time``, all threads), which
+a machine shared with other jobs disturbs far less than wall time. The table
+shows median seconds per epoch, the difference, and the one-off
 statistics pass (``scratchgd.scaling.fit_scaling``) as a share of an epoch.
+On a busy machine the epoch difference drowns in noise, so the gathering of
+one epoch's batches is also timed alone, with and without scaling (numpy:
+``MLP.inputs`` against the plain cast; numba: ``kernels.compiled.gather_batch``
+with and without the statistics): the difference is what scaling adds.
 
     python benchmarks/scaling_cost.py                   # 5 repeats
     python benchmarks/scaling_cost.py --rows 6000 --repeats 1   # quick
@@ -23,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scratchgd as sg  # noqa: E402
+from scratchgd.kernels import compiled  # noqa: E402
 from scratchgd.scaling import fit_scaling  # noqa: E402
 
 
@@ -30,9 +37,32 @@ def epoch_seconds(data: sg.Dataset, backend: str, scaling: sg.Scaling | None,
                   batch_size: int) -> float:
     model = sg.MLP([data.n_features, 128, 10], dtype=np.float32, seed=0, backend=backend)
     model.scaling = scaling
-    history = sg.fit(model, data, sg.MiniBatchSGD(0.05, batch_size=batch_size), epochs=1,
-                     progress=False)
-    return history.epoch_seconds[0]
+    start = time.process_time()
+    sg.fit(model, data, sg.MiniBatchSGD(0.05, batch_size=batch_size), epochs=1, progress=False)
+    return time.process_time() - start
+
+
+def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
+                   batch_size: int) -> float:
+    """Seconds to gather (and scale) every batch of one shuffled epoch, nothing else."""
+    order = np.random.default_rng(1).permutation(len(X))
+    model = sg.MLP([X.shape[1], 2], dtype=np.float32, backend=backend)
+    model.scaling = scaling
+    start = time.process_time()
+    if backend == "numpy":
+        for lo in range(0, len(X), batch_size):
+            model.inputs(X[order[lo:lo + batch_size]])
+    else:
+        mean = np.empty(0) if scaling is None else scaling.mean
+        inv_std = np.empty(0) if scaling is None else 1.0 / scaling.std
+        labels, targets = np.zeros(len(X), np.int64), np.empty((0, 1), np.float32)
+        x = np.empty((batch_size, X.shape[1]), np.float32)
+        y, t = np.empty(batch_size, np.int64), np.empty((0, 1), np.float32)
+        for lo in range(0, len(X), batch_size):
+            n = min(batch_size, len(X) - lo)
+            compiled.gather_batch(X, labels, targets, order, lo, n, compiled.CROSS_ENTROPY,
+                                  mean, inv_std, x, y, t)
+    return time.process_time() - start
 
 
 def main() -> None:
@@ -44,23 +74,29 @@ def main() -> None:
     rng = np.random.default_rng(0)
     X = rng.random((args.rows, 784), dtype=np.float32)
     data = sg.Dataset(X, X[:, :10].argmax(axis=1))
-    start = time.perf_counter()
+    start = time.process_time()
     scaling = fit_scaling(X)
-    stats_s = time.perf_counter() - start
+    stats_s = time.process_time() - start
     print(f"one epoch, {args.rows:,} x 784 float32, MLP([784, 128, 10]) float32, "
-          f"MiniBatchSGD(batch_size={args.batch_size}); medians of {args.repeats} interleaved "
-          f"runs\n")
-    print("| backend | epoch s, no scaling | epoch s, scaling | scaling costs | "
+          f"MiniBatchSGD(batch_size={args.batch_size}); CPU seconds, medians of {args.repeats} "
+          f"interleaved runs\n")
+    print("| backend | epoch s, no scaling | epoch s, scaling | epoch difference | "
+          "gathering alone s, no scaling / scaling (added, share of an epoch) | "
           "statistics pass s (share of an epoch) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for backend in ("numpy", "numba"):
         epoch_seconds(data, backend, scaling, args.batch_size)   # warm: compile, page in
-        plain, scaled = [], []
+        gather_seconds(X, backend, scaling, args.batch_size)
+        plain, scaled, g_plain, g_scaled = [], [], [], []
         for _ in range(args.repeats):
             plain.append(epoch_seconds(data, backend, None, args.batch_size))
             scaled.append(epoch_seconds(data, backend, scaling, args.batch_size))
+            g_plain.append(gather_seconds(X, backend, None, args.batch_size))
+            g_scaled.append(gather_seconds(X, backend, scaling, args.batch_size))
         a, b = statistics.median(plain), statistics.median(scaled)
+        ga, gb = statistics.median(g_plain), statistics.median(g_scaled)
         print(f"| {backend} | {a:.3f} | {b:.3f} | {b - a:+.3f} s ({(b - a) / a:+.1%}) "
+              f"| {ga:.3f} / {gb:.3f} ({gb - ga:+.3f} s, {(gb - ga) / a:+.1%}) "
               f"| {stats_s:.3f} ({stats_s / a:.1%}) |", flush=True)
 
 

@@ -91,11 +91,11 @@ class MLP:
         """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
 
         With ``scaling``: ``a_0 = (X - mean) / std``
-        (:func:`scratchgd.kernels.reference.standardize`, in float64), then cast;
+        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows);
         without: ``X`` cast (no copy if it already has the model's dtype).
         """
         if self._scaling is not None:
-            X = reference.standardize(X, self._scaling.mean, self._scaling.std)
+            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype)
         return np.asarray(X, dtype=self.dtype)
 
     def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:

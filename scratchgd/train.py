@@ -317,11 +317,10 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         If an argument is invalid or the checkpoint to resume from is unreadable
         or belongs to another run (nothing is changed then).
     """
-    if on_epoch_end is not None and not callable(on_epoch_end):
-        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     group = None if comm is None else _dist.Group(comm)
     args = (model, data, optimizer, epochs, accumulate, validation, progress, seed, checkpoint,
-            checkpoint_every, resume, memory_budget, track_noise, rng, group)
+            checkpoint_every, resume, memory_budget, track_noise, rng, on_epoch_end,
+            group)
     if group is None:
         loader, accumulate = _prepare(*args)
     else:
@@ -390,7 +389,8 @@ def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
              accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
              checkpoint: str | os.PathLike | None, checkpoint_every: int | str, resume: bool,
              memory_budget: int | str | None, track_noise: bool, rng: np.random.Generator | None,
-             group: _dist.Group | None) -> tuple[DataLoader, int | str]:
+             on_epoch_end: Callable[[History], object] | None, group: _dist.Group | None
+             ) -> tuple[DataLoader, int | str]:
     """Check :func:`fit`'s arguments; the loader and accumulation it trains with."""
     _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
@@ -400,6 +400,8 @@ def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
                          f"one row per batch, which carries no estimate of the gradient noise")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
     if group is not None and (track_noise or rng is not None):
         raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
                          "training): leave them out, or train in one process")
@@ -426,8 +428,8 @@ def _run_description(model: MLP, data: Dataset, optimizer: Optimizer, epochs: in
             "momentum buffers": optimizer.velocity is not None,
             "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
             "dtype": np.dtype(model.dtype).name, "backend": model.backend,
-            "input scaling": model.scaling is not None, "accumulate": accumulate,
-            "epochs": epochs, "memory_budget": memory_budget,
+            "input scaling": "none" if model.scaling is None else "standard",
+            "accumulate": accumulate, "epochs": epochs, "memory_budget": memory_budget,
             "validation rows": None if validation is None else len(validation),
             "checkpoint": checkpoint is not None, "checkpoint_every": checkpoint_every,
             "resume": resume}
@@ -592,18 +594,34 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
             history.samples_seen += int(batch_rows[t])
             history.iteration_loss.append(float(loss_sums[t]) / int(batch_rows[t]))
             bar.update()
-        grads, offset = [], 0
-        for p in model.params:
-            grads.append(total[offset:offset + p.size].reshape(p.shape).astype(p.dtype, copy=False)
-                         / rows)
-            offset += p.size
-        try:
-            optimizer.step(model.params, grads)
-        except TrainingDiverged:
+        if not _step_from_sums(model, optimizer, total[:size], rows):
             raise _dist.collective(_diverged(
                 at, loss_sums[-1] / batch_rows[-1], optimizer, history,
-                "leads to an update that would make the weights non-finite")) from None
+                "leads to an update that would make the weights non-finite"))
         history.steps += 1
+
+
+def _step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int) -> bool:
+    """``optimizer.step`` with ``g = sums / rows`` (flat float64 sums, params order).
+
+    The numba backend takes the step in one compiled pass
+    (``kernels.compiled.step_from_sums``, the same arithmetic). Returns False,
+    with nothing changed, if the new weights would not be finite.
+    """
+    sums = sums.astype(model.dtype)  # a copy: the numba step divides it in place
+    if model.backend == "numba":
+        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+        return model._kernels.step_from_sums(model.params, velocity, sums, optimizer.lr,
+                                             optimizer.momentum, rows)
+    grads, offset = [], 0
+    for p in model.params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape) / rows)
+        offset += p.size
+    try:
+        optimizer.step(model.params, grads)
+    except TrainingDiverged:
+        return False
+    return True
 
 
 def _shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray | None,
@@ -628,8 +646,9 @@ def _shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray
         if hi[t] == lo[t]:
             continue
         index = slice(lo[t], hi[t]) if order is None else order[lo[t]:hi[t]]
+        X_batch = model.inputs(loader.dataset.X[index])
         batch_loss, grads, z = model._kernels.loss_and_grads(
-            model.params, model.inputs(loader.dataset.X[index]), y[index], model.activation, model.loss)
+            model.params, X_batch, y[index], model.activation, model.loss)
         loss_sums[t] = batch_loss
         if not math.isfinite(batch_loss):
             break

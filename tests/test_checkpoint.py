@@ -222,15 +222,19 @@ def test_truncated_or_damaged_file_is_refused_or_reads_the_same(tmp_path, good_c
             assert all(np.array_equal(p, q) for p, q in zip(loaded.params, original.params, strict=True))
 
 
-def test_forged_header_shape_is_refused_before_allocating(tmp_path):
-    forged = tmp_path / "forged.npz"
+def write_forged_header(path, member: str) -> None:
+    """An .npz whose ``member`` claims 10**15 float64 values and holds 64 bytes."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
-    with zipfile.ZipFile(forged, "w") as archive:
-        archive.writestr("meta.npy", header.getvalue() + b"\0" * 64)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{member}.npy", header.getvalue() + b"\0" * 64)
+
+
+def test_forged_header_shape_is_refused_before_allocating(tmp_path):
+    write_forged_header(tmp_path / "forged.npz", "meta")
     with pytest.raises(ValueError, match="forged.npz.*truncated"):
-        ck.load(forged)
+        ck.load(tmp_path / "forged.npz")
 
 
 @pytest.mark.parametrize("change, word", [

@@ -62,6 +62,15 @@ def test_defaults_scale_a_wild_csv_and_reach_a_high_accuracy(files, capsys):
     assert "ranges differ by" in err and "--scale standard" in err
 
 
+def test_advise_scales_a_data_file_as_train_does(files, capsys):
+    args = ("advise", "--data", files / "train.csv", "--epochs", "2", "--hidden", "16",
+            "--no-progress")
+    status, out, err = run(capsys, *args)
+    assert status == 0 and "scaling=standard" in out and "warning" not in err
+    status, out, err = run(capsys, *args, "--scale", "none", "--lr", "1e-9")
+    assert status == 0 and "scaling" not in out and "ranges differ by" in err
+
+
 def test_built_in_sets_are_not_scaled_by_default(capsys):
     status, out, err = run(capsys, "train", "--dataset", "blobs", "--epochs", "1", "--no-progress")
     assert status == 0 and "scaling" not in out and "warning" not in err
@@ -178,6 +187,15 @@ def test_log_writes_a_row_per_epoch_and_resume_drops_later_rows(files, capsys):
     for a, b in zip(read_log(fresh), resumed, strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == \
                {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_a_log_that_is_not_one_is_refused_on_resume(files, capsys):
+    log, ckpt = files / "log.csv", files / "run.npz"
+    train(capsys, files, "--epochs", "1", "--checkpoint", ckpt)
+    log.write_text("name,value\nabc,1\n")
+    status, _, err = train(capsys, files, "--epochs", "2", "--log", log, "--checkpoint", ckpt,
+                           "--resume")
+    assert status == 2 and "not a log of epochs" in err and err.count("\n") == 1
 
 
 def test_a_missing_row_is_written_on_resume(files, capsys):

@@ -22,9 +22,11 @@ def make_data(n: int = 23, d: int = 5, classes: int = 3, seed: int = 0) -> sg.Da
 
 
 def train(comm=None, backend="numpy", optimizer: Callable | None = None, data=None, epochs=3,
-          model_seed=0, **kwargs):
+          model_seed=0, scale=False, **kwargs):
     data = make_data() if data is None else data
     model = sg.MLP([data.n_features, 6, 3], seed=model_seed, backend=backend)
+    if scale:
+        sg.standardize(model, data)
     # a fresh optimizer per run: momentum buffers are state
     optimizer = optimizer() if optimizer is not None else sg.MiniBatchSGD(lr=0.1, batch_size=5)
     hist = sg.fit(model, data, optimizer, epochs=epochs, progress=False, seed=3, comm=comm,
@@ -83,6 +85,11 @@ def test_gd_sgd_momentum_and_accumulation_equal_one_process(P, backend):
     check_parallel(P, backend=backend, accumulate=2,
                    optimizer=lambda: sg.MiniBatchSGD(lr=0.1, batch_size=4, momentum=0.5))
     check_parallel(P, backend=backend, accumulate="epoch")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_input_scaling_applies_on_every_rank(backend):
+    check_parallel(2, backend=backend, scale=True)
 
 
 def test_more_ranks_than_rows_in_a_batch():

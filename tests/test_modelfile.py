@@ -6,14 +6,12 @@ The forgeries are the checkpoint tests' own (``test_checkpoint.MakesMarker``,
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
-from test_checkpoint import MakesMarker, rewrite
+from test_checkpoint import MakesMarker, rewrite, write_forged_header
 
 import scratchgd as sg
 from scratchgd import checkpoint as ck
@@ -129,14 +127,9 @@ def test_truncated_files_and_forged_headers_are_refused(tmp_path, model_file):
         broken.write_bytes(data[:size])
         with pytest.raises(ValueError, match="broken.npz"):
             sg.load_model(broken)
-    forged = tmp_path / "forged.npz"
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
-    with zipfile.ZipFile(forged, "w") as archive:
-        archive.writestr("param_0.npy", header.getvalue() + b"\0" * 64)
+    write_forged_header(tmp_path / "forged.npz", "param_0")
     with pytest.raises(ValueError, match="forged.npz.*truncated"):
-        sg.load_model(forged)
+        sg.load_model(tmp_path / "forged.npz")
 
 
 @pytest.mark.parametrize("change, word", [

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from .. import datasets
 from ..data import Dataset
 from ..mlp import MLP
 from ..modelfile import load_model
+from ..scaling import range_spread, standardize
+
+SPREAD_WARNING = 100.0
+"""``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +34,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a separate test set, in the same formats")
     own.add_argument("--test-labels", metavar="FILE", default=None,
                      help="labels of --test-data for .npy and IDX")
+    parser.add_argument("--scale", choices=("standard", "none"), default=None,
+                        help="input scaling, part of the model: standard = (x - mean) / std with "
+                        "each feature's statistics over the training rows (the default for "
+                        "--data files); none (the default for the built-in data sets)")
 
 
 def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset, Dataset]:
@@ -57,8 +66,28 @@ def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     return datasets.stratified_split(data, test_size=0.2, seed=seed)
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model``, which :func:`load_model_file` reads (``predict`` and ``evaluate``)."""
+    parser.add_argument("--model", metavar="MODEL.npz", required=True,
+                        help="a model file (train --save) or a checkpoint")
+
+
 def load_model_file(path: str) -> MLP:
     """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
     if not os.path.isfile(path):
         raise ValueError(f"--model {path}: no such file")
     return load_model(path)
+
+
+def scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:
+    """Give ``model`` the ``--scale`` it asks for; warn about unscaled wild features."""
+    mode = args.scale or ("standard" if args.data else "none")
+    if mode == "standard":
+        standardize(model, train_set)
+        return
+    if args.data:
+        ratio, wide, narrow = range_spread(train_set.X)
+        if ratio > SPREAD_WARNING:
+            print(f"scratchgd: warning: the features' ranges differ by {ratio:.3g}x (column "
+                  f"{wide} against column {narrow}); plain SGD trains poorly on that. Use "
+                  f"--scale standard (the default for --data)", file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from ..mlp import MLP
 from ..noise import advice_table, default_batch_sizes, gradient_noise
 from ..optim import MiniBatchSGD
 from ..train import fit
-from ._data import add_data_arguments, load
+from ._data import add_data_arguments, load, scale
 from .train import DEFAULT_LR
 
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     n_classes = max(train_set.n_classes, test_set.n_classes)
     model = MLP([train_set.n_features, *args.hidden, n_classes], seed=args.seed,
                 backend=args.backend)
+    scale(args, model, train_set)
     optimizer = MiniBatchSGD(args.lr, batch_size=args.batch_size)
     print(f"{args.data or args.dataset}: {len(train_set)} train rows; {model}; {optimizer}")
     history = fit(model, train_set, optimizer, epochs=args.epochs, progress=not args.no_progress,

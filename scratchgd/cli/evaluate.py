@@ -6,7 +6,7 @@ import argparse
 
 from ..data import Dataset
 from ..metrics import classification_report
-from ._data import load_model_file
+from ._data import add_model_argument, load_model_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -17,8 +17,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "matrix of a model saved by 'scratchgd train --save' (or a checkpoint) on a labelled "
         "file, in any format train reads.")
     evaluate.set_defaults(run=run)
-    evaluate.add_argument("--model", metavar="MODEL.npz", required=True,
-                          help="a model file (train --save) or a checkpoint")
+    add_model_argument(evaluate)
     evaluate.add_argument("--data", metavar="FILE", required=True, help="features and labels")
     evaluate.add_argument("--labels", metavar="FILE", default=None,
                           help="labels for .npy and IDX data")

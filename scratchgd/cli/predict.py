@@ -9,7 +9,7 @@ import numpy as np
 
 from ..io import read_features
 from ..train import EVAL_BATCH
-from ._data import load_model_file
+from ._data import add_model_argument, load_model_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -22,8 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "images): a table with the model's d feature columns is features only; one with d + 1 "
         "columns has a label column, the last, which is ignored.")
     predict.set_defaults(run=run)
-    predict.add_argument("--model", metavar="MODEL.npz", required=True,
-                         help="a model file (train --save) or a checkpoint")
+    add_model_argument(predict)
     predict.add_argument("--data", metavar="FILE", required=True, help="the rows to predict")
     predict.add_argument("--out", metavar="FILE", default=None,
                          help="write the predictions to this .csv or .npy file (default: print "

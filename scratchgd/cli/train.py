@@ -13,9 +13,8 @@ from .. import checkpoint, distributed
 from ..data import Dataset
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
-from ..scaling import range_spread, standardize
 from ..train import History, _epoch_line, evaluate, fit
-from ._data import add_data_arguments, load
+from ._data import add_data_arguments, load, scale
 
 DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
 
@@ -61,10 +60,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="write the loss and accuracy curves to this file")
-    train.add_argument("--scale", choices=("standard", "none"), default=None,
-                       help="input scaling, part of the model: standard = (x - mean) / std with "
-                       "each feature's statistics over the training rows (the default for "
-                       "--data files); none (the default for the built-in data sets)")
     train.add_argument("--save", metavar="MODEL.npz", default=None,
                        help="save the trained model (weights and scaling) for 'scratchgd "
                        "predict' and 'scratchgd evaluate'")
@@ -99,10 +94,6 @@ def _optimizer(args: argparse.Namespace) -> Optimizer:
     return MiniBatchSGD(lr, batch_size=batch_size, momentum=args.momentum)
 
 
-SPREAD_WARNING = 100.0
-"""``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""
-
-
 class EpochLog:
     """``fit``'s ``on_epoch_end``: print the epoch's line (``--no-progress``) and log it (``--log``).
 
@@ -121,7 +112,12 @@ class EpochLog:
         rows = []
         if kept and os.path.exists(log):
             with open(log, encoding="utf-8") as fh:
-                rows = [row for row in fh.readlines()[1:] if int(row.split(",")[0]) <= kept]
+                lines = fh.readlines()[1:]
+            try:
+                rows = [row for row in lines if int(row.split(",")[0]) <= kept]
+            except ValueError:
+                raise ValueError(f"--log {log}: not a log of epochs (a row does not start "
+                                 f"with an epoch number); delete it or log elsewhere") from None
         with open(log, "w", encoding="utf-8") as fh:
             fh.write(",".join(History.COLUMNS) + "\n")
             fh.writelines(rows)
@@ -134,20 +130,6 @@ class EpochLog:
             with open(self.log, "a", encoding="utf-8") as fh:
                 fh.writelines(history.csv_rows(first=self.written + 1))
             self.written = history.epochs
-
-
-def _scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:
-    """Give ``model`` the ``--scale`` it asks for; warn about unscaled wild features."""
-    mode = args.scale or ("standard" if args.data else "none")
-    if mode == "standard":
-        standardize(model, train_set)
-        return
-    if args.data:
-        ratio, wide, narrow = range_spread(train_set.X)
-        if ratio > SPREAD_WARNING:
-            print(f"scratchgd: warning: the features' ranges differ by {ratio:.3g}x (column "
-                  f"{wide} against column {narrow}); plain SGD trains poorly on that. Use "
-                  f"--scale standard (the default for --data)", file=sys.stderr, flush=True)
 
 
 def _resumed_epochs(args: argparse.Namespace) -> int:
@@ -190,7 +172,7 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
     model = MLP([train_set.n_features, *args.hidden, n_classes],
                 activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
                 backend=args.backend)
-    _scale(args, model, train_set)
+    scale(args, model, train_set)
     return train_set, test_set, optimizer, model
 
 

@@ -449,8 +449,9 @@ def gather_batch(X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: 
     ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
     input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
     arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
-    float64 and then cast, as ``reference.standardize`` does (``* inv_std``
-    may differ from ``/ std`` in the last bit). The label
+    float64 and rounded once to ``x_batch``'s dtype (``reference.standardize``
+    rounds after its subtraction too, and divides by ``std``, so the two may
+    differ in the last bit). The label
     (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
     Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
     writes only the buffers; without scaling the values are copied untouched.
@@ -665,7 +666,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     X, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
     with blas_limit(blas, widest, Ws):
@@ -678,7 +679,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
 
 
-def scaling_arrays(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
+def scaling_inputs(scaling: Scaling | None) -> tuple[np.ndarray, np.ndarray]:
     """``mean`` and ``inv_std = 1 / std`` as :func:`gather_batch` takes them (empty: no scaling).
 
     Fresh writable float64 arrays, so the scaling adds no compiled type whatever
@@ -775,7 +776,7 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
     X, labels, targets = span_input(X, y, loss, dtype)
-    mean, inv_std = scaling_arrays(scaling)
+    mean, inv_std = scaling_inputs(scaling)
     loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     widest = int(counts.max(initial=0))
@@ -792,3 +793,20 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     buf[size + 1:size + 1 + m] = loss_sums
     buf[size + 1 + m:] = correct
     return buf
+
+
+def step_from_sums(params: list[np.ndarray], velocity: list[np.ndarray] | None,
+                   sums: np.ndarray, lr: float, momentum: float, rows: int) -> bool:
+    """One :func:`sgd_step` with the reduced gradient sums ``sums`` (flat, params order).
+
+    ``g = sums / rows`` per parameter, then ``v <- momentum v + g``, ``w <- w - lr v``
+    in place, all or nothing; False (nothing written) if a weight would not be
+    finite. ``sums`` must have the weights' dtype; it is used up (divided in place).
+    """
+    grads, offset = [], 0
+    for p in params:
+        grads.append(sums[offset:offset + p.size].reshape(p.shape))
+        offset += p.size
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    vWs, vbs = (Ws, bs) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    return sgd_step(Ws, bs, tuple(grads[0::2]), tuple(grads[1::2]), vWs, vbs, lr, momentum, rows)

@@ -18,13 +18,19 @@ from ..activations import DERIVATIVE, FORWARD
 from ..losses import LOSS
 
 
-def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: type) -> np.ndarray:
     """The input scaling, a fixed first operation: ``a_0 = (X - mean) / std``.
 
-    ``mean`` and ``std`` are float64 ``(d,)`` (``MLP.scaling``), so the result
-    is float64 whatever ``X`` holds; applied to each batch as it is gathered.
+    ``mean`` and ``std`` are float64 ``(d,)`` (``MLP.scaling``); applied to
+    each batch as it is gathered. The batch is copied once into the model's
+    ``dtype`` and scaled in place (each operation computed in float64 and
+    rounded to ``dtype``), so the data set is never changed and no float64
+    temporary of the batch is made.
     """
-    return (X - mean) / std
+    a0 = np.array(X, dtype=dtype)   # the batch's own copy
+    a0 -= mean                      # a_0 = (X - mean) / std
+    a0 /= std
+    return a0
 
 
 def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np.ndarray]:
