@@ -7,6 +7,10 @@ as in scikit-learn's wine and breast-cancer tables), not read from scikit-learn.
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +131,22 @@ def test_predict_reads_a_memory_map_in_blocks(files, capsys, monkeypatch):
     Xn, _ = wild_table(90, seed=1)
     printed = np.array([int(line) for line in text.split()])
     np.testing.assert_array_equal(printed, sg.load_model(model_path).predict(Xn))
+
+
+def test_predict_into_a_pipe_that_closes_ends_quietly(files, capsys):
+    """``scratchgd predict ... | head -1``: no traceback, no error line, exit status 0."""
+    model_path = files / "model.npz"
+    train(capsys, files, "--save", model_path)
+    X, _ = wild_table(60_000)  # more output than a pipe holds
+    np.save(files / "many.npy", X)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "scratchgd", "predict", "--model",
+                             str(model_path), "--data", str(files / "many.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert int(proc.stdout.readline()) in (0, 1, 2)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
 
 
 @pytest.mark.parametrize("data, labels", [("new.csv", None), ("new.npz", None),

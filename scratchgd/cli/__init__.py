@@ -11,6 +11,7 @@ run or a failed write, 130 for Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"scratchgd: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout's reader has gone (scratchgd predict ... | head): done
+        # point stdout at /dev/null, or Python's final flush of it fails again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a checkpoint that cannot be written, a disk that is full
         print(f"scratchgd: error: {exc}", file=sys.stderr)
         return 1
