@@ -138,13 +138,14 @@ class Group:
     def agree(self, check: Callable[[], Any]) -> Any:
         """``check()`` on every rank; if it raises on any rank, raise on every rank.
 
-        A ``ValueError`` or ``TypeError`` of one rank is allgathered: that rank
-        raises its own, the others one naming the rank and its message, so no
-        rank goes on into a collective the failed one will never join.
+        A ``ValueError``, ``TypeError`` or ``FileNotFoundError`` of one rank is
+        allgathered: that rank raises its own, the others one naming the rank
+        and its message, so no rank goes on into a collective the failed one
+        will never join.
         """
         try:
             result, failure, error = check(), None, None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, FileNotFoundError) as exc:
             result, failure, error = None, (type(exc).__name__, str(exc)), exc
         for rank, theirs in enumerate(self.comm.allgather(failure)):
             if theirs is not None:

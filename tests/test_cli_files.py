@@ -259,6 +259,8 @@ def test_on_epoch_end_is_called_after_every_epoch():
     (["evaluate", "--model", "{m}", "--data", "{f}/wrong.csv"], "has 2 features but the model takes 5"),
     (["evaluate", "--model", "{m}"], "--data"),
     (["train", "--data", "{f}/train.csv", "--scale", "minmax"], "--scale"),
+    (["train", "--data", "{f}/misspelt.csv"], "misspelt.csv: no such file"),
+    (["predict", "--model", "{m}", "--data", "{f}/misspelt.csv"], "misspelt.csv: no such file"),
 ])
 def test_errors_exit_2_with_one_line(files, capsys, args, message):
     model_path = files / "model.npz"

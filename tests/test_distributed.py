@@ -151,6 +151,27 @@ def test_mismatched_ranks_are_refused_on_every_rank():
     assert all("rows" in m for m in run_threads(2, run_rows))
 
 
+def test_a_file_missing_on_one_rank_is_reported_on_every_rank(tmp_path):
+    """Group.agree: a FileNotFoundError of one rank ends every rank alike (no rank waits)."""
+    from scratchgd.distributed import Group
+
+    def run(comm):
+        path = tmp_path / ("missing.npy" if comm.Get_rank() == 1 else "there.npy")
+        np.save(tmp_path / "there.npy", np.zeros(3))
+        try:
+            Group(comm).agree(lambda: np.load(path, allow_pickle=False))
+        except (ValueError, FileNotFoundError) as exc:
+            return type(exc).__name__, str(exc), getattr(exc, "all_ranks", False)
+        return None
+
+    results = run_threads(3, run)
+    assert results[1][0] == "FileNotFoundError" and results[1][2]
+    for rank in (0, 2):
+        kind, message, all_ranks = results[rank]
+        assert kind == "ValueError" and "rank 1 of 3" in message and "missing.npy" in message
+        assert all_ranks
+
+
 def test_a_rank_that_fails_its_checks_stops_every_rank():
     def run(comm):
         data = make_data(d=5 if comm.Get_rank() == 0 else 4)

@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"scratchgd: error: {exc}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:  # a misspelt --data, --labels or --model
+        print(f"scratchgd: error: {exc.filename}: no such file", file=sys.stderr)
+        return 2
     except TrainingDiverged as exc:
         print(f"scratchgd: {exc}", file=sys.stderr)
         return 1
