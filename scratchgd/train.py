@@ -613,10 +613,7 @@ def _step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: in
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
         return model._kernels.step_from_sums(model.params, velocity, sums, optimizer.lr,
                                              optimizer.momentum, rows)
-    grads, offset = [], 0
-    for p in model.params:
-        grads.append(sums[offset:offset + p.size].reshape(p.shape) / rows)
-        offset += p.size
+    grads = [g / rows for g in _dist.views_like(sums, model.params)]
     try:
         optimizer.step(model.params, grads)
     except TrainingDiverged:

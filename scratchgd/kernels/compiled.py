@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from ..distributed import views_like
 from ..scaling import Scaling
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
@@ -769,10 +770,7 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     size = sum(p.size for p in params)
     buf = np.zeros(size + 1 + 2 * m)
     sums = buf[:size] if dtype == np.float64 else np.empty(size, dtype)
-    grads, offset = [], 0
-    for p in params:
-        grads.append(sums[offset:offset + p.size].reshape(p.shape))
-        offset += p.size
+    grads = views_like(sums, params)
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
     X, labels, targets = span_input(X, y, loss, dtype)
@@ -803,10 +801,7 @@ def step_from_sums(params: list[np.ndarray], velocity: list[np.ndarray] | None,
     in place, all or nothing; False (nothing written) if a weight would not be
     finite. ``sums`` must have the weights' dtype; it is used up (divided in place).
     """
-    grads, offset = [], 0
-    for p in params:
-        grads.append(sums[offset:offset + p.size].reshape(p.shape))
-        offset += p.size
+    grads = views_like(sums, params)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (Ws, bs) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
     return sgd_step(Ws, bs, tuple(grads[0::2]), tuple(grads[1::2]), vWs, vbs, lr, momentum, rows)
