@@ -583,11 +583,10 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
         loss_sums, hits = total[size + 1:size + 1 + m], total[size + 1 + m:]
         batch_rows = np.diff(bounds[first:end + 1])
         for t in range(m):
+            at.iteration += 1
             if not math.isfinite(loss_sums[t]):
-                at.iteration += 1
                 raise _dist.collective(_diverged(at, loss_sums[t] / batch_rows[t], optimizer,
                                                  history, "is not finite"))
-            at.iteration += 1
             at.loss_sum += float(loss_sums[t])
             at.correct += int(hits[t])
             history.iterations += 1

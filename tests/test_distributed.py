@@ -155,9 +155,10 @@ def test_a_file_missing_on_one_rank_is_reported_on_every_rank(tmp_path):
     """Group.agree: a FileNotFoundError of one rank ends every rank alike (no rank waits)."""
     from scratchgd.distributed import Group
 
+    np.save(tmp_path / "there.npy", np.zeros(3))
+
     def run(comm):
         path = tmp_path / ("missing.npy" if comm.Get_rank() == 1 else "there.npy")
-        np.save(tmp_path / "there.npy", np.zeros(3))
         try:
             Group(comm).agree(lambda: np.load(path, allow_pickle=False))
         except (ValueError, FileNotFoundError) as exc:

@@ -183,11 +183,12 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
         train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
-    kept = _resumed_epochs(args)
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         print(f"resuming from {args.checkpoint}")
     log = args.log if group is None or group.rank == 0 else None  # rank 0 alone writes files
-    on_epoch_end = EpochLog(args.no_progress, args.epochs, log, kept)
+    # the checkpoint is read for its epoch count only when a log must be kept in step with it
+    on_epoch_end = EpochLog(args.no_progress, args.epochs, log,
+                            _resumed_epochs(args) if log else 0)
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
                   validation=test_set, progress=not args.no_progress, seed=args.seed,
