@@ -321,21 +321,17 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     path = os.fspath(_checks.path("checkpoint", path))
     arrays = read_npz(path, "checkpoint", content)
     ck = Checkpoint(path, {}, [], None, None, {}, {})
-    meta_array = arrays.pop("meta", None)
-    if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-        raise ck.fail("has no 'meta' text: it is not a scratchgd checkpoint")
-    try:
-        meta = json.loads(str(meta_array))
-    except ValueError as exc:
-        raise ck.fail(f"has unreadable meta: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_meta(arrays, ck.fail)
+    if meta.get("format") != FORMAT:
         raise ck.fail("is not a scratchgd checkpoint")
     if meta.get("version") != VERSION:
         raise ck.fail(f"has format version {meta.get('version')!r}; this scratchgd reads version "
                       f"{VERSION} only: start the run afresh (without resume)")
     try:
         ck.meta = meta
-        ck.params, ck.velocity = _read_weights(ck, arrays)
+        weights = read_weights(arrays, meta["model"], ("param", "velocity")
+                               if meta["momentum_buffers"] else ("param",), ck.fail)
+        ck.params, ck.velocity = weights["param"], weights.get("velocity")
         ck.scaling = read_scaling(arrays, meta["model"]["sizes"][0], ck.fail)
         ck.order = arrays.pop("order", None) if meta["has_order"] else None
         if ck.order is not None and (ck.order.dtype.kind not in "iu" or ck.order.ndim != 1):
@@ -363,18 +359,41 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     return ck
 
 
-def _read_weights(ck: Checkpoint, arrays: dict[str, np.ndarray]
-                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    sizes, dtype = ck.meta["model"]["sizes"], ck.meta["model"]["dtype"]
+def read_meta(arrays: dict[str, np.ndarray], fail: Any) -> dict[str, Any]:
+    """The JSON text ``meta`` of a checkpoint or model file, as a dict (popped from ``arrays``).
+
+    ``fail(message)`` makes the ``ValueError`` that names the file.
+    """
+    meta_array = arrays.pop("meta", None)
+    if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:
+        raise fail("has no 'meta' text: it is not a scratchgd file")
+    try:
+        meta = json.loads(str(meta_array))
+    except ValueError as exc:
+        raise fail(f"has unreadable meta: {exc}") from None
+    if not isinstance(meta, dict):
+        raise fail("has a malformed 'meta' entry")
+    return meta
+
+
+def read_weights(arrays: dict[str, np.ndarray], model: dict[str, Any], names: tuple[str, ...],
+                 fail: Any) -> dict[str, list[np.ndarray]]:
+    """The arrays ``{name}_0, {name}_1, ...`` for each of ``names``, popped from ``arrays``.
+
+    ``model`` is the file's description (``sizes``, ``dtype``): every array
+    must have the shape ``[W_1, b_1, ...]`` its layer sizes give, that dtype,
+    and finite values, else ``fail(message)`` is raised.
+    """
+    sizes, dtype = model["sizes"], model["dtype"]
     if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and s >= 1 for s in sizes)):
-        raise ck.fail(f"has layer sizes {sizes!r}")
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                       for s in sizes)):
+        raise fail(f"has layer sizes {sizes!r}")
     if dtype not in ("float32", "float64"):
-        raise ck.fail(f"has dtype {dtype!r}")
+        raise fail(f"has dtype {dtype!r}")
     shapes = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         shapes += [(fan_in, fan_out), (fan_out,)]
-    names = ["param"] + (["velocity"] if ck.meta["momentum_buffers"] else [])
     found: dict[str, list[np.ndarray]] = {}
     for name in names:
         found[name] = []
@@ -382,12 +401,12 @@ def _read_weights(ck: Checkpoint, arrays: dict[str, np.ndarray]
             array = arrays.pop(f"{name}_{i}", None)
             if array is None or array.shape != shape or array.dtype != np.dtype(dtype):
                 got = "nothing" if array is None else f"{array.dtype} {array.shape}"
-                raise ck.fail(f"has {got} for {name}_{i}, expected {dtype} {shape} "
-                              f"from sizes {sizes}")
+                raise fail(f"has {got} for {name}_{i}, expected {dtype} {shape} "
+                           f"from sizes {sizes}")
             if not np.isfinite(array).all():
-                raise ck.fail(f"has non-finite values in {name}_{i}")
+                raise fail(f"has non-finite values in {name}_{i}")
             found[name].append(array)
-    return found["param"], found.get("velocity")
+    return found
 
 
 def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

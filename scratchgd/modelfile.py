@@ -64,7 +64,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     def fail(message: str) -> ValueError:
         return ValueError(f"model file {path!r} {message}")
 
-    meta = _read_meta(arrays, fail)
+    meta = _ckpt.read_meta(arrays, fail)
     if meta.get("format") == _ckpt.FORMAT:
         ck = _ckpt.load(path)
         return _build(ck.meta["model"], ck.params, ck.scaling, backend, fail)
@@ -74,43 +74,17 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
         raise fail(f"has format version {meta.get('version')!r}; this scratchgd reads "
                    f"version {VERSION} only")
     described = meta.get("model")
-    sizes = described.get("sizes") if isinstance(described, dict) else None
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-                       for s in sizes)):
-        raise fail(f"has layer sizes {sizes!r}")
-    dtype = described.get("dtype")
-    if dtype not in ("float32", "float64"):
-        raise fail(f"has dtype {dtype!r}")
-    params = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        for j, shape in enumerate(((fan_in, fan_out), (fan_out,))):
-            name = f"param_{2 * i + j}"
-            array = arrays.pop(name, None)
-            if array is None or array.shape != shape or array.dtype != np.dtype(dtype):
-                got = "nothing" if array is None else f"{array.dtype} {array.shape}"
-                raise fail(f"has {got} for {name}, expected {dtype} {shape} from sizes {sizes}")
-            if not np.isfinite(array).all():
-                raise fail(f"has non-finite values in {name}")
-            params.append(array)
+    if not isinstance(described, dict):
+        raise fail("has a malformed 'model' entry")
+    try:
+        params = _ckpt.read_weights(arrays, described, ("param",), fail)["param"]
+    except KeyError as exc:
+        raise fail(f"misses the entry {exc}") from None
+    sizes = described["sizes"]
     scaling = _ckpt.read_scaling(arrays, sizes[0], fail)
     if arrays:
         raise fail(f"holds unexpected entries {sorted(arrays)}")
     return _build(described, params, scaling, backend, fail)
-
-
-def _read_meta(arrays: dict[str, np.ndarray], fail: object) -> dict:
-    """The JSON ``meta`` entry of a model file or checkpoint (popped from ``arrays``)."""
-    meta_array = arrays.pop("meta", None)
-    if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-        raise fail("has no 'meta' text: it is not a scratchgd model file")
-    try:
-        meta = json.loads(str(meta_array))
-    except ValueError as exc:
-        raise fail(f"has unreadable meta: {exc}") from None
-    if not isinstance(meta, dict):
-        raise fail("has a malformed 'meta' entry")
-    return meta
 
 
 def _build(described: dict, params: list[np.ndarray], scaling: object, backend: str,
