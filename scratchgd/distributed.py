@@ -60,18 +60,6 @@ def collective(exc: BaseException) -> BaseException:
     return exc
 
 
-def views_like(flat: np.ndarray, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """``flat`` cut into consecutive views shaped like ``arrays``, in order (no copy).
-
-    The flat buffer of one step holds every parameter's gradient sum this way.
-    """
-    views, offset = [], 0
-    for a in arrays:
-        views.append(flat[offset:offset + a.size].reshape(a.shape))
-        offset += a.size
-    return views
-
-
 def shard(lo: int, hi: int, rank: int, size: int) -> tuple[int, int]:
     """Positions ``[start, stop)`` of rank ``rank``'s shard of the batch ``[lo, hi)``.
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from . import _checks, memory
 from . import checkpoint as _ckpt
 from . import distributed as _dist
+from ._arrays import views_like
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .losses import LOSS
@@ -612,7 +613,7 @@ def _step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: in
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
         return model._kernels.step_from_sums(model.params, velocity, sums, optimizer.lr,
                                              optimizer.momentum, rows)
-    grads = [g / rows for g in _dist.views_like(sums, model.params)]
+    grads = [g / rows for g in views_like(sums, model.params)]
     try:
         optimizer.step(model.params, grads)
     except TrainingDiverged:

@@ -45,7 +45,7 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ..distributed import views_like
+from .._arrays import views_like
 from ..scaling import Scaling
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
