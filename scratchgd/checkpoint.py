@@ -215,7 +215,7 @@ def read_scaling(arrays: dict[str, np.ndarray], n_inputs: int, fail: Any) -> Sca
 
 def _plain(value: Any) -> int | float:
     """NumPy scalars as the Python numbers JSON can hold."""
-    if isinstance(value, (np.integer, np.floating)):
+    if isinstance(value, np.integer | np.floating):
         return value.item()
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
 
