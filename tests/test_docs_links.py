@@ -2,8 +2,9 @@
 
 Checked: Markdown links and images (``[text](target)``, ``![alt](target)``) and HTML
 ``<img src>`` in README.md, CONTRIBUTING.md, CHANGELOG.md, docs/*.md, the dated raw benchmark
-records in benchmarks/results/*.md and the markdown cells of docs/tour.ipynb; the file part must exist, and an anchor into a Markdown file must be one
-of its headings (GitHub's slugs). Code blocks and inline code are not links and are skipped.
+records in benchmarks/results/*.md and the markdown cells of docs/tour.ipynb; the file part
+must exist, and an anchor into a Markdown file must be one of its headings (GitHub's slugs).
+Code blocks and inline code are not links and are skipped.
 Test references written as ``tests/file.py::function`` must name a test that exists.
 """
 
