@@ -7,8 +7,9 @@ weights and History stored in ``tests/golden/runs.npz``; a run resumed from a
 stored mid-epoch checkpoint must end where the uninterrupted run ended; stored
 model files must load. On the machine that wrote the file (same CPU, NumPy,
 Numba and BLAS, recorded in it) the comparison is bit for bit. Elsewhere a
-different BLAS build or CPU may round the last bit differently, so it is
-relative 1e-9 there.
+different BLAS build, CPU or NumPy may round the last bit differently, so it is
+relative 1e-9 there (1e-4 for the float32 runs: NumPy 1.23 against 2.4 moved
+them by 2.5e-6 relative).
 """
 
 import importlib.util
@@ -39,7 +40,8 @@ def same(fresh: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> None:
         if exact:
             assert np.array_equal(value, stored[key], equal_nan=True), f"{key} changed"
         else:
-            np.testing.assert_allclose(value, stored[key], rtol=1e-9, atol=1e-12, err_msg=key)
+            rtol, atol = (1e-4, 1e-6) if "float32" in key else (1e-9, 1e-12)
+            np.testing.assert_allclose(value, stored[key], rtol=rtol, atol=atol, err_msg=key)
 
 
 @pytest.mark.parametrize("name", list(runs.RUNS))
