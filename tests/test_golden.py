@@ -14,6 +14,7 @@ them by 2.5e-6 relative).
 
 import importlib.util
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,9 @@ def stored() -> dict[str, np.ndarray]:
 
 def same(fresh: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> None:
     exact = str(stored["machine"]) == runs.machine()
+    if not exact:
+        warnings.warn(f"golden runs compared to a tolerance: recorded on {stored['machine']}, "
+                      f"this is {runs.machine()}", stacklevel=2)
     for key, value in fresh.items():
         if exact:
             assert np.array_equal(value, stored[key], equal_nan=True), f"{key} changed"

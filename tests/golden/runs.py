@@ -115,6 +115,7 @@ def arrays(name: str, m: sg.MLP, hist: sg.History) -> dict[str, np.ndarray]:
 def machine() -> str:
     """What the bits depend on besides the code: CPU, NumPy, Numba, BLAS."""
     import numba
+    import scipy.linalg.cython_blas  # noqa: F401 (numba's BLAS: loaded, so always listed)
     from threadpoolctl import threadpool_info
 
     cpu = platform.processor()
