@@ -151,8 +151,8 @@ class Group:
         buf = np.ascontiguousarray(buf, dtype=np.float64).ravel()
         n, size = buf.size, self.size
         chunk = -(-n // size)
-        padded = np.zeros(size * chunk)
-        padded[:n] = buf
+        padded = np.empty(size * chunk)
+        padded[:n], padded[n:] = buf, 0.0
         pieces = np.empty((size, chunk))
         self.comm.Alltoall(padded, pieces)  # pieces[p]: rank p's chunk of this rank
         gathered = np.empty((size, chunk))
