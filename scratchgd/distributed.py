@@ -3,20 +3,22 @@
 Every rank holds the same model and draws the same global row order; each
 global batch of ``B`` rows is cut into P contiguous shards
 (:func:`shard`), and rank ``p`` computes the gradient SUM of its shard. One
-collective per training step adds the P sums, in rank order, on every rank
-(:meth:`Group.sum_in_rank_order`); every rank then divides by the global row
-count and takes the same step::
+reduction per training step adds the P sums, in rank order, and leaves the
+total on every rank (:meth:`Group.sum_in_rank_order`); every rank then
+divides by the global row count and takes the same step::
 
     g = (1/m) sum_{p=0}^{P-1} sum_{i in shard_p} grad l_i  =  (1/m) sum_{i in batch} grad l_i
 
-The sum runs in a fixed order (row 0, then 1, ... of an Allgather), never in
-the order an MPI library's ``Allreduce`` picks, so replicas never differ by
-one ulp and the same P repeats the same bits run after run.
+Every element is added in the fixed order ``((b_0 + b_1) + b_2) + ...``, by
+the rank that owns it, never in the order an MPI library's ``Allreduce``
+picks, so replicas never differ by one ulp and the same P repeats the same
+bits run after run.
 
 The communicator is an mpi4py one (``MPI.COMM_WORLD`` or a sub-communicator),
 or :class:`ThreadComm`, P threads in one process that implement the few
 mpi4py methods used here (``Get_rank``, ``Get_size``, ``Allgather``,
-``allgather``, ``Bcast``, ``bcast``), so the identity is tested without MPI.
+``Alltoall``, ``allgather``, ``Bcast``, ``bcast``), so the identity is tested
+without MPI.
 mpi4py itself is imported only by :meth:`Group.allreduce_sum` (the
 benchmark's comparison) and by the command line's ``--distributed``:
 ``import scratchgd`` never starts MPI.
@@ -33,6 +35,9 @@ import numpy as np
 from .scaling import Scaling
 
 MPI_HINT = 'install the "mpi" extra: pip install "scratchgd[mpi]"'
+
+GATHER_UP_TO = 2
+"""Up to this many ranks :meth:`Group.sum_in_rank_order` uses one Allgather (see there)."""
 
 
 def world() -> Group:
@@ -73,6 +78,18 @@ def shard(lo: int, hi: int, rank: int, size: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
+def add_in_rank_order(rows: np.ndarray) -> np.ndarray:
+    """``((rows[0] + rows[1]) + rows[2]) + ...``: a ``(P, n)`` array's rows added left to right.
+
+    One elementwise float64 addition per row, in row order, never a pairwise
+    or blocked sum, so the bits depend on the rows alone.
+    """
+    total = rows[0].copy()
+    for row in rows[1:]:
+        total += row
+    return total
+
+
 class Group:
     """The processes that train together: an mpi4py communicator and its figures.
 
@@ -83,7 +100,8 @@ class Group:
     """
 
     def __init__(self, comm: Any) -> None:
-        for method in ("Get_rank", "Get_size", "Allgather", "allgather", "Bcast", "bcast"):
+        for method in ("Get_rank", "Get_size", "Allgather", "Alltoall", "allgather", "Bcast",
+                       "bcast"):
             if not callable(getattr(comm, method, None)):
                 raise TypeError(f"comm must be an mpi4py communicator (such as MPI.COMM_WORLD), "
                                 f"got {type(comm).__name__} without {method}()")
@@ -94,18 +112,52 @@ class Group:
     def sum_in_rank_order(self, buf: np.ndarray) -> np.ndarray:
         """``sum_{p=0}^{P-1} buf_p``, added in rank order, the same bits on every rank.
 
-        One Allgather of the P flat float64 buffers into a ``(P, n)`` array,
-        then ``total = buf_0 + buf_1 + ... + buf_{P-1}``, left to right, on every
-        rank: the result depends on the buffers only, never on the MPI
-        library's choice of reduction algorithm.
+        Every element ``j`` of the result is ``((b_0[j] + b_1[j]) + b_2[j]) + ...``
+        in float64, whatever P and the MPI library: on P <= 2 ranks by
+        :meth:`gather_sum` (one Allgather, each rank receives ``(P - 1) S``
+        bytes of an ``S``-byte buffer), on more by :meth:`scatter_sum`
+        (``2 (P - 1) / P S`` bytes, rounded up to whole equal chunks). The two
+        give the same bits; the Allgather is one collective instead of two,
+        which is what decides at P = 2, where both move ``S`` bytes.
         """
-        buf = np.ascontiguousarray(buf, dtype=np.float64)
+        if self.size <= GATHER_UP_TO:
+            return self.gather_sum(buf)
+        return self.scatter_sum(buf)
+
+    def gather_sum(self, buf: np.ndarray) -> np.ndarray:
+        """``sum_p buf_p`` in rank order by one Allgather: every rank adds all P buffers.
+
+        Each rank receives the other ``P - 1`` buffers, ``(P - 1) S`` bytes,
+        and computes ``total = buf_0 + buf_1 + ... + buf_{P-1}`` left to right.
+        """
+        buf = np.ascontiguousarray(buf, dtype=np.float64).ravel()
         gathered = np.empty((self.size, buf.size))
         self.comm.Allgather(buf, gathered)
-        total = gathered[0].copy()
-        for row in gathered[1:]:
-            total += row
-        return total
+        return add_in_rank_order(gathered)
+
+    def scatter_sum(self, buf: np.ndarray) -> np.ndarray:
+        """``sum_p buf_p`` in rank order by a reduce-scatter (Alltoall), then an Allgather.
+
+        The ``n`` elements are cut into P chunks of ``c = ceil(n / P)`` (zeros
+        pad the last ones; with ``n < P`` some chunks are all padding). Rank
+        ``r`` owns chunk ``r``: one Alltoall hands it every rank's chunk ``r``,
+        it adds them in rank order, ``t_r = b_0[r] + b_1[r] + ... + b_{P-1}[r]``,
+        and one Allgather gives every rank every ``t_r``. Element for element
+        the additions are those of :meth:`gather_sum`, done once by the owner
+        instead of on every rank, so every rank holds the owner's bits. Each
+        rank receives ``(P - 1) c`` elements in each collective:
+        ``2 (P - 1) c * 8 <= 2 (P - 1) / P S + 16 (P - 1)`` bytes.
+        """
+        buf = np.ascontiguousarray(buf, dtype=np.float64).ravel()
+        n, size = buf.size, self.size
+        chunk = -(-n // size)
+        padded = np.empty(size * chunk)
+        padded[:n], padded[n:] = buf, 0.0
+        pieces = np.empty((size, chunk))
+        self.comm.Alltoall(padded, pieces)  # pieces[p]: rank p's chunk of this rank
+        gathered = np.empty((size, chunk))
+        self.comm.Allgather(add_in_rank_order(pieces), gathered)
+        return gathered.ravel()[:n]
 
     def allreduce_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` by a plain ``MPI.Allreduce``, in whatever order the library picks.
@@ -188,10 +240,15 @@ class ThreadComm:
     read of all slots, and a barrier (so the next collective cannot overwrite
     a slot still being read). A rank that fails aborts the barrier, so the
     others raise ``threading.BrokenBarrierError`` instead of waiting forever.
+
+    ``received`` counts the bytes this rank's buffer collectives (``Allgather``,
+    ``Alltoall``, ``Bcast``) took from other ranks, as MPI would move them
+    (its own block is not counted).
     """
 
     def __init__(self, rank: int, size: int, barrier: threading.Barrier, slots: list) -> None:
         self._rank, self._size, self._barrier, self._slots = rank, size, barrier, slots
+        self.received = 0
 
     def Get_rank(self) -> int:  # noqa: N802 (mpi4py's name)
         return self._rank
@@ -207,18 +264,34 @@ class ThreadComm:
         self._barrier.wait()
         return everyone
 
+    def _receive(self, recvbuf: np.ndarray, parts: list) -> None:
+        """Copy one part per rank into the ``P`` equal blocks of ``recvbuf``, counting bytes."""
+        blocks = recvbuf.reshape(self._size, recvbuf.size // self._size)
+        for rank, part in enumerate(parts):
+            blocks[rank] = np.ravel(part)
+            if rank != self._rank:
+                self.received += blocks[rank].nbytes
+
     def allgather(self, obj: Any) -> list:
         return self._exchange(obj)
 
     def Allgather(self, sendbuf: np.ndarray, recvbuf: np.ndarray) -> None:  # noqa: N802
-        for rank, part in enumerate(self._exchange(np.array(sendbuf))):
-            recvbuf[rank] = part
+        """Block ``p`` of ``recvbuf`` becomes rank ``p``'s ``sendbuf``."""
+        self._receive(recvbuf, self._exchange(np.array(sendbuf)))
+
+    def Alltoall(self, sendbuf: np.ndarray, recvbuf: np.ndarray) -> None:  # noqa: N802
+        """Block ``p`` of ``recvbuf`` becomes block ``rank`` of rank ``p``'s ``sendbuf``."""
+        mine = np.array(sendbuf)
+        everyone = self._exchange(mine.reshape(self._size, mine.size // self._size))
+        self._receive(recvbuf, [theirs[self._rank] for theirs in everyone])
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return self._exchange(obj)[root]
 
     def Bcast(self, buf: np.ndarray, root: int = 0) -> None:  # noqa: N802
         buf[...] = self._exchange(np.array(buf))[root]
+        if self._rank != root:
+            self.received += buf.nbytes
 
 
 def run_threads(size: int, fn: Callable[[ThreadComm], Any], timeout: float = 60.0) -> list:

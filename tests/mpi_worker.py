@@ -7,7 +7,8 @@ momentum, accumulation), ``numba`` (the same on the numba backend),
 ``mismatch`` (rank 1 has another learning rate), ``diverge`` (one row
 overflows), ``resume`` (checkpoint every step, resume if the file exists;
 with ``SLOW=1`` every step waits 50 ms and each rank writes ``OUT/pid{r}``
-so the test can kill one mid-run).
+so the test can kill one mid-run), ``reduce`` (``Group``'s three fixed-order
+reductions of :func:`rank_buffers` for every size of :data:`REDUCE_SIZES`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,27 @@ def problem(backend: str = "numpy") -> tuple[sg.MLP, sg.Dataset]:
     return sg.MLP([5, 6, 3], seed=0, backend=backend), data
 
 
+REDUCE_SIZES = (0, 1, 2, 3, 4, 5, 13, 1001)
+"""Buffer sizes of ``reduce``: fewer elements than ranks, divisible by P and not."""
+
+
+def rank_buffers(P: int, n: int) -> np.ndarray:
+    """``(P, n)`` float64 rows of magnitudes 1e-12 .. 1e12 (row ``p``: rank ``p``'s buffer)."""
+    rng = np.random.default_rng(n)
+    return rng.normal(size=(P, n)) * 10.0 ** rng.integers(-12, 13, size=(P, n))
+
+
+def reduce(out: str) -> None:
+    """Write ``OUT/rank{r}.npz``: this rank's result of each reduction for each size."""
+    group = distributed.Group(MPI.COMM_WORLD)
+    results = {}
+    for n in REDUCE_SIZES:
+        mine = rank_buffers(group.size, n)[group.rank]
+        for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
+            results[f"{method}_{n}"] = getattr(group, method)(mine)
+    np.savez(os.path.join(out, f"rank{group.rank}.npz"), **results)
+
+
 def settings(mode: str) -> dict:
     """``fit``'s settings for ``mode`` (the test calls this for its one-process run)."""
     lr = 0.1
@@ -40,6 +62,9 @@ def settings(mode: str) -> dict:
 
 
 def main(mode: str, out: str, checkpoint: str | None = None) -> None:
+    if mode == "reduce":
+        reduce(out)
+        return
     rank = MPI.COMM_WORLD.Get_rank()
     model, data = problem("numba" if mode == "numba" else "numpy")
     kwargs = settings(mode)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import scratchgd as sg
-from scratchgd.distributed import run_threads, shard
+from scratchgd.distributed import Group, add_in_rank_order, run_threads, shard
 
 
 def make_data(n: int = 23, d: int = 5, classes: int = 3, seed: int = 0) -> sg.Dataset:
@@ -71,14 +71,64 @@ def test_shard_cuts_a_batch_into_contiguous_near_equal_pieces():
             assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
 
 
+def rank_buffers(P: int, n: int, seed: int = 0) -> np.ndarray:
+    """``(P, n)`` float64 rows of magnitudes 1e-12 .. 1e12: their sum depends on the order."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(P, n)) * 10.0 ** rng.integers(-12, 13, size=(P, n))
+
+
+def reduce_on_threads(P: int, rows: np.ndarray, method: str = "sum_in_rank_order") -> list:
+    """Every rank's ``(result, bytes received)`` of ``Group.method`` on its row of ``rows``."""
+    def rank(comm):
+        group = Group(comm)
+        return getattr(group, method)(rows[group.rank]), comm.received
+
+    return run_threads(P, rank)
+
+
+@pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 8])
+def test_the_reduction_adds_in_rank_order_with_the_same_bits_on_every_rank(P):
+    # n < P (empty chunks), n = P, n not divisible by P, an empty buffer
+    for n in sorted({0, 1, max(P - 1, 1), P, 3 * P + 1, 1001}):
+        rows = rank_buffers(P, n)
+        want = add_in_rank_order(rows).tobytes()
+        for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
+            for total, _ in reduce_on_threads(P, rows, method):
+                assert total.dtype == np.float64 and total.shape == (n,)
+                assert total.tobytes() == want, (method, n)
+    if P >= 3:  # the check can fail: another order gives other bits
+        rows = rank_buffers(P, 1001)
+        assert add_in_rank_order(rows[::-1]).tobytes() != add_in_rank_order(rows).tobytes()
+
+
+@pytest.mark.parametrize("P", [2, 3, 4, 5, 8])
+def test_bytes_received_per_rank_follow_2_P_minus_1_over_P_of_the_buffer(P):
+    """``S = 8 n`` bytes: the reduce-scatter receives ``2 (P - 1) ceil(n / P) 8`` bytes.
+
+    Rounding: the buffer is cut into P chunks of ``ceil(n / P)`` elements, so
+    the count exceeds ``2 (P - 1) / P S`` by less than ``16 (P - 1)`` bytes;
+    the Allgather receives ``(P - 1) S``; P <= 2 keeps the Allgather.
+    """
+    for n in (3, 1000, 1003):  # fewer elements than ranks, divisible, not divisible
+        S, chunk = 8 * n, -(-n // P)
+        rows = rank_buffers(P, n)
+        for _, received in reduce_on_threads(P, rows, "scatter_sum"):
+            assert received == 2 * (P - 1) * 8 * chunk
+            assert 2 * (P - 1) / P * S <= received < 2 * (P - 1) / P * S + 16 * (P - 1)
+        for _, received in reduce_on_threads(P, rows, "gather_sum"):
+            assert received == (P - 1) * S
+        used = reduce_on_threads(P, rows)[0][1]
+        assert used == ((P - 1) * S if P <= 2 else 2 * (P - 1) * 8 * chunk)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("P", [1, 2, 3, 4])
+@pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 8])
 def test_minibatch_with_short_last_batch_equals_one_process(P, backend):
     check_parallel(P, backend=backend)  # 23 rows, batches of 5: the last has 3
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("P", [2, 3])
+@pytest.mark.parametrize("P", [2, 3, 5])
 def test_gd_sgd_momentum_and_accumulation_equal_one_process(P, backend):
     check_parallel(P, backend=backend, optimizer=lambda: sg.GD(lr=0.2, momentum=0.9))
     check_parallel(P, backend=backend, optimizer=lambda: sg.SGD(lr=0.05), epochs=1)  # shards empty
@@ -92,8 +142,9 @@ def test_input_scaling_applies_on_every_rank(backend):
     check_parallel(2, backend=backend, scale=True)
 
 
-def test_more_ranks_than_rows_in_a_batch():
-    check_parallel(4, optimizer=lambda: sg.MiniBatchSGD(lr=0.1, batch_size=2))
+@pytest.mark.parametrize("P", [4, 5, 8])
+def test_more_ranks_than_rows_in_a_batch(P):
+    check_parallel(P, optimizer=lambda: sg.MiniBatchSGD(lr=0.1, batch_size=2))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import scratchgd as sg
+from scratchgd import distributed
 
 WORKER = Path(__file__).with_name("mpi_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +63,18 @@ def run(P: int, *args: str) -> str:
     return output
 
 
-def one_process(backend: str = "numpy") -> tuple[list[np.ndarray], list[float]]:
+def worker_module():
+    """``tests/mpi_worker.py`` imported as a module (for its problem and buffers)."""
     sys.path.insert(0, str(WORKER.parent))
     try:
         import mpi_worker
     finally:
         sys.path.pop(0)
-    model, data = mpi_worker.problem(backend)
+    return mpi_worker
+
+
+def one_process(backend: str = "numpy") -> tuple[list[np.ndarray], list[float]]:
+    model, data = worker_module().problem(backend)
     hist = sg.fit(model, data, sg.MiniBatchSGD(lr=0.1, batch_size=5, momentum=0.5), epochs=3,
                   accumulate=2, seed=3, progress=False)
     return model.params, hist.iteration_loss
@@ -79,7 +85,8 @@ def weights(path: Path) -> list[np.ndarray]:
         return [f[f"arr_{i}"] for i in range(4)]
 
 
-@pytest.mark.parametrize(("P", "mode"), [(2, "equal"), (3, "equal"), (2, "numba")])
+@pytest.mark.parametrize(("P", "mode"), [(2, "equal"), (3, "equal"), (4, "equal"),
+                                         (2, "numba")])
 def test_ranks_equal_one_process_and_each_other(tmp_path, P, mode):
     run(P, mode, str(tmp_path))
     want, losses = one_process("numba" if mode == "numba" else "numpy")
@@ -92,6 +99,19 @@ def test_ranks_equal_one_process_and_each_other(tmp_path, P, mode):
             assert a.tobytes() == c.tobytes()
         with np.load(tmp_path / f"rank{rank}.npz") as f:
             np.testing.assert_allclose(f["iteration_loss"], losses, rtol=1e-12)
+
+
+@pytest.mark.parametrize("P", [2, 3, 4])
+def test_the_reduction_adds_in_rank_order_with_the_same_bits_on_every_rank(tmp_path, P):
+    """Uneven and empty chunks too: every rank's result is the rank-order sum, bit for bit."""
+    mpi_worker = worker_module()
+    run(P, "reduce", str(tmp_path))
+    for rank in range(P):
+        with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as got:
+            for n in mpi_worker.REDUCE_SIZES:
+                want = distributed.add_in_rank_order(mpi_worker.rank_buffers(P, n)).tobytes()
+                for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
+                    assert got[f"{method}_{n}"].tobytes() == want, (rank, method, n)
 
 
 def test_mismatched_ranks_are_refused_on_every_rank(tmp_path):
