@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 import pytest
+from test_cli_files import run
 
 import scratchgd as sg
-from scratchgd import cli
 from scratchgd.cli._data import random_split
 from scratchgd.metrics import regression_report
 
@@ -42,15 +42,6 @@ def files(tmp_path):
         np.savetxt(tmp_path / f"{name}_y.csv", y[:, :1], delimiter=",")
         np.savetxt(tmp_path / f"{name}_y2.csv", y, delimiter=",", header="a,b", comments="")
     return tmp_path
-
-
-def run(capsys, *args):
-    try:
-        status = cli.main([str(a) for a in args])
-    except SystemExit as exc:   # argparse's own errors
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def train(capsys, files, *args, labels="train_y.csv"):

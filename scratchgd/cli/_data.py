@@ -33,7 +33,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "arrays 'X' and 'y'; MNIST-style IDX images (*-ubyte, *.idx, gzipped or not) with "
         "--labels for the IDX labels, pixels scaled to [0, 1]. Labels that are one column of "
         "whole numbers >= 0 are classes; with --loss mse they are regression targets, one "
-        "output per column, whatever their values. Without --test-data, 20%% of the rows are "
+        "output per column, whatever their values. Without --test-data, 20% of the rows are "
         "held out for the test figures (stratified by class; for --loss mse drawn at random, "
         "seeded by --seed), copied into memory: pass --test-data for files larger than "
         "memory.")
@@ -48,7 +48,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
                         help="cross_entropy: classification, the default, for integer class "
                         "labels; mse: regression (mean squared error) on real-valued targets, "
-                        "one output per column of --labels; reports R^2 and RMSE")
+                        "one output per column of --labels; reports R^2 and RMSE. The targets "
+                        "are not scaled: on targets far from unit size lower --lr (about 1e-4 "
+                        "for values in the hundreds)")
     parser.add_argument("--scale", choices=("standard", "none"), default=None,
                         help="input scaling, part of the model: standard = (x - mean) / std with "
                         "each feature's statistics over the training rows (the default for "
