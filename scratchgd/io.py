@@ -82,7 +82,7 @@ def _gzipped(path: PathLike) -> bool:
         return fh.read(2) == GZIP_MAGIC
 
 
-def open_text(path: PathLike) -> TextIO:
+def _open_text(path: PathLike) -> TextIO:
     """``path`` opened for reading text, decompressed if it is gzipped (:func:`_gzipped`).
 
     ``X.csv.gz`` and a compressed file without the suffix read alike.
@@ -137,7 +137,7 @@ def read_table(path: PathLike, header: bool | None = None,
                delimiter: str | None = None) -> np.ndarray:
     """Every column of a text file of numbers, ``(n, columns)`` float64, in memory.
 
-    The file may be gzipped (:func:`open_text`). Blank lines and ``#``
+    The file may be gzipped (:func:`_open_text`). Blank lines and ``#``
     comments are skipped. ``delimiter``: ``None`` detects it, a comma if the
     first line of numbers is comma-separated, else runs of blanks (spaces or
     tabs); any other string is used as given. ``header``: ``True`` skips the
@@ -153,7 +153,7 @@ def read_table(path: PathLike, header: bool | None = None,
     """
     path = Path(path)
     try:
-        with open_text(path) as fh:
+        with _open_text(path) as fh:
             first = list(itertools.islice(_content_lines(fh), 2))
         if not first:
             raise ValueError(f"{path}: no rows of numbers (the file is empty, or blank lines "
@@ -163,7 +163,7 @@ def read_table(path: PathLike, header: bool | None = None,
         if header is None:
             header = not _numbers(first[0][1], delimiter)
         skip = first[0][0] if header else 0   # loadtxt's skiprows counts comment lines too
-        with open_text(path) as fh, warnings.catch_warnings():
+        with _open_text(path) as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)   # "input contained no data"
             try:
                 table = np.loadtxt(fh, delimiter=delimiter, skiprows=skip, ndmin=2,
@@ -188,7 +188,7 @@ def _first_bad_line(path: Path, skip: int, delimiter: str | None) -> str | None:
     not a number. Read again line by line only once the fast reader has failed.
     """
     width = None
-    with open_text(path) as fh:
+    with _open_text(path) as fh:
         for number, line in _content_lines(fh):
             if number <= skip:
                 continue
