@@ -84,9 +84,15 @@ class Dataset:
 
     @classmethod
     def from_csv(cls, path: PathLike, label_column: int = -1, header: bool | None = None,
-                 delimiter: str = ",") -> Dataset:
-        """A table of numbers; column ``label_column`` holds the class labels (see ``io.read_csv``)."""
-        return cls(*io.read_csv(path, label_column, header, delimiter))
+                 delimiter: str | None = None, targets: bool = False) -> Dataset:
+        """A table of numbers; column ``label_column`` holds the labels or target (see ``io.read_csv``).
+
+        Comma- or whitespace-separated (``delimiter=None`` detects which), plain
+        or gzipped, a header line detected (``header=None``) or as ``header`` says.
+        The column is class labels if it holds whole numbers ``>= 0``, else a
+        regression target ``(n, 1)``; ``targets=True`` makes it a target always.
+        """
+        return cls(*io.read_csv(path, label_column, header, delimiter, targets))
 
     @classmethod
     def from_idx(cls, images_path: PathLike, labels_path: PathLike, scale: bool = True) -> Dataset:
@@ -99,12 +105,20 @@ class Dataset:
 
     @classmethod
     def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None,
-                  comm: object | None = None) -> Dataset:
+                  comm: object | None = None, header: bool | None = None,
+                  targets: bool = False) -> Dataset:
         """Any of the formats above, chosen by the file's extension (see ``io.read_any``).
 
+        Text tables (``.csv``, ``.txt``, either gzipped as ``.gz``) hold the
+        labels in their last column, or come with ``labels_path``, a second
+        table or ``.npy`` file of one row per row of features; ``header`` says
+        whether their first line names the columns (``None``: detected).
+        ``y`` is class labels ``(n,)`` when it is one column of whole numbers
+        ``>= 0``, else regression targets ``(n, k)``; ``targets=True`` reads it
+        as targets whatever its values (see ``io.labels_or_targets``).
         ``comm``: split the checks between the ranks (see :class:`Dataset`).
         """
-        return cls(*io.read_any(data_path, labels_path), comm)
+        return cls(*io.read_any(data_path, labels_path, header, targets), comm)
 
     def __len__(self) -> int:
         return len(self.X)

@@ -1,8 +1,9 @@
-"""Classification metrics of a model on a data set: confusion matrix, precision, recall, F1.
+"""Metrics of a model on a data set: confusion matrix, precision, recall, F1; R^2, RMSE, MAE.
 
-:func:`classification_report` is what ``scratchgd evaluate`` prints, in the
-manner of scikit-learn's ``classification_report``, computed in blocks of rows
-so that a memory-mapped test set stays on disk.
+:func:`classification_report` (a classifier) and :func:`regression_report`
+(a regressor, loss mse) are what ``scratchgd evaluate`` prints, in the manner
+of scikit-learn's ``classification_report`` and ``sklearn.metrics``, computed
+in blocks of rows so that a memory-mapped test set stays on disk.
 """
 
 from __future__ import annotations
@@ -88,3 +89,71 @@ def classification_report(model: MLP, data: Dataset) -> ClassificationReport:
     f1 = _share(2 * precision * recall, precision + recall)
     return ClassificationReport(loss, accuracy, confusion, precision, recall, f1,
                                 confusion.sum(axis=1))
+
+
+@dataclass
+class RegressionReport:
+    """How a regressor does on a data set of targets ``y: (n, k)``.
+
+    Attributes
+    ----------
+    loss : float
+        The mean squared error ``(1/(n k)) sum_ij (z_ij - y_ij)^2``, the loss
+        :func:`scratchgd.evaluate` reports for mse (summed here in float64).
+    r2, rmse, mae : (k,) float64
+        Per output ``j``, with ``SS_res = sum_i (y_ij - z_ij)^2`` and
+        ``SS_tot = sum_i (y_ij - mean_i y_ij)^2``: ``r2 = 1 - SS_res / SS_tot``
+        (1 if both are 0, and 0 if only ``SS_tot`` is: scikit-learn's
+        convention for a constant target), ``rmse = sqrt(SS_res / n)``,
+        ``mae = (1/n) sum_i |y_ij - z_ij|``.
+    rows : int
+        ``n``.
+
+    Notes
+    -----
+    The figures over all outputs are the plain means of the per-output ones
+    (``r2.mean()``, scikit-learn's ``multioutput="uniform_average"``).
+    """
+
+    loss: float
+    r2: np.ndarray
+    rmse: np.ndarray
+    mae: np.ndarray
+    rows: int
+
+    def __str__(self) -> str:
+        k = len(self.r2)
+        over = f" (means over {k} outputs)" if k > 1 else ""
+        lines = [f"loss {self.loss:.6g}  R^2 {self.r2.mean():.4f}  RMSE {self.rmse.mean():.6g}  "
+                 f"MAE {self.mae.mean():.6g}  ({self.rows} rows){over}", "",
+                 f"{'output':>6} {'R^2':>9} {'RMSE':>11} {'MAE':>11}"]
+        lines += [f"{j:>6} {self.r2[j]:9.4f} {self.rmse[j]:11.6g} {self.mae[j]:11.6g}"
+                  for j in range(k)]
+        return "\n".join(lines)
+
+
+def regression_report(model: MLP, data: Dataset) -> RegressionReport:
+    """Loss, and per output R^2, RMSE and MAE, of the regressor ``model`` on ``data``.
+
+    ``model`` must have loss mse; its scaling, if any, is applied. Rows are
+    predicted ``EVAL_BATCH`` at a time; the errors are summed in float64.
+    """
+    _checks.instance("model", model, MLP)
+    _checks.instance("data", data, Dataset)
+    if model.loss != "mse":
+        raise ValueError(f"regression_report needs a regressor (mse), got a model with "
+                         f"loss={model.loss!r}")
+    if data.n_features != model.n_inputs:
+        raise ValueError(f"data has {data.n_features} features but the model takes "
+                         f"{model.n_inputs}")
+    n, k = len(data), model.n_outputs
+    model.check_y(data.y, n, name="data.y")
+    y = np.asarray(data.y, dtype=np.float64).reshape(n, k)
+    sse, sae = np.zeros(k), np.zeros(k)
+    for start in range(0, n, EVAL_BATCH):
+        error = model.predict(data.X[start:start + EVAL_BATCH]) - y[start:start + EVAL_BATCH]
+        sse += (error ** 2).sum(axis=0)
+        sae += np.abs(error).sum(axis=0)
+    sst = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
+    return RegressionReport(float(sse.sum() / (n * k)), r2, np.sqrt(sse / n), sae / n, n)

@@ -23,15 +23,16 @@ from .train import History  # noqa: E402
 
 
 def plot_history(history: History, path: str | os.PathLike | None = None,
-                 title: str | None = None) -> Figure:
-    """Loss and accuracy curves of one run: a figure of two panels.
+                 title: str | None = None, test_r2: list[float] | None = None) -> Figure:
+    """Loss and accuracy (or R^2) curves of one run: a figure of two panels.
 
     Left: the batch loss of every iteration (faint), the epoch loss and, if
     recorded, the validation loss, against epochs. Right: training and
-    validation accuracy against epochs (classification only). Saved to
-    ``path`` when given.
+    validation accuracy against epochs (classification), or for a regressor
+    ``test_r2``, one R^2 per epoch (NaN where none was measured), if given.
+    Saved to ``path`` when given.
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = range(1, history.epochs + 1)
     if history.iterations:
         x = [(t + 1) / history.iterations * history.epochs for t in range(history.iterations)]
@@ -41,12 +42,18 @@ def plot_history(history: History, path: str | os.PathLike | None = None,
         ax_loss.plot(epochs, history.val_loss, "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     ax_loss.legend()
+    if test_r2 is not None:
+        ax_right.plot(epochs, test_r2, "s-", color="C1", label="validation")
+        ax_right.axhline(0.0, color="0.6", lw=0.8)
+        ax_right.legend()
+        ax_right.set(xlabel="epoch", ylabel="R^2", title="R^2 (mean over outputs)")
+        return _finish(fig, path, title)
     if any(not math.isnan(a) for a in history.epoch_accuracy):
-        ax_acc.plot(epochs, history.epoch_accuracy, "o-", label="train")
+        ax_right.plot(epochs, history.epoch_accuracy, "o-", label="train")
         if history.val_accuracy:
-            ax_acc.plot(epochs, history.val_accuracy, "s-", label="validation")
-        ax_acc.legend()
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+            ax_right.plot(epochs, history.val_accuracy, "s-", label="validation")
+        ax_right.legend()
+    ax_right.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     return _finish(fig, path, title)
 
 
@@ -403,4 +410,36 @@ def plot_confusion(confusion: np.ndarray, path: str | os.PathLike | None = None,
         for j in range(k):
             ax.text(j, i, str(confusion[i, j]), ha="center", va="center",
                     color="white" if confusion[i, j] > high / 2 else "black")
+    return _finish(fig, path, title)
+
+
+MAX_PANELS = 9
+"""Outputs :func:`plot_predicted` draws at most (the first ones)."""
+
+
+def plot_predicted(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike | None = None,
+                   title: str | None = None, r2: np.ndarray | None = None) -> Figure:
+    """Predicted against true values of a regressor, one panel per output (the first ``MAX_PANELS``).
+
+    ``y_true`` and ``y_pred``: ``(n, k)``. Each panel shows the rows as points
+    and the line ``predicted = true`` on which a perfect model's points lie;
+    ``r2`` (per output), if given, is written in each panel's title.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(y_true.shape)
+    k = min(y_true.shape[1], MAX_PANELS)
+    columns = min(k, 3)
+    rows = math.ceil(k / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.8 * rows), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= k:
+            ax.set_visible(False)
+            continue
+        ax.scatter(y_true[:, j], y_pred[:, j], s=10, alpha=0.6)
+        low = min(y_true[:, j].min(), y_pred[:, j].min())
+        high = max(y_true[:, j].max(), y_pred[:, j].max())
+        ax.plot([low, high], [low, high], color=AVERAGE_COLOR, lw=1, label="predicted = true")
+        name = f"output {j}" + (f": R^2 {r2[j]:.4f}" if r2 is not None else "")
+        ax.set(xlabel="true", ylabel="predicted", title=name)
+        ax.legend(loc="upper left")
     return _finish(fig, path, title)

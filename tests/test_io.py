@@ -122,7 +122,7 @@ def test_from_csv_without_header_and_errors(tmp_path):
     with pytest.raises(ValueError, match="label_column=7 is out of range"):
         sg.Dataset.from_csv(tmp_path / "d.tsv", delimiter="\t", label_column=7)
     (tmp_path / "bad.csv").write_text("1,2,0\n3,x,1\n")
-    with pytest.raises(ValueError, match="bad.csv: not a table of numbers"):
+    with pytest.raises(ValueError, match="bad.csv, line 2: field 2, .x., is not a number"):
         sg.Dataset.from_csv(tmp_path / "bad.csv")
     (tmp_path / "named.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
     with pytest.raises(ValueError, match="named.csv"):

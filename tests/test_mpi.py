@@ -166,3 +166,32 @@ def test_command_line_trains_on_every_rank_and_only_rank_0_prints(tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     code, output = finish(job, timeout=60)
     assert code == 2 and output.count("scratchgd: error: missing.npz") == 1, output
+
+
+def test_command_line_regression_on_two_ranks_equals_one_process(tmp_path, capsys, monkeypatch):
+    """``--loss mse --distributed``: rank 0 prints the one-process run's epoch lines and R^2."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3)) * [1.0, 10.0, 100.0]
+    np.savetxt(tmp_path / "X.txt", X)
+    np.savetxt(tmp_path / "y.csv", X[:, :2] @ [[1.0, 0.5], [0.1, -0.2]] / 10, delimiter=",")
+    args = ["train", "--data", "X.txt", "--labels", "y.csv", "--loss", "mse", "--epochs", "3",
+            "--hidden", "8", "--no-progress"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(["mpiexec", "-n", "2", sys.executable, "-m", "scratchgd", *args,
+                            "--distributed"], cwd=tmp_path, env=environment,
+                           start_new_session=True, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    code, output = finish(job)
+    assert code == 0, output
+    from scratchgd import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(args) == 0
+    alone = capsys.readouterr().out
+
+    def results(text):   # the epoch lines without their seconds, and the test figures
+        return [line.rsplit(" ", 1)[0] if line.startswith("epoch ") else line
+                for line in text.splitlines() if line.startswith(("epoch ", "test "))]
+
+    assert output.count("test R^2") == 1 and results(output) == results(alone)
+    assert "MLP([3, 8, 2]" in output and len(results(alone)) == 5

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+
+import numpy as np
 
 from .. import datasets
 from ..data import Dataset
@@ -17,45 +20,130 @@ SPREAD_WARNING = 100.0
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``."""
+    """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
+    ``--header``; ``--loss``; ``--scale``."""
     parser.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
-                        help="embedded data set (default: digits)")
+                        help="embedded data set, all classification (default: digits)")
     own = parser.add_argument_group(
         "your own data (instead of --dataset)",
-        "Files by extension: X.npy with --labels y.npy (memory-mapped, may be larger than "
-        "memory); data.npz with arrays 'X' and 'y'; data.csv (numbers only, last column "
-        "the class label, a header line is skipped); MNIST-style IDX images "
-        "(*-ubyte, *.idx, gzipped or not) with --labels for the IDX labels, pixels scaled to "
-        "[0, 1]. Without --test-data, a stratified 20% of the rows is held out for the test "
-        "accuracy (copied into memory; pass --test-data for files larger than memory).")
+        "Files by extension: a text table (.csv or .txt, comma- or whitespace-separated, "
+        "gzipped as .gz or not, a header line detected) holding the label in its last "
+        "column, or the features only with --labels for a table of labels (one row per row); "
+        "X.npy with --labels y.npy (memory-mapped, may be larger than memory); data.npz with "
+        "arrays 'X' and 'y'; MNIST-style IDX images (*-ubyte, *.idx, gzipped or not) with "
+        "--labels for the IDX labels, pixels scaled to [0, 1]. Labels that are one column of "
+        "whole numbers >= 0 are classes; with --loss mse they are regression targets, one "
+        "output per column, whatever their values. Without --test-data, 20% of the rows are "
+        "held out for the test figures (stratified by class; for --loss mse drawn at random, "
+        "seeded by --seed), copied into memory: pass --test-data for files larger than "
+        "memory.")
     own.add_argument("--data", metavar="FILE", default=None, help="features, or features and labels")
-    own.add_argument("--labels", metavar="FILE", default=None, help="labels for .npy and IDX data")
+    own.add_argument("--labels", metavar="FILE", default=None,
+                     help="labels (or regression targets) in a file of their own")
     own.add_argument("--test-data", metavar="FILE", default=None,
                      help="a separate test set, in the same formats")
     own.add_argument("--test-labels", metavar="FILE", default=None,
-                     help="labels of --test-data for .npy and IDX")
+                     help="labels of --test-data, when they are in a file of their own")
+    add_header_argument(own)
+    parser.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
+                        help="cross_entropy: classification, the default, for integer class "
+                        "labels; mse: regression (mean squared error) on real-valued targets, "
+                        "one output per column of --labels; reports R^2 and RMSE. The targets "
+                        "are not scaled: on targets far from unit size lower --lr (about 1e-4 "
+                        "for values in the hundreds)")
     parser.add_argument("--scale", choices=("standard", "none"), default=None,
                         help="input scaling, part of the model: standard = (x - mean) / std with "
                         "each feature's statistics over the training rows (the default for "
                         "--data files); none (the default for the built-in data sets)")
 
 
+def add_header_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--header`` / ``--no-header``: whether a text table's first line names its columns."""
+    parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                        help="text tables: the first line names the columns (--header) or is "
+                        "data (--no-header); default: a header if one of its fields is not a "
+                        "number")
+
+
 def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset, Dataset]:
     """The training and test sets the data flags of ``args`` name.
 
-    ``comm``: the ranks of ``--distributed`` split the checks of a file's rows.
+    ``--loss mse`` reads the labels as regression targets ``(n, k)`` and
+    holds out a random 20% (no classes to stratify by); otherwise they must be
+    class labels (:func:`check_labels`). ``comm``: the ranks of
+    ``--distributed`` split the checks of a file's rows.
     """
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
+        if args.loss == "mse":
+            raise ValueError("--loss mse needs --data with regression targets; the built-in "
+                             "data sets are classification")
         return _embedded(args.dataset, args.seed)
-    data = Dataset.from_file(args.data, args.labels, comm)
-    if not data.is_classification:
-        raise ValueError(f"{args.data}: the command line trains classifiers; y must be class "
-                         f"labels of shape (n,), got {data.y.shape}")
+    targets = args.loss == "mse"
+    data = Dataset.from_file(args.data, args.labels, comm, args.header, targets)
+    if not targets:
+        check_labels(data, args.labels or args.data, args.loss)
     if args.test_data is None:
-        return datasets.stratified_split(data, test_size=0.2, seed=args.seed)
-    return data, Dataset.from_file(args.test_data, args.test_labels, comm)
+        split = random_split if targets else datasets.stratified_split
+        return split(data, test_size=0.2, seed=args.seed)
+    test = Dataset.from_file(args.test_data, args.test_labels, comm, args.header, targets)
+    if not targets:
+        check_labels(test, args.test_labels or args.test_data, args.loss, singletons=False)
+    return data, test
+
+
+def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = True) -> None:
+    """Raise ``ValueError`` unless ``data.y`` (read from ``path``) is fit for a classifier.
+
+    ``y`` must be class labels (one column of whole numbers ``>= 0``). With
+    ``singletons`` and unless ``--loss cross_entropy`` was given (``loss``), a
+    label held by a single row is refused too: such labels are a measured
+    quantity that happens to be whole numbers (the diabetes targets: 214 values
+    for 442 rows), not classes.
+    """
+    if not data.is_classification:
+        k = data.y.shape[1]
+        what = f"{k} columns" if k > 1 else "values that are not whole numbers >= 0"
+        if loss is None:
+            raise ValueError(f"{path}: the labels hold {what}, so they are not class labels; "
+                             f"for regression pass --loss mse")
+        raise ValueError(f"--loss cross_entropy needs class labels (one column of whole "
+                         f"numbers >= 0), but {path} holds {what}")
+    if singletons and loss is None:
+        values, counts = np.unique(np.asarray(data.y), return_counts=True)
+        once = int((counts == 1).sum())
+        if once:
+            raise ValueError(f"{path}: {once} of the {len(values)} label values occur in one "
+                             f"row only, which looks like a measured quantity, not classes: "
+                             f"pass --loss mse for regression, or --loss cross_entropy to "
+                             f"train classes anyway")
+
+
+def random_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split into train and test sets at random, for regression (nothing to stratify by).
+
+    ``ceil(test_size * n)`` rows, the first of a permutation drawn from
+    ``default_rng(seed)``, go to the test set, the rest to the training set,
+    both in that random order (copies in memory).
+    """
+    order = np.random.default_rng(seed).permutation(len(data))
+    n_test = math.ceil(test_size * len(data))
+    if not 0 < n_test < len(data):
+        raise ValueError(f"test_size={test_size} leaves an empty train or test set of the "
+                         f"{len(data)} rows")
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(data.X[train], data.y[train]), Dataset(data.X[test], data.y[test])
+
+
+def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
+    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
+    if train_set.is_classification:
+        return max(train_set.n_classes, test_set.n_classes)
+    k, k_test = train_set.y.shape[1], test_set.y.shape[1]
+    if k_test != k:
+        raise ValueError(f"the training targets have {k} columns but the test targets {k_test}")
+    return k
 
 
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:

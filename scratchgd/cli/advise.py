@@ -5,7 +5,8 @@ rate 0.1, one hidden layer of 128) for a few epochs with
 ``fit(track_noise=True)``, then measures ``B_simple`` with
 :func:`scratchgd.gradient_noise` and prints :func:`scratchgd.advise_batch_size`'s
 table: the steps and examples the model of McCandlish et al. (2018) predicts
-for each batch size, relative to their minima.
+for each batch size, relative to their minima. ``--loss mse`` measures a
+regressor's noise scale on regression targets, as ``train --loss mse`` reads them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..mlp import MLP
 from ..noise import advice_table, default_batch_sizes, gradient_noise
 from ..optim import MiniBatchSGD
 from ..train import fit
-from ._data import add_data_arguments, load, scale
+from ._data import add_data_arguments, load, n_outputs, scale
 from .train import DEFAULT_LR
 
 
@@ -47,9 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scratchgd advise``; return the exit status."""
     train_set, test_set = load(args)
-    n_classes = max(train_set.n_classes, test_set.n_classes)
-    model = MLP([train_set.n_features, *args.hidden, n_classes], seed=args.seed,
-                backend=args.backend)
+    model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
+                loss=args.loss or "cross_entropy", seed=args.seed, backend=args.backend)
     scale(args, model, train_set)
     optimizer = MiniBatchSGD(args.lr, batch_size=args.batch_size)
     print(f"{args.data or args.dataset}: {len(train_set)} train rows; {model}; {optimizer}")

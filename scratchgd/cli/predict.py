@@ -9,21 +9,23 @@ import numpy as np
 
 from ..io import read_features
 from ..train import EVAL_BATCH
-from ._data import add_model_argument, load_model_file
+from ._data import add_header_argument, add_model_argument, load_model_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``predict`` to the sub-parsers ``commands``."""
     predict = commands.add_parser(
         "predict", help="predict with a saved model (train --save, or a checkpoint)",
-        description="Predict one value per row of --data with a model saved by 'scratchgd "
-        "train --save' (or a checkpoint), applying its stored input scaling. --data is any "
-        "format train reads (.csv with or without a header, .npy, .npz array 'X', IDX "
+        description="Predict one row per row of --data with a model saved by 'scratchgd "
+        "train --save' (or a checkpoint), applying its stored input scaling: a class label, "
+        "or for a regressor (--loss mse) its k values. --data is any format train reads "
+        "(.csv or .txt, gzipped or not, with or without a header; .npy; .npz array 'X'; IDX "
         "images): a table with the model's d feature columns is features only; one with d + 1 "
         "columns has a label column, the last, which is ignored.")
     predict.set_defaults(run=run)
     add_model_argument(predict)
     predict.add_argument("--data", metavar="FILE", required=True, help="the rows to predict")
+    add_header_argument(predict)
     predict.add_argument("--out", metavar="FILE", default=None,
                          help="write the predictions to this .csv or .npy file (default: print "
                          "them)")
@@ -49,9 +51,12 @@ def predictions(model: object, X: np.ndarray, proba: bool) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def features_for(model: object, path: str) -> np.ndarray:
-    """The features of ``path`` for ``model``: ``d`` columns, or ``d + 1`` with the last dropped."""
-    X = read_features(path)
+def features_for(model: object, path: str, header: bool | None = None) -> np.ndarray:
+    """The features of ``path`` for ``model``: ``d`` columns, or ``d + 1`` with the last dropped.
+
+    ``header``: whether a text table's first line names its columns (``None``: detected).
+    """
+    X = read_features(path, header)
     d = model.n_inputs
     if X.ndim != 2 or X.shape[1] not in (d, d + 1):
         raise ValueError(f"{path} has {X.shape[1] if X.ndim == 2 else X.shape} feature "
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_file(args.model)
     if args.proba and model.loss != "cross_entropy":
         raise ValueError("--proba needs a classifier; this model does regression (mse)")
-    X = features_for(model, args.data)
+    X = features_for(model, args.data, args.header)
     out = predictions(model, X, args.proba)
     if args.out is None:
         for row in out:

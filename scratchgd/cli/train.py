@@ -1,4 +1,4 @@
-"""``scratchgd train``: train an MLP, print one line per epoch and the test accuracy."""
+"""``scratchgd train``: train an MLP, print one line per epoch and the test accuracy (or R^2)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import numpy as np
 
 from .. import checkpoint, distributed
 from ..data import Dataset
+from ..metrics import RegressionReport, regression_report
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
 from ..train import History, _epoch_line, evaluate, fit
-from ._data import add_data_arguments, load, scale
+from ._data import add_data_arguments, load, n_outputs, scale
 
 DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
 
@@ -31,7 +32,8 @@ def _int_or_epoch(text: str) -> int | str:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the sub-parsers ``commands``."""
-    train = commands.add_parser("train", help="train an MLP and report test accuracy")
+    train = commands.add_parser("train", help="train an MLP and report test accuracy (or R^2 "
+                                "with --loss mse)")
     train.set_defaults(run=run)
     add_data_arguments(train)
     train.add_argument("--memory-budget", metavar="SIZE", default=None,
@@ -59,7 +61,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "ran)")
     train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     train.add_argument("--plot", metavar="FILE.png", default=None,
-                       help="write the loss and accuracy curves to this file")
+                       help="write the loss and accuracy (mse: test R^2) curves to this file")
     train.add_argument("--save", metavar="MODEL.npz", default=None,
                        help="save the trained model (weights and scaling) for 'scratchgd "
                        "predict' and 'scratchgd evaluate'")
@@ -68,7 +70,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "samples, loss, accuracy, val_loss, val_accuracy, seconds); with "
                        "--resume, rows past the checkpoint are dropped, then rows appended")
     train.add_argument("--no-progress", action="store_true",
-                       help="no progress bar: print each epoch's line as the epoch ends")
+                       help="no progress bar: print each epoch's line as the epoch ends (always "
+                       "so with --loss mse)")
     train.add_argument("--checkpoint", metavar="FILE.npz", default=None,
                        help="write the state of the run to this file (atomically) as it trains")
     train.add_argument("--checkpoint-every", type=_int_or_epoch, default="epoch",
@@ -101,11 +104,17 @@ class EpochLog:
     ``kept``: epochs whose rows an existing log keeps (on ``--resume``, the
     checkpoint's finished epochs): later rows are dropped first, and a row
     the log misses is written from the History, so the file never holds an
-    epoch twice or misses one.
+    epoch twice or misses one. A regressor's line (``model`` with loss mse)
+    adds the R^2 and RMSE of ``model`` on ``test_set``
+    (:func:`scratchgd.metrics.regression_report`, one more pass over its rows),
+    kept in ``test_r2`` by epoch.
     """
 
-    def __init__(self, print_lines: bool, epochs: int, log: str | None, kept: int = 0) -> None:
+    def __init__(self, print_lines: bool, epochs: int, log: str | None, kept: int = 0,
+                 model: MLP | None = None, test_set: Dataset | None = None) -> None:
         self.print_lines, self.epochs, self.log = print_lines, epochs, log
+        self.model, self.test_set = model, test_set
+        self.test_r2: dict[int, float] = {}
         self.written = 0
         if log is None:
             return
@@ -124,12 +133,26 @@ class EpochLog:
         self.written = len(rows)
 
     def __call__(self, history: History) -> None:
+        if self.model is not None and self.model.loss == "mse":
+            report = regression_report(self.model, self.test_set)
+            self.test_r2[history.epochs] = float(report.r2.mean())
+            line = regression_line(history, self.epochs, report)
+        else:
+            line = _epoch_line(history, self.epochs)
         if self.print_lines:
-            print(_epoch_line(history, self.epochs), flush=True)
+            print(line, flush=True)
         if self.log is not None:
             with open(self.log, "a", encoding="utf-8") as fh:
                 fh.writelines(history.csv_rows(first=self.written + 1))
             self.written = history.epochs
+
+
+def regression_line(history: History, epochs: int, report: RegressionReport) -> str:
+    """A regressor's epoch line: training loss, test loss, R^2 and RMSE (means over outputs), seconds."""
+    width = len(str(epochs))
+    return (f"epoch {history.epochs:>{width}}/{epochs}  loss {history.epoch_loss[-1]:.6g}  "
+            f"val_loss {report.loss:.6g}  val_R^2 {report.r2.mean():.4f}  "
+            f"val_RMSE {report.rmse.mean():.6g}  {history.epoch_seconds[-1]:.3f}s")
 
 
 def _resumed_epochs(args: argparse.Namespace) -> int:
@@ -168,10 +191,9 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
     """The training and test sets, optimizer and model ``args`` name."""
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
-    n_classes = max(train_set.n_classes, test_set.n_classes)
-    model = MLP([train_set.n_features, *args.hidden, n_classes],
-                activation=args.activation, seed=args.seed, dtype=np.dtype(args.dtype).type,
-                backend=args.backend)
+    model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
+                activation=args.activation, loss=args.loss or "cross_entropy", seed=args.seed,
+                dtype=np.dtype(args.dtype).type, backend=args.backend)
     scale(args, model, train_set)
     return train_set, test_set, optimizer, model
 
@@ -187,23 +209,33 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
         print(f"resuming from {args.checkpoint}")
     log = args.log if group is None or group.rank == 0 else None  # rank 0 alone writes files
     # the checkpoint is read for its epoch count only when a log must be kept in step with it
-    on_epoch_end = EpochLog(args.no_progress, args.epochs, log,
-                            _resumed_epochs(args) if log else 0)
+    regression = model.loss == "mse"
+    # fit's own epoch line has no R^2: a regressor's lines come from EpochLog, without a bar
+    progress = not args.no_progress and not regression
+    on_epoch_end = EpochLog(not progress, args.epochs, log, _resumed_epochs(args) if log else 0,
+                            model, test_set)
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
-                  validation=test_set, progress=not args.no_progress, seed=args.seed,
+                  validation=test_set, progress=progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                   resume=args.resume, memory_budget=args.memory_budget,
                   on_epoch_end=on_epoch_end, comm=None if group is None else group.comm)
     seconds = time.perf_counter() - start
-    _, accuracy = evaluate(model, test_set)
     print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
           f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
-    print(f"test accuracy: {accuracy:.4f}")
+    if regression:
+        report = regression_report(model, test_set)
+        print(f"test RMSE: {report.rmse.mean():.6g}  MAE: {report.mae.mean():.6g}")
+        print(f"test R^2: {report.r2.mean():.4f}")
+    else:
+        print(f"test accuracy: {evaluate(model, test_set)[1]:.4f}")
     if args.plot and (group is None or group.rank == 0):
         from ..plots import plot_history
 
-        plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
+        test_r2 = ([on_epoch_end.test_r2.get(e, np.nan) for e in range(1, history.epochs + 1)]
+                   if regression else None)
+        plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}",
+                     test_r2=test_r2)
         print(f"wrote {args.plot}")
     if args.save and (group is None or group.rank == 0):
         model.save(args.save)
