@@ -29,7 +29,9 @@ from .errors import TrainingDiverged
 from .losses import LOSS
 from .mlp import MLP
 from .noise import batch_estimates, noise_scale
+from .npzfile import remove_temporaries
 from .optim import Optimizer
+from .scaling import Scaling
 
 EVAL_BATCH = 1024
 SPAN_ROWS = 16384
@@ -117,7 +119,8 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     ``loss = (1/n) sum_i l_i``; ``accuracy = (1/n) #{i : argmax z_i = y_i}``.
     Computed in batches of ``EVAL_BATCH`` rows so memory stays bounded.
     """
-    _check_data(model, data, "data")
+    _checks.instance("model", model, MLP)
+    model.check_data(data, "data")
     y = model.check_y(data.y, len(data), name="data.y")
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), EVAL_BATCH):
@@ -131,17 +134,6 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     return loss_sum / len(data), accuracy
 
 
-def _check_data(model: MLP, data: Dataset, name: str) -> None:
-    """Raise unless ``data`` is a Dataset that ``model`` can take."""
-    _checks.instance("model", model, MLP)
-    _checks.instance(name, data, Dataset)
-    if data.n_features != model.n_inputs:
-        raise ValueError(f"{name} has {data.n_features} features but the model takes "
-                         f"{model.n_inputs}")
-    model.check_y(data.y, len(data), name=f"{name}.y")
-    model.check_range(f"{name}.X", data.X)
-
-
 def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
                     accumulate: int | str, validation: Dataset | None, progress: bool,
                     seed: int) -> None:
@@ -152,9 +144,9 @@ def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int
     _checks.count_or_epoch("accumulate", accumulate)
     _checks.boolean("progress", progress)
     _checks.seed("seed", seed)
-    _check_data(model, data, "data")
+    model.check_data(data, "data")
     if validation is not None:
-        _check_data(model, validation, "validation")
+        model.check_data(validation, "validation")
     if optimizer.velocity is not None and (
             [(v.shape, v.dtype) for v in optimizer.velocity]
             != [(p.shape, p.dtype) for p in model.params]):
@@ -327,7 +319,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     else:
         loader, accumulate = group.agree(lambda: _prepare(*args))
         group.check_same(_run_description(*args))
-        _dist.broadcast_model(group, model, optimizer)
+        broadcast_model(group, model, optimizer)
     k = len(loader) if accumulate == "epoch" else accumulate
     y = model.check_y(data.y, len(data), name="data.y")
     settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
@@ -338,7 +330,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     history, at = History(), _Position()
     writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
     if writer:
-        _ckpt.remove_temporaries(checkpoint)
+        remove_temporaries(checkpoint)
     if checkpoint is not None and resume:
         if group is None:
             if os.path.exists(checkpoint):
@@ -599,6 +591,26 @@ def _run_span_distributed(model: MLP, optimizer: Optimizer, loader: DataLoader, 
                 at, loss_sums[-1] / batch_rows[-1], optimizer, history,
                 "leads to an update that would make the weights non-finite"))
         history.steps += 1
+
+
+def broadcast_model(group: _dist.Group, model: MLP, optimizer: Optimizer) -> None:
+    """Copy rank 0's weights, input scaling and momentum buffers onto every rank, in place.
+
+    As PyTorch DDP and Horovod do at the start of training: the replicas then
+    start from the same bits whatever each rank's ``MLP(seed=...)`` drew, and
+    scale their batches by rank 0's statistics (``model.scaling``; every rank
+    has one or none, checked before).
+    """
+    for p in model.params:
+        group.comm.Bcast(p, root=0)
+    if model.scaling is not None:
+        mean, std = np.array(model.scaling.mean), np.array(model.scaling.std)
+        group.comm.Bcast(mean, root=0)
+        group.comm.Bcast(std, root=0)
+        model.scaling = Scaling(mean, std)
+    if optimizer.momentum:
+        for v in optimizer.buffers(model.params):
+            group.comm.Bcast(v, root=0)
 
 
 def _step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int) -> bool:
