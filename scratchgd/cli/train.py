@@ -11,9 +11,10 @@ import numpy as np
 
 from .. import checkpoint, distributed
 from ..data import Dataset
+from ..history import History, epoch_line
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
-from ..train import History, _epoch_line, evaluate, fit
+from ..train import evaluate, fit
 from ._data import add_data_arguments, load, scale
 
 DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
@@ -125,7 +126,7 @@ class EpochLog:
 
     def __call__(self, history: History) -> None:
         if self.print_lines:
-            print(_epoch_line(history, self.epochs), flush=True)
+            print(epoch_line(history, self.epochs), flush=True)
         if self.log is not None:
             with open(self.log, "a", encoding="utf-8") as fh:
                 fh.writelines(history.csv_rows(first=self.written + 1))
