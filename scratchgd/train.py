@@ -5,6 +5,14 @@ One iteration of the cycle::
     draw a batch from the loader -> predict -> loss -> gradients
         -> accumulate -> (every k iterations) update the weights
 
+:func:`fit` is that loop over epochs and spans of whole training steps. What
+runs the iterations of a span is its engine (:mod:`scratchgd.engines`; read
+:mod:`scratchgd.engines.python` for the cycle line by line); what happens
+beside the cycle -- resuming, checkpoints, the gradient noise, the progress
+lines, the caller's callback -- are hooks called at the loop's named points
+(:mod:`scratchgd.hooks`); the arguments are checked and the loader is planned
+before the run starts (:mod:`scratchgd.plan`).
+
 ``History`` counts iterations (batches drawn) and training steps (weight
 updates) separately: with ``accumulate=k`` they differ by a factor of ``k``.
 """
@@ -17,18 +25,18 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import _checks, engines, memory
-from . import checkpoint as _ckpt
-from . import distributed as _dist
-from .data import DataLoader, Dataset
-from .history import History, Position, epoch_line
+from . import _checks, engines
+from .data import Dataset
+from .distributed import Group
+from .history import History, Position
+from .hooks import Checkpoints, EpochCallback, NoiseTracker, Report
 from .losses import LOSS
 from .mlp import MLP
-from .noise import batch_estimates, noise_scale
-from .npzfile import remove_temporaries
 from .optim import Optimizer
+from .plan import FitArgs, make_plan
+
+__all__ = ["EVAL_BATCH", "History", "evaluate", "fit"]
 
 EVAL_BATCH = 1024
 """Rows per forward pass of :func:`evaluate`."""
@@ -53,42 +61,6 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
             correct += int((z.argmax(axis=1) == y[rows]).sum())
     accuracy = correct / len(data) if model.loss == "cross_entropy" else math.nan
     return loss_sum / len(data), accuracy
-
-
-def _check_fit_args(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
-                    accumulate: int | str, validation: Dataset | None, progress: bool,
-                    seed: int) -> None:
-    _checks.instance("model", model, MLP)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
-    _checks.positive_int("epochs", epochs)
-    _checks.count_or_epoch("accumulate", accumulate)
-    _checks.boolean("progress", progress)
-    _checks.seed("seed", seed)
-    model.check_data(data, "data")
-    if validation is not None:
-        model.check_data(validation, "validation")
-    if optimizer.velocity is not None and (
-            [(v.shape, v.dtype) for v in optimizer.velocity]
-            != [(p.shape, p.dtype) for p in model.params]):
-        raise ValueError("optimizer holds momentum buffers of another model; call "
-                         "optimizer.reset() before training a new model with it")
-
-
-def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
-                           resume: bool) -> None:
-    _checks.boolean("resume", resume)
-    if checkpoint is None:
-        if resume:
-            raise ValueError("resume=True needs a checkpoint file to resume from")
-        return
-    _checks.path("checkpoint", checkpoint)
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    if not os.path.isdir(folder):
-        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
-    if os.path.isdir(checkpoint):
-        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
-    _checks.count_or_epoch("checkpoint_every", checkpoint_every)
 
 
 def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
@@ -210,169 +182,46 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         If an argument is invalid or the checkpoint to resume from is unreadable
         or belongs to another run (nothing is changed then).
     """
-    group = None if comm is None else _dist.Group(comm)
-    args = (model, data, optimizer, epochs, accumulate, validation, progress, seed, checkpoint,
-            checkpoint_every, resume, memory_budget, track_noise, rng, on_epoch_end,
-            group)
-    if group is None:
-        loader, accumulate = _prepare(*args)
-    else:
-        loader, accumulate = group.agree(lambda: _prepare(*args))
-        group.check_same(_run_description(*args))
-    k = len(loader) if accumulate == "epoch" else accumulate
-    y = model.check_y(data.y, len(data), name="data.y")
-    noise = _NoiseTracker() if track_noise else None
-    engine = engines.choose(model, optimizer, loader, y, k, group, noise)
+    group = None if comm is None else Group(comm)
+    # start of run: every argument checked (alike on every rank) before anything changes
+    plan = make_plan(FitArgs(model, data, optimizer, epochs, accumulate, validation, progress,
+                             seed, checkpoint, checkpoint_every, resume, memory_budget,
+                             track_noise, rng, on_epoch_end), group)
+    loader = plan.loader
+    noise = NoiseTracker() if track_noise else None
+    engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise)
     engine.start()
-    settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
-                "seed": int(seed), "rows": len(data),
-                "features": data.n_features, "track_noise": track_noise,
-                "scale": "none" if model.scaling is None else "standard",
-                "processes": 1 if group is None else group.size}
-    history, at = History(), Position()
-    writer = checkpoint is not None and (group is None or group.rank == 0)  # rank 0 writes
-    if writer:
-        remove_temporaries(checkpoint)
-    if checkpoint is not None and resume:
-        if group is None:
-            if os.path.exists(checkpoint):
-                history, at = _resume(checkpoint, model, optimizer, loader, settings, epochs)
-        else:
-            content = group.bcast(_read_bytes(checkpoint) if group.rank == 0 else None)
-            if content is not None:
-                history, at = group.agree(lambda: _resume(
-                    checkpoint, model, optimizer, loader, settings, epochs, content))
-    last = len(loader)
-    every = None if checkpoint is None or checkpoint_every == "epoch" else checkpoint_every
-    # non-finite values are caught explicitly below (TrainingDiverged), not by warnings
-    with np.errstate(over="ignore", invalid="ignore"), tqdm(
-            total=epochs * last, initial=history.iterations, disable=not progress, unit="it",
-            leave=False, dynamic_ncols=True) as bar:
-        if history.iterations and progress:
-            bar.write(f"resumed from {os.fspath(checkpoint)}: epoch {at.epoch}, "
-                      f"iteration {at.iteration}, step {history.steps}")
-        while at.epoch <= epochs:
+    checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group)
+    history, at = checkpoints.resume(resume)  # a fresh run, or the checkpoint's, weights restored
+    # non-finite values are caught explicitly (TrainingDiverged), not by warnings
+    with np.errstate(over="ignore", invalid="ignore"), Report(
+            progress, epochs, len(loader), history, at, checkpoint) as report:
+        hooks = [hook for hook in (noise, report, checkpoints, EpochCallback(on_epoch_end)) if hook]
+        while at.epoch <= epochs:  # an epoch: every row drawn once
             start = time.perf_counter()
             if at.iteration == 0:
-                at.order = loader.epoch_order()
-            while at.iteration < last:
-                stop = _span_stop(at.iteration, last, k, history.steps, every)
-                engine.run_span(at, stop, history, bar.update)
-                if stop < last and writer:  # a checkpoint is due inside the epoch
-                    _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
+                at.order = loader.epoch_order()  # a fresh row order every epoch
+            while at.iteration < len(loader):
+                # a span of whole training steps, to the epoch's end or a checkpoint's step:
+                # draw a batch -> predict -> loss -> gradients -> accumulate -> update, repeated
+                engine.run_span(at, checkpoints.span_end(at, history), history, report.advance)
+                for hook in hooks:  # end of span
+                    hook.end_of_span(history, at)
             history.epoch_seconds.append(time.perf_counter() - start)
-            _end_epoch(model, history, at, len(data), validation)
-            if track_noise:
-                history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
-                                        if at.noise_batches else math.nan)
-            if progress:
-                bar.write(epoch_line(history, epochs))
-            at = Position(epoch=at.epoch + 1)
-            if writer and (checkpoint_every == "epoch" or at.epoch > epochs
-                                           or history.steps % checkpoint_every == 0):
-                _ckpt.save(checkpoint, model, optimizer, loader, history, at, settings)
-            if on_epoch_end is not None:
-                on_epoch_end(history)
+            _record_epoch(model, history, at, len(data), validation)
+            for hook in hooks:  # end of epoch
+                hook.end_of_epoch(history, at)
+            at = at.next_epoch()
     return history
 
 
-def _prepare(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
-             accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
-             checkpoint: str | os.PathLike | None, checkpoint_every: int | str, resume: bool,
-             memory_budget: int | str | None, track_noise: bool, rng: np.random.Generator | None,
-             on_epoch_end: Callable[[History], object] | None, group: _dist.Group | None
-             ) -> tuple[DataLoader, int | str]:
-    """Check :func:`fit`'s arguments; the loader and accumulation it trains with."""
-    _check_fit_args(model, data, optimizer, epochs, accumulate, validation, progress, seed)
-    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
-    _checks.boolean("track_noise", track_noise)
-    if track_noise and optimizer.batch_size == 1:
-        raise ValueError(f"track_noise=True needs batches of at least 2 rows: {optimizer} draws "
-                         f"one row per batch, which carries no estimate of the gradient noise")
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if on_epoch_end is not None and not callable(on_epoch_end):
-        raise TypeError(f"on_epoch_end must be callable, got {type(on_epoch_end).__name__}")
-    if group is not None and (track_noise or rng is not None):
-        raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
-                         "training): leave them out, or train in one process")
-    loader = optimizer.loader(data, seed=seed)
-    if rng is not None:
-        loader.rng = rng
-    if memory_budget is not None:
-        loader, accumulate = memory.budget_loader(model, data, optimizer, loader, accumulate,
-                                                  memory_budget,
-                                                  1 if group is None else group.size)
-    if len(loader) == 0:
-        raise ValueError(f"the loader yields no batch: {loader}")
-    return loader, accumulate
+def _record_epoch(model: MLP, history: History, at: Position, n: int,
+                  validation: Dataset | None) -> None:
+    """Record the figures of the epoch ``at`` has just finished, over its ``n`` rows.
 
-
-def _run_description(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int,
-                     accumulate: int | str, validation: Dataset | None, progress: bool, seed: int,
-                     checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
-                     resume: bool, memory_budget: int | str | None, *_: object) -> dict:
-    """What every rank of a data-parallel :func:`fit` must agree on (compared by name)."""
-    return {"rows": len(data), "features": data.n_features,
-            "labels' dtype and shape": (str(data.y.dtype), data.y.shape), "seed": seed,
-            "optimizer settings": _ckpt.optimizer_settings(optimizer),
-            "momentum buffers": optimizer.velocity is not None,
-            "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
-            "dtype": np.dtype(model.dtype).name, "backend": model.backend,
-            "input scaling": "none" if model.scaling is None else "standard",
-            "accumulate": accumulate, "epochs": epochs, "memory_budget": memory_budget,
-            "validation rows": None if validation is None else len(validation),
-            "checkpoint": checkpoint is not None, "checkpoint_every": checkpoint_every,
-            "resume": resume}
-
-
-def _span_stop(iteration: int, last: int, k: int, steps: int, every: int | None) -> int:
-    """The iteration that ends the next span of an epoch, ``iteration`` being done.
-
-    The end of the epoch (``last``), or sooner the iteration whose training step
-    is the next multiple of ``every`` steps, where a checkpoint is due. Spans
-    start and end on step boundaries: a step is taken every ``k`` iterations.
+    The epoch's loss is weighted by batch length, ``sum(batch loss sums) / n``,
+    not the last batch's loss and not a mean of batch means.
     """
-    if every is None:
-        return last
-    return min(last, iteration + (every - steps % every) * k)
-
-
-def _read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _resume(checkpoint: str | os.PathLike, model: MLP, optimizer: Optimizer, loader: DataLoader,
-            settings: dict, epochs: int, content: bytes | None = None
-            ) -> tuple[History, Position]:
-    """History and position of the run saved in ``checkpoint``, its state restored.
-
-    ``content``: the file's bytes as rank 0 read and broadcast them (``fit(comm=...)``),
-    so the other ranks need no shared file system.
-    """
-    saved = _ckpt.load(checkpoint, content)
-    saved.check(model, optimizer, loader, settings)
-    try:
-        history = History(**saved.history)
-        at = Position(order=saved.order, **saved.position)
-    except TypeError as exc:
-        raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
-    needed = at.epoch if at.iteration else history.epochs
-    if needed > epochs:
-        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} has reached epoch {needed}, "
-                         f"beyond epochs={epochs}")
-    saved.restore(model, optimizer, loader)
-    return history, at
-
-
-def _end_epoch(model: MLP, history: History, at: Position, n: int,
-               validation: Dataset | None) -> None:
-    """Record the figures of the epoch ``at`` has just finished."""
     history.epochs = at.epoch
     history.epoch_loss.append(at.loss_sum / n)
     history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
@@ -383,14 +232,3 @@ def _end_epoch(model: MLP, history: History, at: Position, n: int,
         val_loss, val_accuracy = evaluate(model, validation)
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
-
-
-class _NoiseTracker:
-    """Adds every batch's estimates of ``|G|^2`` and ``tr(Sigma)`` to the epoch's sums (B >= 2)."""
-
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
-        if len(sq_norms) > 1:
-            grad_sq, trace_cov = batch_estimates(grads, sq_norms)
-            at.noise_grad_sq += grad_sq
-            at.noise_trace_cov += trace_cov
-            at.noise_batches += 1
