@@ -53,14 +53,14 @@ def boolean(name: str, value: object) -> bool:
 
     A string such as ``"False"`` is refused rather than read as true.
     """
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be True or False, got {_show(value)}")
     return bool(value)
 
 
 def path(name: str, value: object) -> str | os.PathLike:
     """Return ``value`` if it is a file path (``str`` or ``os.PathLike``), else raise."""
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
         raise TypeError(f"{name} must be a file path, got {_show(value)}")
     if "\0" in os.fsdecode(os.fspath(value)):
         raise ValueError(f"{name} must not contain a null byte, got {_show(value)}")
@@ -131,7 +131,7 @@ def shuffle_mode(name: str, value: object) -> bool | str:
     """Return ``value`` as ``True``/``False`` or ``"chunks"``, else raise."""
     if isinstance(value, str):
         return choice(name, value, ("chunks",))
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be True, False or 'chunks', got {_show(value)}")
     return bool(value)
 

@@ -98,7 +98,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
 
 def _plain(value: Any) -> int | float:
     """NumPy scalars as the Python numbers JSON can hold."""
-    if isinstance(value, (np.integer, np.floating)):
+    if isinstance(value, np.integer | np.floating):
         return value.item()
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
 

@@ -172,7 +172,7 @@ class _MLPEstimator(BaseEstimator):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = [sizes]
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        if isinstance(sizes, str | bytes) or not hasattr(sizes, "__iter__"):
             raise TypeError(f"hidden_layer_sizes must be an int or a tuple of ints, "
                             f"got {sizes!r}")
         return [_checks.positive_int(f"hidden_layer_sizes[{i}]", s) for i, s in enumerate(sizes)]

@@ -48,7 +48,7 @@ def parse_bytes(budget: int | str, name: str = "memory_budget") -> int:
                              f"'1.5GiB', got {budget!r}")
         number, unit = match.groups()
         budget = math.floor(float(number) * UNITS[unit or ""])
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer):
         raise TypeError(f"{name} must be an integer number of bytes or a string like '512MB', "
                         f"got {budget!r}")
     if budget < 1:

@@ -50,7 +50,7 @@ class MLP:
     def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "cross_entropy",
                  seed: int = 0, dtype: type = np.float64, backend: str = "numpy") -> None:
         try:
-            if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            if isinstance(sizes, str | bytes) or not hasattr(sizes, "__len__"):
                 raise TypeError
             sizes = list(sizes)
         except TypeError:  # a number, a 0-d array, a string

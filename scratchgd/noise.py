@@ -234,7 +234,7 @@ def advise_batch_size(model: MLP, data: Dataset, batch_sizes: list[int] | None =
     _checks.instance("data", data, Dataset)
     if batch_sizes is None:
         batch_sizes = default_batch_sizes(len(data))
-    elif isinstance(batch_sizes, (str, bytes)) or not hasattr(batch_sizes, "__iter__"):
+    elif isinstance(batch_sizes, str | bytes) or not hasattr(batch_sizes, "__iter__"):
         raise TypeError(f"batch_sizes must be a list of positive integers, got {batch_sizes!r}")
     sizes = [_checks.positive_int(f"batch_sizes[{i}]", b) for i, b in enumerate(batch_sizes)]
     return advice_table(gradient_noise(model, data, rows=rows, seed=seed).b_simple, sizes)

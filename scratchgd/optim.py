@@ -66,12 +66,16 @@ class Optimizer:
         TrainingDiverged
             If the new weights would not all be finite; nothing is changed then.
         """
+        # lr and momentum in each weight's dtype, as NumPy 2 casts a Python float: NumPy 1
+        # would compute float32 weights in float64 when lr overflows float32, and the check
+        # below would pass values that overflow on assignment
         if self.momentum:
-            new_velocity = [self.momentum * v + g for v, g in zip(self.buffers(params), grads,
-                                                                  strict=True)]
+            new_velocity = [v.dtype.type(self.momentum) * v + g
+                            for v, g in zip(self.buffers(params), grads, strict=True)]
         else:
             new_velocity = grads
-        new_params = [w - self.lr * v for w, v in zip(params, new_velocity, strict=True)]
+        new_params = [w - w.dtype.type(self.lr) * v for w, v in zip(params, new_velocity,
+                                                                    strict=True)]
         if not all(np.isfinite(w).all() for w in new_params):
             raise TrainingDiverged("the update would make the weights non-finite")
         for w, new_w in zip(params, new_params, strict=True):

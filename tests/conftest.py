@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings  # noqa: E402 (after the environment is set)
 
 settings.register_profile(
     "scratchgd", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True

@@ -1,9 +1,10 @@
 """Every relative link in the documentation resolves, so moving a page can't leave a dead link.
 
 Checked: Markdown links and images (``[text](target)``, ``![alt](target)``) and HTML
-``<img src>`` in README.md, CONTRIBUTING.md, CHANGELOG.md, docs/*.md and the markdown cells
-of docs/tour.ipynb; the file part must exist, and an anchor into a Markdown file must be one
-of its headings (GitHub's slugs). Code blocks and inline code are not links and are skipped.
+``<img src>`` in README.md, CONTRIBUTING.md, CHANGELOG.md, docs/*.md, the dated raw benchmark
+records in benchmarks/results/*.md and the markdown cells of docs/tour.ipynb; the file part
+must exist, and an anchor into a Markdown file must be one of its headings (GitHub's slugs).
+Code blocks and inline code are not links and are skipped.
 Test references written as ``tests/file.py::function`` must name a test that exists.
 """
 
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md",
-                *(ROOT / "docs").glob("*.md")])
+                *(ROOT / "docs").glob("*.md"), *(ROOT / "benchmarks" / "results").glob("*.md")])
 NOTEBOOK = ROOT / "docs" / "tour.ipynb"
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)

@@ -4,17 +4,30 @@ The stored notebook is what a reader sees on the web without running it, so it
 must not go stale: every code cell executed in order, no error stored, and the
 printed text of a fresh run equal to the stored text. Regenerate with
 ``python docs/make_tour.py``.
+
+Equal means equal to the letter, except in the cells tagged ``approximate``
+(cell metadata ``tags``): they print the end of plain-SGD runs of 14,370
+one-row steps, which amplify last-bit differences between BLAS builds and CPUs
+(the stored SGD row reads train loss 0.0130, test accuracy 0.958; a fresh
+venv with OpenBLAS 0.3.31 on an AMD EPYC prints 0.0081 and 0.972). That is not
+a property of scratchgd, so there the words and integers (steps, rows, batch
+sizes) must still match exactly and every decimal number must lie within
+:data:`APPROXIMATE` of the stored one.
 """
 
 import copy
 import importlib.util
 import pathlib
+import re
 
 import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOUR = ROOT / "docs" / "tour.ipynb"
+APPROXIMATE = 0.03
+"""Largest absolute difference of a printed decimal number in an ``approximate`` cell."""
+DECIMAL = re.compile(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?")
 
 
 def load_make_tour():
@@ -47,6 +60,24 @@ def printed(cell) -> list[str]:
     return [f"{name}: {text}" for name, text in sorted(streams.items())] + texts
 
 
+def same_but_decimals(after: list[str], before: list[str]) -> bool:
+    """The texts equal once every decimal number is blanked, and each number within APPROXIMATE."""
+    if [DECIMAL.sub("#", t) for t in after] != [DECIMAL.sub("#", t) for t in before]:
+        return False
+    new = [float(x) for t in after for x in DECIMAL.findall(t)]
+    old = [float(x) for t in before for x in DECIMAL.findall(t)]
+    return all(abs(a - b) <= APPROXIMATE for a, b in zip(new, old, strict=True))
+
+
+def test_numbers_in_approximate_cells_may_move_only_a_little():
+    table = "SGD (b=1)          1   14370      {:.4f}          {:.3f}\n"
+    before = [table.format(0.0130, 0.958)]
+    assert same_but_decimals([table.format(0.0081, 0.972)], before)
+    assert not same_but_decimals([table.format(0.0130, 0.900)], before)      # too far
+    assert not same_but_decimals([table.replace("14370", "14371").format(0.0130, 0.958)],
+                                 before)                                      # an integer
+
+
 @pytest.fixture(scope="module")
 def stored():
     return nbformat.read(TOUR, as_version=4)
@@ -71,6 +102,11 @@ def test_a_fresh_run_prints_what_is_stored(stored):
     fresh = load_make_tour().execute(copy.deepcopy(stored))   # raises at the first failing cell
     old, new = code_cells(stored), code_cells(fresh)
     for number, (before, after) in enumerate(zip(old, new, strict=True), start=1):
+        if "approximate" in before.metadata.get("tags", []):
+            assert same_but_decimals(printed(after), printed(before)), (
+                f"code cell {number} (approximate) prints other words or integers, or a number "
+                f"more than {APPROXIMATE} away from the stored one\n{printed(after)}")
+            continue
         assert printed(after) == printed(before), (
             f"code cell {number} prints something else than the stored notebook; run "
             f"`python docs/make_tour.py` to store the new outputs\n{after.source[:300]}")
