@@ -10,11 +10,11 @@ from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .gradcheck import gradient_check, numerical_grads
 from .metrics import ClassificationReport, classification_report
-from .mlp import MLP
+from .mlp import MLP, standardize
 from .modelfile import load_model
 from .noise import GradientNoise, advise_batch_size, gradient_noise
 from .optim import GD, SGD, MiniBatchSGD, Optimizer
-from .scaling import Scaling, standardize
+from .scaling import Scaling
 from .train import History, evaluate, fit
 
 __version__ = "0.1.0"

@@ -17,7 +17,8 @@ scaling mode in the settings, and the number of data-parallel processes
 file of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
-counters) as one JSON text in the entry ``meta``. The file is read with
+counters) as one JSON text in the entry ``meta``: the format family of model
+files, read and written by :mod:`scratchgd.npzfile`. The file is read with
 ``np.load(allow_pickle=False)`` after its headers are checked, so a file that
 holds pickled objects, is truncated or declares impossible shapes is refused
 with a ``ValueError`` naming the file, and no code from it ever runs.
@@ -30,120 +31,28 @@ holds either the previous complete checkpoint or the new one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
-import io
 import json
-import math
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _checks
+from .npzfile import (
+    describe_model,
+    read_meta,
+    read_npz,
+    read_scaling,
+    read_weights,
+    scaling_arrays,
+    write_npz_atomic,
+)
 from .scaling import Scaling
 
 FORMAT = "scratchgd-checkpoint"
 VERSION = 3
-
-
-def read_npz(path: str | os.PathLike, what: str = "file", content: bytes | None = None
-             ) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` file ``path``, read safely.
-
-    ``content``: the file's bytes, already read (rank 0 reads a checkpoint and
-    broadcasts it); ``path`` then only names it in messages. The same checks apply.
-
-    Before any array is read, each entry's ``.npy`` header is checked: an
-    entry of Python objects (which NumPy could only read by unpickling) is
-    refused, and so is one whose declared shape needs more bytes than the
-    entry holds (a truncated or forged file) or than the machine has. Then the
-    arrays are read with ``allow_pickle=False``.
-
-    Raises
-    ------
-    ValueError
-        Naming ``what`` and ``path``, if the file is not a readable ``.npz`` of
-        plain arrays. A missing file raises ``FileNotFoundError``.
-    """
-    def source() -> str | os.PathLike | io.BytesIO:
-        return path if content is None else io.BytesIO(content)
-
-    try:
-        with zipfile.ZipFile(source()) as archive:
-            for info in archive.infolist():
-                with archive.open(info) as member:
-                    _check_npy_header(member, info)
-        with np.load(source(), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except Exception as exc:  # zip, zlib, header and EOF errors of a damaged file alike
-        raise ValueError(f"{what} {os.fspath(path)!r} is not a readable .npz of plain "
-                         f"arrays: {exc}") from None
-
-
-def _check_npy_header(member: Any, info: zipfile.ZipInfo) -> None:
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        raise ValueError(f"entry {info.filename!r} has unsupported .npy version {version}")
-    if dtype.hasobject:
-        raise ValueError(f"entry {info.filename!r} holds Python objects (pickled data); "
-                         f"refusing to load it")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > info.file_size:
-        raise ValueError(f"entry {info.filename!r} declares shape {shape} of {dtype} "
-                         f"({nbytes} bytes) but holds {info.file_size} bytes: truncated")
-    _checks.fits_in_memory(f"entry {info.filename!r}", shape, nbytes)
-
-
-def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to the ``.npz`` file ``path`` so that it is never half-written.
-
-    Writes ``.<name>.<random>.tmp`` in the same folder, flushes and fsyncs it,
-    renames it over ``path`` (atomic on POSIX and Windows), then fsyncs the
-    folder so the rename itself survives a power cut. A process killed before
-    the rename leaves the old file untouched (and possibly the temporary file,
-    which :func:`remove_temporaries` deletes).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                                     suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename durable
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder_fd)
-        finally:
-            os.close(folder_fd)
-
-
-def remove_temporaries(path: str | os.PathLike) -> None:
-    """Delete temporary files that a killed :func:`write_npz_atomic` left beside ``path``."""
-    path = os.path.abspath(os.fspath(path))
-    pattern = os.path.join(glob.escape(os.path.dirname(path)),
-                           f".{glob.escape(os.path.basename(path))}.*.tmp")
-    for temporary in glob.glob(pattern):
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
 
 
 def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, history: Any,
@@ -175,8 +84,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
         arrays["order"] = order
     meta = {
         "format": FORMAT, "version": VERSION,
-        "model": {"sizes": list(model.sizes), "activation": model.activation,
-                  "loss": model.loss, "dtype": np.dtype(model.dtype).name},
+        "model": describe_model(model),
         "optimizer": optimizer_settings(optimizer),
         "momentum_buffers": optimizer.velocity is not None,
         "settings": settings,
@@ -186,31 +94,6 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     }
     arrays["meta"] = np.array(json.dumps(meta, default=_plain))
     write_npz_atomic(path, arrays)
-
-
-def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
-    """The entries that store ``model.scaling``: ``scale_mean`` and ``scale_std``, or none."""
-    if model.scaling is None:
-        return {}
-    return {"scale_mean": model.scaling.mean, "scale_std": model.scaling.std}
-
-
-def read_scaling(arrays: dict[str, np.ndarray], n_inputs: int, fail: Any) -> Scaling | None:
-    """The :class:`~scratchgd.Scaling` stored by :func:`scaling_arrays` (popped), or ``None``.
-
-    ``fail(message)`` makes the ``ValueError`` that names the file.
-    """
-    mean, std = arrays.pop("scale_mean", None), arrays.pop("scale_std", None)
-    if mean is None and std is None:
-        return None
-    for name, value in (("scale_mean", mean), ("scale_std", std)):
-        if value is None or value.dtype != np.float64 or value.shape != (n_inputs,):
-            got = "nothing" if value is None else f"{value.dtype} {value.shape}"
-            raise fail(f"has {got} for {name}, expected float64 ({n_inputs},)")
-    try:
-        return Scaling(mean, std)
-    except ValueError as exc:
-        raise fail(f"has an unusable scaling: {exc}") from None
 
 
 def _plain(value: Any) -> int | float:
@@ -264,8 +147,7 @@ class Checkpoint:
         ``fit`` settings (``accumulate``, ``seed``, the data set's shape) and the
         loader's generator must match; the stored row order must index the data.
         """
-        wanted = {"model": {"sizes": list(model.sizes), "activation": model.activation,
-                            "loss": model.loss, "dtype": np.dtype(model.dtype).name},
+        wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
         for part, values in wanted.items():
             for key, value in values.items():
@@ -357,56 +239,6 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     if arrays.keys() - {"order"}:
         raise ck.fail(f"holds unexpected entries {sorted(arrays)}")
     return ck
-
-
-def read_meta(arrays: dict[str, np.ndarray], fail: Any) -> dict[str, Any]:
-    """The JSON text ``meta`` of a checkpoint or model file, as a dict (popped from ``arrays``).
-
-    ``fail(message)`` makes the ``ValueError`` that names the file.
-    """
-    meta_array = arrays.pop("meta", None)
-    if meta_array is None or meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-        raise fail("has no 'meta' text: it is not a scratchgd file")
-    try:
-        meta = json.loads(str(meta_array))
-    except ValueError as exc:
-        raise fail(f"has unreadable meta: {exc}") from None
-    if not isinstance(meta, dict):
-        raise fail("has a malformed 'meta' entry")
-    return meta
-
-
-def read_weights(arrays: dict[str, np.ndarray], model: dict[str, Any], names: tuple[str, ...],
-                 fail: Any) -> dict[str, list[np.ndarray]]:
-    """The arrays ``{name}_0, {name}_1, ...`` for each of ``names``, popped from ``arrays``.
-
-    ``model`` is the file's description (``sizes``, ``dtype``): every array
-    must have the shape ``[W_1, b_1, ...]`` its layer sizes give, that dtype,
-    and finite values, else ``fail(message)`` is raised.
-    """
-    sizes, dtype = model["sizes"], model["dtype"]
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-                       for s in sizes)):
-        raise fail(f"has layer sizes {sizes!r}")
-    if dtype not in ("float32", "float64"):
-        raise fail(f"has dtype {dtype!r}")
-    shapes = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        shapes += [(fan_in, fan_out), (fan_out,)]
-    found: dict[str, list[np.ndarray]] = {}
-    for name in names:
-        found[name] = []
-        for i, shape in enumerate(shapes):
-            array = arrays.pop(f"{name}_{i}", None)
-            if array is None or array.shape != shape or array.dtype != np.dtype(dtype):
-                got = "nothing" if array is None else f"{array.dtype} {array.shape}"
-                raise fail(f"has {got} for {name}_{i}, expected {dtype} {shape} "
-                           f"from sizes {sizes}")
-            if not np.isfinite(array).all():
-                raise fail(f"has non-finite values in {name}_{i}")
-            found[name].append(array)
-    return found
 
 
 def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from .scaling import Scaling
-
 MPI_HINT = 'install the "mpi" extra: pip install "scratchgd[mpi]"'
 
 GATHER_UP_TO = 2
@@ -210,26 +208,6 @@ class Group:
     def bcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (small Python values: JSON-like, bytes)."""
         return self.comm.bcast(obj, root=0)
-
-
-def broadcast_model(group: Group, model: Any, optimizer: Any) -> None:
-    """Copy rank 0's weights, input scaling and momentum buffers onto every rank, in place.
-
-    As PyTorch DDP and Horovod do at the start of training: the replicas then
-    start from the same bits whatever each rank's ``MLP(seed=...)`` drew, and
-    scale their batches by rank 0's statistics (``model.scaling``; every rank
-    has one or none, checked before).
-    """
-    for p in model.params:
-        group.comm.Bcast(p, root=0)
-    if model.scaling is not None:
-        mean, std = np.array(model.scaling.mean), np.array(model.scaling.std)
-        group.comm.Bcast(mean, root=0)
-        group.comm.Bcast(std, root=0)
-        model.scaling = Scaling(mean, std)
-    if optimizer.momentum:
-        for v in optimizer.buffers(model.params):
-            group.comm.Bcast(v, root=0)
 
 
 class ThreadComm:

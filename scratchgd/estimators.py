@@ -48,10 +48,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _checks, kernels, train
 from .activations import ACTIVATIONS
 from .data import Dataset
+from .history import History
 from .losses import log_softmax
 from .mlp import MLP
 from .optim import GD, MiniBatchSGD, Optimizer
-from .train import History
 
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}
 """scikit-learn's names of activations that scratchgd names otherwise."""

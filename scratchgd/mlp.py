@@ -1,14 +1,15 @@
-"""The multilayer perceptron: weights, forward pass, loss and gradients."""
+"""The multilayer perceptron: weights, forward pass, loss and gradients; its input scaling."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, kernels
+from . import _checks, kernels, npzfile
 from .activations import ACTIVATIONS
+from .data import Dataset
 from .kernels import reference
 from .losses import LOSSES
-from .scaling import Scaling
+from .scaling import Scaling, fit_scaling
 
 
 class MLP:
@@ -178,6 +179,19 @@ class MLP:
             raise ValueError(f"{name} must be targets of shape (n, {k}) for mse, got {y.shape}")
         return np.asarray(y, dtype=self.dtype)
 
+    def check_data(self, data: object, name: str = "data") -> None:
+        """Raise unless ``data`` is a :class:`~scratchgd.Dataset` this model can take.
+
+        Its features must number ``d`` and fit the model's dtype, its labels or
+        targets must suit the loss (:meth:`check_y`).
+        """
+        _checks.instance(name, data, Dataset)
+        if data.n_features != self.n_inputs:
+            raise ValueError(f"{name} has {data.n_features} features but the model takes "
+                             f"{self.n_inputs}")
+        self.check_y(data.y, len(data), name=f"{name}.y")
+        self.check_range(f"{name}.X", data.X)
+
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse.
 
@@ -237,14 +251,29 @@ class MLP:
     def save(self, path: str) -> None:
         """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
 
-        Pickle-free (see :mod:`scratchgd.modelfile`): the weights, the sizes,
+        Pickle-free (see :mod:`scratchgd.npzfile`): the weights, the sizes,
         activation, loss and dtype, and the input scaling. Written atomically.
         """
-        from .modelfile import save_model
-
-        save_model(self, path)
+        npzfile.write_model(_checks.path("path", path), self)
 
     def __repr__(self) -> str:
         scaled = ", scaling=standard" if self._scaling is not None else ""
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r}{scaled})")
+
+
+def standardize(model: MLP, data: Dataset | np.ndarray) -> Scaling:
+    """Give ``model`` the input scaling of ``data``: ``a_0 = (x - mean) / std``.
+
+    ``mean`` and ``std`` are the per-feature statistics of ``data`` (a
+    :class:`~scratchgd.Dataset` or an ``(n, d)`` array: the TRAINING rows),
+    computed by :func:`scratchgd.scaling.fit_scaling` without copying it. From
+    then on the model scales every input itself, in training, evaluation and
+    prediction, and saves the statistics with its weights. Set
+    ``model.scaling = None`` to remove it. Returns the :class:`Scaling`.
+    """
+    _checks.instance("model", model, MLP)
+    X = data.X if isinstance(data, Dataset) else data
+    scaling = fit_scaling(X)
+    model.scaling = scaling
+    return scaling

@@ -1,23 +1,18 @@
-"""Model files: a trained model in one pickle-free ``.npz`` file.
+"""Model files: :func:`load_model` reads a trained model back from its ``.npz`` file.
 
-``model.save("model.npz")`` writes, and :func:`load_model` reads back:
-
-* the weights ``param_0, param_1, ...`` (``[W_1, b_1, ...]``);
-* the input scaling, if any (``scale_mean``, ``scale_std``, float64);
-* one JSON text ``meta``: format, version, and the model's sizes,
-  activation, loss and dtype.
-
-It is the format family of checkpoints (:mod:`scratchgd.checkpoint`), read by
-the same validated reader (:func:`scratchgd.checkpoint.read_npz`): a file that
-holds pickled objects, is truncated or forged, or has weights of the wrong
-shape is refused with a ``ValueError`` that names it, and nothing from it is
-ever run. A checkpoint is accepted wherever a model file is: its model part
-is the same.
+``model.save("model.npz")`` (:meth:`scratchgd.MLP.save`) writes the file
+through :func:`scratchgd.npzfile.write_model`: the weights ``param_0,
+param_1, ...``, the input scaling, if any (``scale_mean``, ``scale_std``), and
+one JSON text ``meta`` (format, version, and the model's sizes, activation,
+loss and dtype). :func:`load_model` reads it with the validated reader of the
+same module (:func:`scratchgd.npzfile.read_npz`): a file that holds pickled
+objects, is truncated or forged, or has weights of the wrong shape is refused
+with a ``ValueError`` that names it, and nothing from it is ever run. A
+checkpoint is accepted wherever a model file is: its model part is the same.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -25,22 +20,7 @@ import numpy as np
 from . import _checks
 from . import checkpoint as _ckpt
 from .mlp import MLP
-
-FORMAT = "scratchgd-model"
-VERSION = 1
-
-
-def save_model(model: MLP, path: str | os.PathLike) -> None:
-    """Write ``model`` (weights, description, scaling) to ``path`` atomically."""
-    _checks.instance("model", model, MLP)
-    _checks.path("path", path)
-    arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
-    arrays.update(_ckpt.scaling_arrays(model))
-    meta = {"format": FORMAT, "version": VERSION,
-            "model": {"sizes": list(model.sizes), "activation": model.activation,
-                      "loss": model.loss, "dtype": np.dtype(model.dtype).name}}
-    arrays["meta"] = np.array(json.dumps(meta))
-    _ckpt.write_npz_atomic(path, arrays)
+from .npzfile import MODEL_FORMAT, MODEL_VERSION, read_meta, read_npz, read_scaling, read_weights
 
 
 def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
@@ -59,29 +39,29 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     """
     path = os.fspath(_checks.path("path", path))
     backend = _checks.choice("backend", backend, ("numpy", "numba"))
-    arrays = _ckpt.read_npz(path, "model file")
+    arrays = read_npz(path, "model file")
 
     def fail(message: str) -> ValueError:
         return ValueError(f"model file {path!r} {message}")
 
-    meta = _ckpt.read_meta(arrays, fail)
+    meta = read_meta(arrays, fail)
     if meta.get("format") == _ckpt.FORMAT:
         ck = _ckpt.load(path)
         return _build(ck.meta["model"], ck.params, ck.scaling, backend, fail)
-    if meta.get("format") != FORMAT:
+    if meta.get("format") != MODEL_FORMAT:
         raise fail("is neither a scratchgd model file nor a checkpoint")
-    if meta.get("version") != VERSION:
+    if meta.get("version") != MODEL_VERSION:
         raise fail(f"has format version {meta.get('version')!r}; this scratchgd reads "
-                   f"version {VERSION} only")
+                   f"version {MODEL_VERSION} only")
     described = meta.get("model")
     if not isinstance(described, dict):
         raise fail("has a malformed 'model' entry")
     try:
-        params = _ckpt.read_weights(arrays, described, ("param",), fail)["param"]
+        params = read_weights(arrays, described, ("param",), fail)["param"]
     except KeyError as exc:
         raise fail(f"misses the entry {exc}") from None
     sizes = described["sizes"]
-    scaling = _ckpt.read_scaling(arrays, sizes[0], fail)
+    scaling = read_scaling(arrays, sizes[0], fail)
     if arrays:
         raise fail(f"holds unexpected entries {sorted(arrays)}")
     return _build(described, params, scaling, backend, fail)

@@ -159,9 +159,8 @@ def gradient_noise(model: MLP, data: Dataset, rows: int | None = None,
         If ``rows`` is not ``None`` or an integer in ``[2, n]``, or ``data`` does
         not suit ``model``.
     """
-    from .train import _check_data  # here: train imports this module for fit(track_noise=)
-
-    _check_data(model, data, "data")
+    _checks.instance("model", model, MLP)
+    model.check_data(data, "data")
     seed = _checks.seed("seed", seed)
     rows = _checks.positive_int("rows", rows, allow_none=True)
     n = len(data)

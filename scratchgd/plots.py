@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .train import History  # noqa: E402
+from .history import History  # noqa: E402
 
 
 def plot_history(history: History, path: str | os.PathLike | None = None,

@@ -10,7 +10,8 @@ the data:
 * :func:`feature_stats` computes each feature's mean and standard deviation
   in one streaming pass over blocks of rows, with float64 accumulators, so a
   memory-mapped ``X`` stays on disk and large values do not overflow;
-* :func:`standardize` stores them in ``model.scaling``; from then on every
+* :func:`scratchgd.standardize` (in :mod:`scratchgd.mlp`, which knows both the
+  model and the data) stores them in ``model.scaling``; from then on every
   batch is scaled as it is gathered, ``a_0 = (x - mean) / std``
   (:func:`scratchgd.kernels.reference.standardize`, and the gathering loop of
   the compiled backend), by ``fit``, ``evaluate``, ``predict`` and the
@@ -116,26 +117,6 @@ def fit_scaling(X: np.ndarray) -> Scaling:
         raise ValueError(f"the mean of feature {column} overflows float64; rescale the data")
     std[~np.isfinite(std) | (std == 0)] = 1.0
     return Scaling(mean, std)
-
-
-def standardize(model: object, data: object) -> Scaling:
-    """Give ``model`` the input scaling of ``data``: ``a_0 = (x - mean) / std``.
-
-    ``mean`` and ``std`` are the per-feature statistics of ``data`` (a
-    :class:`~scratchgd.Dataset` or an ``(n, d)`` array: the TRAINING rows),
-    computed by :func:`fit_scaling` without copying it. From then on the
-    model scales every input itself, in training, evaluation and prediction,
-    and saves the statistics with its weights. Set ``model.scaling = None``
-    to remove it. Returns the :class:`Scaling`.
-    """
-    from .data import Dataset
-    from .mlp import MLP
-
-    _checks.instance("model", model, MLP)
-    X = data.X if isinstance(data, Dataset) else data
-    scaling = fit_scaling(X)
-    model.scaling = scaling
-    return scaling
 
 
 def range_spread(X: np.ndarray) -> tuple[float, int, int]:

@@ -10,8 +10,9 @@ import numba
 import numpy as np
 import pytest
 
+from scratchgd import precompile
 from scratchgd.cli import main
-from scratchgd.kernels import compiled, precompile
+from scratchgd.kernels import compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 

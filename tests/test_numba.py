@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from strategies import problems
 
 import scratchgd as sg
-from scratchgd import train as train_module
+from scratchgd.engines import compiled as compiled_engine
 from scratchgd.kernels import compiled
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
@@ -151,7 +151,7 @@ def test_fit_equals_reference_three_layers():
 def test_span_boundaries_do_not_change_a_bit(monkeypatch):
     """Runs of any length (at step boundaries) give bit-identical weights and History."""
     def run(span_rows):
-        monkeypatch.setattr(train_module, "SPAN_ROWS", span_rows)
+        monkeypatch.setattr(compiled_engine, "SPAN_ROWS", span_rows)
         model = sg.MLP([64, 24, 10], seed=3, backend="numba")
         history = sg.fit(model, small_digits(), sg.MiniBatchSGD(0.1, 8, momentum=0.9), epochs=2,
                          accumulate=3, progress=False, seed=7)
@@ -166,7 +166,7 @@ def test_span_boundaries_do_not_change_a_bit(monkeypatch):
 def test_spans_are_whole_steps_and_cover_the_iterations():
     for first, stop, k, rows in [(0, 45, 1, 32), (0, 1437, 1, 1), (10, 13, 5, 16), (0, 7, 7, 1),
                                  (3, 100, 3, 1000), (6, 30000, 2, 1), (4, 20, 2, 1)]:
-        runs = list(train_module.spans(first, stop, k, rows))
+        runs = list(compiled_engine.spans(first, stop, k, rows))
         assert runs[0][0] == first and runs[-1][1] == stop
         assert all(a[1] == b[0] for a, b in zip(runs[:-1], runs[1:], strict=True))
         assert all(start % k == 0 for start, _ in runs)
@@ -265,7 +265,7 @@ def test_checkpoints_and_mid_epoch_resume_are_bit_identical(tmp_path, monkeypatc
 
     whole_model, whole = run()
     path = tmp_path / "run.npz"
-    save, saves = train_module._ckpt.save, []
+    save, saves = sg.checkpoint.save, []
 
     class Crash(Exception):
         pass
@@ -276,11 +276,11 @@ def test_checkpoints_and_mid_epoch_resume_are_bit_identical(tmp_path, monkeypatc
         if len(saves) == 2:  # step 8: epoch 2, iteration 2
             raise Crash
 
-    monkeypatch.setattr(train_module._ckpt, "save", save_then_crash)
+    monkeypatch.setattr(sg.checkpoint, "save", save_then_crash)
     with pytest.raises(Crash):
         run(checkpoint=path, checkpoint_every=4)
     assert saves == [8, 2]
-    monkeypatch.setattr(train_module._ckpt, "save", save)
+    monkeypatch.setattr(sg.checkpoint, "save", save)
     model, history = run(checkpoint=path, checkpoint_every=4, resume=True)
     assert all(np.array_equal(a, b) for a, b in zip(model.params, whole_model.params, strict=True))
     assert history.iteration_loss == whole.iteration_loss

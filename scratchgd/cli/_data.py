@@ -11,9 +11,9 @@ import numpy as np
 
 from .. import datasets
 from ..data import Dataset
-from ..mlp import MLP
+from ..mlp import MLP, standardize
 from ..modelfile import load_model
-from ..scaling import range_spread, standardize
+from ..scaling import range_spread
 
 SPREAD_WARNING = 100.0
 """``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""

@@ -4,7 +4,7 @@ The first ``scratchgd train --backend numba`` of a fresh install (or of a new
 Python or numba version) compiles the kernels it needs, several seconds. This
 command pays that cost up front, for every combination of argument types the
 command line and the documented file formats produce (see
-:mod:`scratchgd.kernels.precompile`), printing one line per combination.
+:mod:`scratchgd.precompile`), printing one line per combination.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..kernels import precompile
+from .. import precompile
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

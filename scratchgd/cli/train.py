@@ -11,10 +11,11 @@ import numpy as np
 
 from .. import checkpoint, distributed
 from ..data import Dataset
+from ..history import History, epoch_line
 from ..metrics import RegressionReport, regression_report
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
-from ..train import History, _epoch_line, evaluate, fit
+from ..train import evaluate, fit
 from ._data import add_data_arguments, load, n_outputs, scale
 
 DEFAULT_LR = {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5}
@@ -138,7 +139,7 @@ class EpochLog:
             self.test_r2[history.epochs] = float(report.r2.mean())
             line = regression_line(history, self.epochs, report)
         else:
-            line = _epoch_line(history, self.epochs)
+            line = epoch_line(history, self.epochs)
         if self.print_lines:
             print(line, flush=True)
         if self.log is not None:

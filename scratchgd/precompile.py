@@ -3,8 +3,8 @@
 Numba compiles a kernel the first time it is called with a new combination of
 argument types and, with ``cache=True``, stores the machine code on disk
 (``__pycache__`` next to the package, or ``NUMBA_CACHE_DIR``). The types a
-training run produces are few, because :func:`compiled.span_input` and
-:func:`compiled.forward` normalise array layouts first: what varies is
+training run produces are few, because :func:`scratchgd.kernels.compiled.span_input` and
+:func:`~scratchgd.kernels.compiled.forward` normalise array layouts first: what varies is
 
 * the model's dtype: float32 or float64;
 * the dtype of ``X`` as stored: float32, float64 or uint8 (raw IDX pixels), in
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Dataset
-from ..distributed import run_threads
-from ..mlp import MLP
-from ..noise import gradient_noise
-from ..optim import MiniBatchSGD
-from ..train import evaluate, fit
+from .data import Dataset
+from .distributed import run_threads
+from .mlp import MLP
+from .noise import gradient_noise
+from .optim import MiniBatchSGD
+from .train import evaluate, fit
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 """Model dtypes by name (``scratchgd train --dtype``)."""

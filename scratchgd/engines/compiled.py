@@ -1,0 +1,67 @@
+"""The compiled engine (backend "numba"): many iterations of the cycle per kernel call.
+
+The cycle of :mod:`scratchgd.engines.python`, run by
+``kernels.compiled.fit_span``: one call draws the batches of ``at.order``,
+predicts, backpropagates, accumulates and steps exactly as the Python loop
+does, and hands back every batch's loss sum and correct count; the engine then
+advances ``history`` and ``at`` as the Python loop advances them, batch by
+batch. A span of :func:`scratchgd.fit` is cut into runs of about
+``SPAN_ROWS`` rows (:func:`spans`), so the progress bar moves every few
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..history import History, Position
+from .base import Engine
+
+SPAN_ROWS = 16384
+"""Rows per call of the compiled training kernel (backend "numba"), about."""
+
+
+def spans(first: int, stop: int, k: int, rows_per_batch: int) -> Iterator[tuple[int, int]]:
+    """Cut iterations ``[first, stop)`` of an epoch into runs of whole training steps.
+
+    Every run ``[start, end)`` but the last holds a multiple of ``k``
+    iterations and about ``SPAN_ROWS`` rows (at least ``k`` iterations), so
+    with ``first`` on a step boundary every run starts on one, and the
+    progress bar moves every few milliseconds.
+    """
+    size = k * max(1, SPAN_ROWS // (k * rows_per_batch))
+    for start in range(first, stop, size):
+        yield start, min(start + size, stop)
+
+
+class CompiledEngine(Engine):
+    """The training cycle in compiled code, a run of :func:`spans` per kernel call."""
+
+    def run_span(self, at: Position, stop: int, history: History,
+                 advance: Callable[[int], object]) -> None:
+        model, optimizer, loader = self.model, self.optimizer, self.loader
+        bounds = loader.batch_bounds(at.order)
+        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+        for start, end in spans(at.iteration, stop, self.k, loader.rows_per_batch):
+            loss_sums, hits, steps, status = model._kernels.fit_span(
+                model.params, velocity, loader.dataset.X, self.y, at.order, bounds, start, end,
+                self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
+                scaling=model.scaling)
+            done = len(hits)
+            rows = np.diff(bounds[start:start + done + 1])
+            at.iteration += done
+            history.iterations += done
+            history.samples_seen += int(rows.sum())
+            history.steps += steps
+            history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
+            at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as in Python
+            at.correct += int(hits.sum())
+            advance(done)
+            if status == model._kernels.LOSS_NOT_FINITE:
+                at.iteration += 1
+                rows = bounds[start + done + 1] - bounds[start + done]
+                raise self.loss_not_finite(at, loss_sums[done] / rows, history)
+            if status == model._kernels.UPDATE_NOT_FINITE:
+                raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)

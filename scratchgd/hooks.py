@@ -1,0 +1,202 @@
+"""What a run does beside the training cycle, at the named points of :func:`scratchgd.fit`'s loop.
+
+=================  =============================================================================
+point              collaborators (in this order)
+=================  =============================================================================
+start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
+                   :class:`Report` (opens the progress bar; says where a resumed run stands)
+each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch)
+end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
+                   line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
+                   (``fit``'s ``on_epoch_end``)
+=================  =============================================================================
+
+A collaborator is a :class:`Hook`: ``end_of_span(history, at)`` and
+``end_of_epoch(history, at)``, each doing nothing unless overridden; ``at`` is
+the position where the span or epoch ended. A new one is a subclass and an
+item of the loop's list of hooks. (The memory budget acts earlier, when the
+run is planned: :mod:`scratchgd.plan`.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from types import TracebackType
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import checkpoint as _ckpt
+from .distributed import Group
+from .history import History, Position, epoch_line
+from .mlp import MLP
+from .noise import batch_estimates, noise_scale
+from .npzfile import remove_temporaries
+from .optim import Optimizer
+from .plan import Plan
+
+
+class Hook:
+    """A collaborator of the loop, called at the end of every span and every epoch."""
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        """After a span of whole training steps, ``at`` on a step boundary."""
+
+    def end_of_epoch(self, history: History, at: Position) -> None:
+        """After the epoch ``at.epoch``, once its figures are in ``history``."""
+
+
+class NoiseTracker(Hook):
+    """``fit(track_noise=True)``: each epoch's gradient noise scale from its own batches.
+
+    Every batch of ``B >= 2`` rows gives unbiased estimates of ``|G|^2`` and
+    ``tr(Sigma)`` (:func:`scratchgd.noise.batch_estimates`); they are summed
+    over the epoch in ``at`` and divided when it ends
+    (:func:`scratchgd.noise.noise_scale`). A one-row batch carries no estimate.
+    """
+
+    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
+        """Add the estimates of one batch: its gradient sums and ``|grad l_i|^2`` per row."""
+        if len(sq_norms) > 1:
+            grad_sq, trace_cov = batch_estimates(grads, sq_norms)
+            at.noise_grad_sq += grad_sq
+            at.noise_trace_cov += trace_cov
+            at.noise_batches += 1
+
+    def end_of_epoch(self, history: History, at: Position) -> None:
+        history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
+                                if at.noise_batches else math.nan)
+
+
+class Report(Hook):
+    """``fit(progress=True)``: a progress bar over iterations and one line per epoch.
+
+    A context manager: the bar closes when the run ends or fails. A resumed
+    run (``history`` not empty) starts with a line saying where it stands.
+    """
+
+    def __init__(self, progress: bool, epochs: int, iterations_per_epoch: int, history: History,
+                 at: Position, checkpoint: str | os.PathLike | None) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.bar = tqdm(total=epochs * iterations_per_epoch, initial=history.iterations,
+                        disable=not progress, unit="it", leave=False, dynamic_ncols=True)
+        if history.iterations and progress:
+            self.bar.write(f"resumed from {os.fspath(checkpoint)}: epoch {at.epoch}, "
+                           f"iteration {at.iteration}, step {history.steps}")
+
+    def __enter__(self) -> Report:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.bar.close()
+
+    def advance(self, iterations: int) -> None:
+        """Move the bar by ``iterations`` done."""
+        self.bar.update(iterations)
+
+    def end_of_epoch(self, history: History, at: Position) -> None:
+        if self.progress:
+            self.bar.write(epoch_line(history, self.epochs))
+
+
+class EpochCallback(Hook):
+    """``fit(on_epoch_end=fn)``: ``fn(history)`` after every epoch, or nothing without ``fn``."""
+
+    def __init__(self, fn: Callable[[History], object] | None) -> None:
+        self.fn = fn
+
+    def end_of_epoch(self, history: History, at: Position) -> None:
+        if self.fn is not None:
+            self.fn(history)
+
+
+class Checkpoints(Hook):
+    """``fit(checkpoint=, checkpoint_every=, resume=)``: resume a run, then checkpoint it.
+
+    Checkpoints are written only between training steps, never with a
+    half-filled accumulation: after the span that ends on every
+    ``checkpoint_every``-th step, or after every epoch, and once more when
+    training ends. With a ``group`` only rank 0 writes; on resume rank 0 reads
+    the file and sends its bytes, so no rank needs a shared file system.
+    """
+
+    def __init__(self, model: MLP, optimizer: Optimizer, plan: Plan, epochs: int,
+                 path: str | os.PathLike | None, every: int | str, group: Group | None) -> None:
+        self.model, self.optimizer, self.plan, self.epochs = model, optimizer, plan, epochs
+        self.path, self.group = path, group
+        self.every = None if path is None or every == "epoch" else every
+        self.writes = path is not None and (group is None or group.rank == 0)  # rank 0 writes
+
+    def resume(self, resume: bool) -> tuple[History, Position]:
+        """The History and Position the run starts from: fresh, or those of the checkpoint.
+
+        ``resume``: continue from the checkpoint file if it exists (its weights,
+        momentum buffers and generator state restored); otherwise start afresh.
+        """
+        if self.writes:
+            remove_temporaries(self.path)
+        fresh = History(), Position()
+        if self.path is None or not resume:
+            return fresh
+        if self.group is None:
+            return self._restore() if os.path.exists(self.path) else fresh
+        content = self.group.bcast(_read_bytes(self.path) if self.group.rank == 0 else None)
+        return fresh if content is None else self.group.agree(lambda: self._restore(content))
+
+    def span_end(self, at: Position, history: History) -> int:
+        """The iteration that ends the next span of the epoch.
+
+        The end of the epoch, or sooner the iteration whose training step is the
+        next multiple of ``checkpoint_every`` steps, where a checkpoint is due.
+        Spans start and end on step boundaries: a step is taken every ``k``
+        iterations.
+        """
+        last = len(self.plan.loader)
+        if self.every is None:
+            return last
+        return min(last, at.iteration + (self.every - history.steps % self.every) * self.plan.k)
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        if self.writes and at.iteration < len(self.plan.loader):  # due inside the epoch
+            self._save(history, at)
+
+    def end_of_epoch(self, history: History, at: Position) -> None:
+        if self.writes and (self.every is None or at.epoch == self.epochs
+                            or history.steps % self.every == 0):
+            self._save(history, at.next_epoch())
+
+    def _save(self, history: History, at: Position) -> None:
+        _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
+                   self.plan.settings)
+
+    def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
+        """History and position of the run saved in the checkpoint, its state restored.
+
+        ``content``: the file's bytes as rank 0 read and broadcast them.
+        """
+        saved = _ckpt.load(self.path, content)
+        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings)
+        try:
+            history = History(**saved.history)
+            at = Position(order=saved.order, **saved.position)
+        except TypeError as exc:
+            raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
+        needed = at.epoch if at.iteration else history.epochs
+        if needed > self.epochs:
+            raise ValueError(f"checkpoint {os.fspath(self.path)!r} has reached epoch {needed}, "
+                             f"beyond epochs={self.epochs}")
+        saved.restore(self.model, self.optimizer, self.plan.loader)
+        return history, at
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,174 @@
+"""The start of a run: :func:`scratchgd.fit`'s arguments checked, and what it trains with.
+
+:func:`make_plan` checks every argument before anything changes (with
+``fit(comm=...)`` on every rank alike: one rank's refusal is every rank's, and
+the ranks must agree on the run) and decides, once, what the loop uses: the
+data loader (the optimizer's, cut into chunks that fit ``memory_budget``,
+:func:`scratchgd.memory.budget_loader`), the iterations per training step
+``k``, the labels as the loss takes them, and the settings a checkpoint
+records and a resume must match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _checks, memory
+from .checkpoint import optimizer_settings
+from .data import DataLoader, Dataset
+from .distributed import Group
+from .mlp import MLP
+from .optim import Optimizer
+
+
+@dataclass(frozen=True)
+class FitArgs:
+    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check."""
+
+    model: MLP
+    data: Dataset
+    optimizer: Optimizer
+    epochs: int
+    accumulate: int | str
+    validation: Dataset | None
+    progress: bool
+    seed: int
+    checkpoint: str | os.PathLike | None
+    checkpoint_every: int | str
+    resume: bool
+    memory_budget: int | str | None
+    track_noise: bool
+    rng: np.random.Generator | None
+    on_epoch_end: Callable[..., object] | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run trains with, decided once at its start.
+
+    Attributes
+    ----------
+    loader : DataLoader
+        Draws the batches (``History.iterations`` counts them).
+    k : int
+        Iterations per training step (``accumulate``; ``"epoch"`` is ``len(loader)``).
+    y : array
+        The training labels or targets as the loss takes them (:meth:`MLP.check_y`).
+    settings : dict
+        What a checkpoint records and a resumed run must match
+        (:meth:`scratchgd.checkpoint.Checkpoint.check`).
+    """
+
+    loader: DataLoader
+    k: int
+    y: np.ndarray
+    settings: dict[str, Any]
+
+
+def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
+    """Check ``args`` (on every rank of ``group``, which must agree) and plan the run.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument and its value; with a ``group``, on every rank.
+    """
+    if group is None:
+        loader, accumulate = _prepare(args, None)
+    else:
+        loader, accumulate = group.agree(lambda: _prepare(args, group))
+        group.check_same(_description(args))
+    model, data = args.model, args.data
+    settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
+                "seed": int(args.seed), "rows": len(data),
+                "features": data.n_features, "track_noise": args.track_noise,
+                "scale": "none" if model.scaling is None else "standard",
+                "processes": 1 if group is None else group.size}
+    return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
+                model.check_y(data.y, len(data), name="data.y"), settings)
+
+
+def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:
+    """Check ``args``; the loader and accumulation the run trains with."""
+    _check_fit_args(args)
+    _check_checkpoint_args(args.checkpoint, args.checkpoint_every, args.resume)
+    _checks.boolean("track_noise", args.track_noise)
+    optimizer, rng = args.optimizer, args.rng
+    if args.track_noise and optimizer.batch_size == 1:
+        raise ValueError(f"track_noise=True needs batches of at least 2 rows: {optimizer} draws "
+                         f"one row per batch, which carries no estimate of the gradient noise")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if args.on_epoch_end is not None and not callable(args.on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable, got {type(args.on_epoch_end).__name__}")
+    if group is not None and (args.track_noise or rng is not None):
+        raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
+                         "training): leave them out, or train in one process")
+    loader = optimizer.loader(args.data, seed=args.seed)
+    if rng is not None:
+        loader.rng = rng
+    accumulate = args.accumulate
+    if args.memory_budget is not None:
+        loader, accumulate = memory.budget_loader(args.model, args.data, optimizer, loader,
+                                                  accumulate, args.memory_budget,
+                                                  1 if group is None else group.size)
+    if len(loader) == 0:
+        raise ValueError(f"the loader yields no batch: {loader}")
+    return loader, accumulate
+
+
+def _check_fit_args(args: FitArgs) -> None:
+    model, optimizer = args.model, args.optimizer
+    _checks.instance("model", model, MLP)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
+    _checks.positive_int("epochs", args.epochs)
+    _checks.count_or_epoch("accumulate", args.accumulate)
+    _checks.boolean("progress", args.progress)
+    _checks.seed("seed", args.seed)
+    model.check_data(args.data, "data")
+    if args.validation is not None:
+        model.check_data(args.validation, "validation")
+    if optimizer.velocity is not None and (
+            [(v.shape, v.dtype) for v in optimizer.velocity]
+            != [(p.shape, p.dtype) for p in model.params]):
+        raise ValueError("optimizer holds momentum buffers of another model; call "
+                         "optimizer.reset() before training a new model with it")
+
+
+def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
+                           resume: bool) -> None:
+    _checks.boolean("resume", resume)
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs a checkpoint file to resume from")
+        return
+    _checks.path("checkpoint", checkpoint)
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
+    if os.path.isdir(checkpoint):
+        raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
+    _checks.count_or_epoch("checkpoint_every", checkpoint_every)
+
+
+def _description(args: FitArgs) -> dict[str, Any]:
+    """What every rank of a data-parallel :func:`fit` must agree on (compared by name)."""
+    model, data, optimizer, validation = args.model, args.data, args.optimizer, args.validation
+    return {"rows": len(data), "features": data.n_features,
+            "labels' dtype and shape": (str(data.y.dtype), data.y.shape), "seed": args.seed,
+            "optimizer settings": optimizer_settings(optimizer),
+            "momentum buffers": optimizer.velocity is not None,
+            "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
+            "dtype": np.dtype(model.dtype).name, "backend": model.backend,
+            "input scaling": "none" if model.scaling is None else "standard",
+            "accumulate": args.accumulate, "epochs": args.epochs,
+            "memory_budget": args.memory_budget,
+            "validation rows": None if validation is None else len(validation),
+            "checkpoint": args.checkpoint is not None,
+            "checkpoint_every": args.checkpoint_every, "resume": args.resume}
