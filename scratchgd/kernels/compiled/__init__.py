@@ -17,7 +17,7 @@ reference (NumPy)            compiled kernel                                 mod
 ``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient    ``layers``
                              norms)
 ``reference.standardize``    :func:`gather_batch` (scaling while gathering)  ``gather``
-``Optimizer.step``           :func:`sgd_step` (in place, checked first), and ``step``
+``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
                              :func:`plain_step_into` (momentum 0, one pass)
 the loop of ``train.fit``    :func:`train_span` (many iterations, one call)  ``span``
 ``train._shard_sums``        :func:`shard_sums` (one rank's data-parallel    ``shard``
