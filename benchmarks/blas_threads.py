@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import scratchgd as sg  # noqa: E402
 from scratchgd.kernels import compiled  # noqa: E402
+from scratchgd.kernels.compiled import base  # noqa: E402
 
 THREADS = {"1 thread": 2**62, "all threads": 0, "fit's choice": compiled.BLAS_THREADED_MIN_WORK}
 """Each way of running, as the value of BLAS_THREADED_MIN_WORK that gives it."""
@@ -86,9 +87,9 @@ def measure(args: argparse.Namespace) -> None:
             times: dict[str, list[float]] = {way: [] for way in THREADS}
             for _ in range(args.rounds):
                 for way, min_work in THREADS.items():
-                    compiled.BLAS_THREADED_MIN_WORK = min_work
+                    base.BLAS_THREADED_MIN_WORK = min_work  # read by blas_threads_for
                     times[way].append(epoch_seconds(sizes, np.float32, part, batch))
-            compiled.BLAS_THREADED_MIN_WORK = THREADS["fit's choice"]
+            base.BLAS_THREADED_MIN_WORK = THREADS["fit's choice"]
             rate = {way: len(part) / statistics.median(t) / 1e6 for way, t in times.items()}
             work = batch * max(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
             print(f"{name:<14} {batch:>5} {work:>11,}  " +

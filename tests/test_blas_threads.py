@@ -6,6 +6,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import scratchgd as sg
 from scratchgd.kernels import compiled
+from scratchgd.kernels.compiled import base, span
 
 
 def test_blas_threads_for_is_one_below_the_threshold_and_unlimited_from_it():
@@ -34,11 +35,11 @@ def test_fit_limits_blas_threads_during_the_compiled_span_only(monkeypatch, size
         seen.append(_blas_threads())
         return original(*args)
 
-    monkeypatch.setattr(compiled, "train_span", spy)
+    monkeypatch.setattr(span, "train_span", spy)  # the name fit_span calls
     rng = np.random.default_rng(0)
     data = sg.Dataset(rng.random((64, sizes[0]), dtype=np.float32), np.arange(64) % 10)
     model = sg.MLP(sizes, seed=0, dtype=np.float32, backend="numba")
-    compiled._blas()  # loads numba's BLAS, so that the limit below reaches it too
+    base._blas()  # loads numba's BLAS, so that the limit below reaches it too
     with threadpool_limits(2, user_api="blas"):
         sg.fit(model, data, sg.MiniBatchSGD(0.1, batch_size=batch), epochs=1, progress=False)
         assert _blas_threads() == [2] * len(_blas_threads())   # given back

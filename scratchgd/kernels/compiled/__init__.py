@@ -1,0 +1,83 @@
+"""Forward and backward pass of an MLP compiled by Numba: the twin of ``reference``.
+
+The same notation as :mod:`scratchgd.kernels.reference` (``a_0 = X``,
+``z_l = a_{l-1} W_l + b_l``, ``a_l = f(z_l)`` for hidden layers, ``params =
+[W_1, b_1, ..., W_L, b_L]``) and the same two public functions, ``forward`` and
+``loss_and_grads``, with the same arguments and results. Each NumPy expression
+of the reference becomes one kernel, in the module of its concern; each module
+opens with its part of this table:
+
+===========================  ==============================================  ==========
+reference (NumPy)            compiled kernel                                 module
+===========================  ==============================================  ==========
+``f(a @ W + b)``             :func:`dense_forward` (bias and ``f`` fused)    ``layers``
+``a.T @ delta``, ...         :func:`dense_backward` (``f'`` fused)           ``layers``
+``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)          ``layers``
+``losses.mse``               :func:`mse`                                     ``layers``
+``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient    ``layers``
+                             norms)
+``reference.standardize``    :func:`gather_batch` (scaling while gathering)  ``gather``
+``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
+                             :func:`plain_step_into` (momentum 0, one pass)
+the loop of ``train.fit``    :func:`train_span` (many iterations, one call)  ``span``
+``train._shard_sums``        :func:`shard_sums` (one rank's data-parallel    ``shard``
+                             gradient sums)
+===========================  ==============================================  ==========
+
+:mod:`.base` holds what they share: the decorator :data:`jit`, the activation
+and loss codes, and the choice between BLAS and loops (:func:`use_blas`). This
+package is the numba backend (``kernels.load("numba")``): it exposes each
+module's public names.
+
+Every kernel is compiled by the one decorator :data:`jit` (``numba.njit`` with
+``cache=True``, so compiled code is stored in ``__pycache__`` and later runs
+start warm). Numba checks a cached kernel against its own file only, while a
+kernel's machine code includes the kernels it calls from sibling modules: after
+editing one module, empty ``__pycache__`` (or ``NUMBA_CACHE_DIR``) of this
+folder, or a caller may run the old code of its callee. No kernel runs in
+parallel (``prange``), so no two iterations ever add into the same output.
+
+To step through a kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the
+decorator then returns the plain Python functions (slow, but the same results).
+"""
+
+from .base import (
+    ACTIVATION_CODE,
+    BLAS_MIN_ROWS,
+    BLAS_THREADED_MIN_WORK,
+    CROSS_ENTROPY,
+    LINEAR,
+    LOSS_CODE,
+    MSE,
+    REASSOCIATE,
+    RELU,
+    SIGMOID,
+    TANH,
+    blas_limit,
+    blas_threads_for,
+    jit,
+    use_blas,
+)
+from .gather import gather_batch, scaling_inputs, span_input
+from .layers import (
+    activate,
+    cross_entropy,
+    dense_backward,
+    dense_forward,
+    dense_sq_norms,
+    forward,
+    loss_and_grads,
+    mse,
+)
+from .shard import fit_shard, shard_sums
+from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
+from .step import plain_step_into, sgd_step, step_from_sums
+
+__all__ = [
+    "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "CROSS_ENTROPY", "DONE",
+    "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE", "REASSOCIATE", "RELU", "SIGMOID", "TANH",
+    "UPDATE_NOT_FINITE", "activate", "blas_limit", "blas_threads_for", "cross_entropy",
+    "dense_backward", "dense_forward", "dense_sq_norms", "fit_shard", "fit_span", "forward",
+    "gather_batch", "jit", "loss_and_grads", "mse", "plain_step_into", "scaling_inputs",
+    "sgd_step", "shard_sums", "span_input", "step_from_sums", "train_span", "use_blas",
+]

@@ -1,0 +1,94 @@
+"""What every compiled kernel shares: the one decorator, the codes, and BLAS or loops.
+
+The reference passes names (``activation="relu"``, ``loss="mse"``) and leaves the
+products to NumPy. The kernels take integer codes instead, which numba compiles
+into constants, and multiply either through BLAS or through hand-written loops,
+chosen by the rows of the batch:
+
+==============================  ==================================================
+reference (NumPy)               here
+==============================  ==================================================
+``FORWARD[activation]``         :data:`ACTIVATION_CODE` (:data:`LINEAR`: no ``f``)
+``LOSS[loss]``                  :data:`LOSS_CODE`
+``a @ W`` (NumPy's BLAS)        :func:`use_blas` (BLAS or the loops), run inside
+                                :func:`blas_limit` (BLAS threads for the size)
+``numba.njit`` in one place     :data:`jit`
+==============================  ==================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numba
+from threadpoolctl import ThreadpoolController
+
+jit = functools.partial(numba.njit, cache=True, nogil=True)
+"""The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
+
+REASSOCIATE = {"reassoc", "contract"}
+"""Fast-math flags of the kernels with sums over a row: the additions may be
+reordered (so they vectorize) and fused into FMAs. NaN and inf keep their IEEE
+meaning (no ``nnan``/``ninf``), so divergence is still seen."""
+
+RELU, TANH, SIGMOID, LINEAR = 0, 1, 2, 3
+ACTIVATION_CODE = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+CROSS_ENTROPY, MSE = 0, 1
+LOSS_CODE = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
+
+BLAS_MIN_ROWS = 4
+"""Batches with at least this many rows multiply through BLAS (``np.dot``); smaller
+ones use the loops of :mod:`.layers`. Measured with ``python benchmarks/blas_threshold.py``
+on the development machine (2-core AMD EPYC, shared, 1 BLAS thread): one epoch
+of digits 64-128-10 in float32 takes 15.6 ms with the loops and 21.3 ms with
+BLAS at batch 1, 10.4 and 3.2 ms at batch 4, 8.8 and 5.9 ms at batch 32 (the
+machine was busy: single figures moved by 2x between runs, the crossing did
+not); on 784-256-10 the loops won at 1 and 2 rows (0.78 s and 0.59 s against
+1.11 s and 0.60 s per 8,192 rows). The loops pay off only where a batch is a
+row or two: no call overhead, and zero inputs are skipped."""
+
+
+def use_blas(rows: int) -> bool:
+    """Whether a batch of ``rows`` rows multiplies through BLAS: ``rows >= BLAS_MIN_ROWS``."""
+    return rows >= BLAS_MIN_ROWS
+
+
+BLAS_THREADED_MIN_WORK = 2**22
+"""Batches whose largest matrix product has fewer multiply-adds (``m n k``) than this run
+BLAS on one thread. OpenBLAS splits a product over all its threads once ``m n k`` reaches
+524,288 (digits 64-128-10 at batch 64), and on a small machine the threads' start-up and
+synchronisation then cost more than they save: numba float32 fell from 1.2 M to 0.3 M
+samples per second between batch 64 and 128. Measured with
+``python benchmarks/blas_threads.py`` (see docs/performance.md)."""
+
+
+def blas_threads_for(work: int) -> int | None:
+    """BLAS threads for products of ``work = m n k`` multiply-adds at most.
+
+    1 below :data:`BLAS_THREADED_MIN_WORK`; ``None`` (BLAS's own thread count, no
+    limit) from there on.
+    """
+    return 1 if work < BLAS_THREADED_MIN_WORK else None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (``threadpool_limits`` searches each time).
+
+    SciPy's BLAS, the one numba's ``np.dot`` calls, is loaded first: numba loads it
+    only when a kernel first needs it, and a library loaded later would not be found.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    return ThreadpoolController()
+
+
+def blas_limit(blas: bool, rows: int, Ws: tuple) -> Any:
+    """The context a kernel runs in: BLAS limited to :func:`blas_threads_for` threads.
+
+    ``rows``: the widest batch; the largest product is ``rows x (largest W)``.
+    Without BLAS (``blas`` false) nothing is limited. The limit is lifted on exit.
+    """
+    threads = blas_threads_for(rows * max(W.size for W in Ws)) if blas else None
+    return _blas().limit(limits=threads, user_api="blas")

@@ -1,0 +1,279 @@
+"""One dense layer forward and backward, the two losses, and the public twins.
+
+The notation of :mod:`scratchgd.kernels.reference`; each of its NumPy
+expressions becomes one kernel, and its two public functions have twins here
+with the same arguments and results:
+
+==============================  ==================================================
+reference (NumPy)               compiled kernel
+==============================  ==================================================
+``f(a @ W + b)``                :func:`dense_forward` (bias and ``f`` fused)
+``f(z)``                        :func:`activate` (in place)
+``a.T @ delta``, ...            :func:`dense_backward` (``f'`` fused)
+``sq_norms += ...``             :func:`dense_sq_norms` (per-example gradient norms)
+``losses.cross_entropy``        :func:`cross_entropy` (stable softmax)
+``losses.mse``                  :func:`mse`
+``reference.forward``           :func:`forward` (one ``dense_forward`` per layer)
+``reference.loss_and_grads``    :func:`loss_and_grads`
+==============================  ==================================================
+
+Products of small batches are written as loops that skip zero inputs (half of
+the digits' pixels and of relu's outputs are zero); batches of
+:data:`~.base.BLAS_MIN_ROWS` rows or more call BLAS through ``np.dot``
+(:func:`~.base.use_blas`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ACTIVATION_CODE, LINEAR, REASSOCIATE, RELU, TANH, jit, use_blas
+
+
+@jit
+def activate(z: np.ndarray, act: int) -> None:
+    """``z <- f(z)`` in place, element-wise; ``act`` is a code of ``ACTIVATION_CODE`` or LINEAR.
+
+    relu ``max(0, z)`` (NaN stays NaN, as in NumPy); tanh ``tanh(z)``;
+    sigmoid ``(1 + tanh(z / 2)) / 2``; LINEAR leaves ``z`` alone. Constants are
+    cast to ``z``'s dtype, so float32 stays float32.
+    """
+    if act == LINEAR:
+        return
+    t = z.dtype.type
+    half, one, zero = t(0.5), t(1.0), t(0.0)
+    n, m = z.shape
+    for r in range(n):
+        for j in range(m):
+            v = z[r, j]
+            if act == RELU:
+                z[r, j] = zero if v < zero else v
+            elif act == TANH:
+                z[r, j] = np.tanh(v)
+            else:
+                z[r, j] = half * (one + np.tanh(half * v))
+
+
+@jit
+def dense_forward(a: np.ndarray, W: np.ndarray, b: np.ndarray, act: int, out: np.ndarray,
+                  blas: bool) -> None:
+    """One dense layer, fused: ``out = f(a W + b)``.
+
+    Shapes: ``a (n, fan_in)``, ``W (fan_in, fan_out)``, ``b (fan_out,)``,
+    ``out (n, fan_out)``, all C-contiguous, one dtype. Invariants: reads ``a``,
+    ``W``, ``b``; writes only ``out``; rows are independent. With ``blas``
+    False, ``out_r = b + sum_{i: a_ri != 0} a_ri W_i`` (a zero input adds
+    nothing, so it is skipped); with ``blas``, ``np.dot`` then the bias.
+    """
+    n, fan_in = a.shape
+    fan_out = W.shape[1]
+    if blas:
+        np.dot(a, W, out)
+        for r in range(n):
+            for j in range(fan_out):
+                out[r, j] += b[j]
+    else:
+        for r in range(n):
+            for j in range(fan_out):
+                out[r, j] = b[j]
+            for i in range(fan_in):
+                x = a[r, i]
+                if x != 0:
+                    for j in range(fan_out):
+                        out[r, j] += x * W[i, j]
+    activate(out, act)
+
+
+@jit(fastmath=REASSOCIATE)
+def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: int,
+                   gW: np.ndarray, gb: np.ndarray, delta_prev: np.ndarray, blas: bool,
+                   add: bool) -> None:
+    """Backward through one dense layer, fused with the previous layer's ``f'``.
+
+    Adds (``add``) or writes this batch's gradient SUMS into the accumulators
+    and, when ``delta_prev`` has rows, writes the delta of the layer below::
+
+        gW (+)= a_prev^T delta                            (fan_in, fan_out)
+        gb (+)= sum over rows of delta                    (fan_out,)
+        delta_prev = (delta W^T) * f'(a_prev)             (n, fan_in)
+
+    ``f'`` is computed from the stored output ``a_prev`` (relu: ``a > 0``, tanh:
+    ``1 - a^2``, sigmoid: ``a (1 - a)``). Invariants: reads ``a_prev``,
+    ``delta``, ``W``; with ``add``, ``gW`` and ``gb`` only grow by this
+    batch's terms; without, they hold exactly this batch's gradient (the first
+    batch of an accumulation, so the sums never need zeroing); rows are
+    processed one after another.
+    Pass ``delta_prev`` with zero rows for the first layer (no delta needed).
+    ``blas`` picks ``np.dot`` for the two products instead of the loops.
+    """
+    n, fan_in = a_prev.shape
+    fan_out = W.shape[1]
+    t = W.dtype.type
+    one, zero = t(1.0), t(0.0)
+    if not add:
+        gb[:] = zero
+    for r in range(n):
+        for j in range(fan_out):
+            gb[j] += delta[r, j]
+    if blas:
+        if add:  # one product into a scratch array, then a loop (no array expression to compile)
+            batch = np.empty_like(gW)
+            np.dot(a_prev.T, delta, batch)
+            for i in range(fan_in):
+                for j in range(fan_out):
+                    gW[i, j] += batch[i, j]
+        else:
+            np.dot(a_prev.T, delta, gW)
+        if delta_prev.shape[0]:
+            np.dot(delta, W.T, delta_prev)
+    else:
+        if not add:
+            gW[:] = zero
+        for r in range(n):
+            for i in range(fan_in):
+                x = a_prev[r, i]
+                if x != 0:
+                    for j in range(fan_out):
+                        gW[i, j] += x * delta[r, j]
+            if delta_prev.shape[0]:
+                for i in range(fan_in):
+                    s = zero
+                    if act != RELU or a_prev[r, i] > 0:
+                        for j in range(fan_out):
+                            s += W[i, j] * delta[r, j]
+                    delta_prev[r, i] = s
+    if delta_prev.shape[0]:
+        for r in range(n):
+            for i in range(fan_in):
+                x = a_prev[r, i]
+                if act == RELU:
+                    if x <= 0:
+                        delta_prev[r, i] = 0
+                elif act == TANH:
+                    delta_prev[r, i] *= one - x * x
+                else:
+                    delta_prev[r, i] *= x * (one - x)
+
+
+@jit(fastmath=REASSOCIATE)
+def dense_sq_norms(a_prev: np.ndarray, delta: np.ndarray, sq_norms: np.ndarray) -> None:
+    """Add one dense layer's share of every row's squared gradient norm to ``sq_norms``.
+
+    ``sq_norms_r += |delta_r|^2 (|a_prev_r|^2 + 1)``: row ``r``'s own gradient of
+    this layer is ``a_prev_r delta_r^T`` (weights) and ``delta_r`` (bias).
+    Shapes: ``a_prev (n, fan_in)``, ``delta (n, fan_out)``, ``sq_norms (n,)``
+    float64. Invariants: reads ``a_prev`` and ``delta``; writes only ``sq_norms``;
+    each row's sums are taken in the layer's dtype, as the reference does.
+    """
+    n, fan_in = a_prev.shape
+    fan_out = delta.shape[1]
+    t = delta.dtype.type
+    for r in range(n):
+        d2, a2 = t(0.0), t(0.0)
+        for j in range(fan_out):
+            d2 += delta[r, j] * delta[r, j]
+        for i in range(fan_in):
+            a2 += a_prev[r, i] * a_prev[r, i]
+        sq_norms[r] += d2 * (a2 + t(1.0))
+
+
+@jit
+def cross_entropy(z: np.ndarray, labels: np.ndarray, dz: np.ndarray) -> float:
+    """Summed softmax cross-entropy; writes its gradient ``dz``; returns the sum.
+
+    ``l_r = logsumexp(z_r) - z_r[y_r]``, computed stably as ``losses.log_softmax``
+    does: ``log p_r = (z_r - m_r) - log1p(sum_{c != c*} exp(z_rc - m_r))`` with
+    ``m_r = z_rc* = max_c z_rc`` (every ``exp`` is at most 1; the maximum's own
+    term 1 goes to ``log1p``, so a loss near 0 keeps its relative precision).
+    ``dz_r = exp(log p_r) - onehot(y_r)``.
+    Shapes: ``z, dz (n, k)``, ``labels (n,)`` integers in ``[0, k)``. The sum
+    is accumulated in float64; a non-finite ``z`` gives a non-finite sum.
+    """
+    n, k = z.shape
+    total = 0.0
+    for r in range(n):
+        top, m = 0, z[r, 0]
+        for j in range(1, k):
+            if z[r, j] > m:
+                top, m = j, z[r, j]
+        s = z.dtype.type(0.0)
+        for j in range(k):
+            if j != top:
+                s += np.exp(z[r, j] - m)
+        log_s = np.log1p(s)
+        for j in range(k):
+            dz[r, j] = np.exp((z[r, j] - m) - log_s)
+        y = labels[r]
+        total -= (z[r, y] - m) - log_s
+        dz[r, y] -= 1
+    return total
+
+
+@jit
+def mse(z: np.ndarray, targets: np.ndarray, dz: np.ndarray) -> float:
+    """Summed per-row mean squared error; writes its gradient ``dz``; returns the sum.
+
+    ``l_r = (1/k) sum_j (z_rj - y_rj)^2``;  ``dz_r = (2/k) (z_r - y_r)``.
+    Shapes: ``z, targets, dz (n, k)``. The sum is accumulated in float64.
+    """
+    n, k = z.shape
+    scale = z.dtype.type(2.0 / k)
+    total = 0.0
+    for r in range(n):
+        for j in range(k):
+            diff = z[r, j] - targets[r, j]
+            total += diff * diff
+            dz[r, j] = scale * diff
+    return total / k
+
+
+# --- the public twins of reference.forward and reference.loss_and_grads ---------------------
+
+def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np.ndarray]:
+    """All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``, as ``reference.forward``.
+
+    ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``, one
+    :func:`dense_forward` call per layer.
+    """
+    act = ACTIVATION_CODE[activation]
+    n_layers = len(params) // 2
+    a = np.require(X, requirements="CW")  # one layout (a read-only X is copied): one signature
+    layers = [a]
+    for layer in range(n_layers):
+        W, b = params[2 * layer], params[2 * layer + 1]
+        out = np.empty((len(a), W.shape[1]), dtype=W.dtype)
+        dense_forward(a, W, b, act if layer < n_layers - 1 else LINEAR, out, use_blas(len(a)))
+        layers.append(out)
+        a = out
+    return layers
+
+
+def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
+                   loss: str, sq_norms: np.ndarray | None = None
+                   ) -> tuple[float, list[np.ndarray], np.ndarray]:
+    """Summed loss over the rows of ``X``, its gradients, and the raw outputs.
+
+    ``L = sum_i l_i``, as ``reference.loss_and_grads``: :func:`forward`, then
+    :func:`cross_entropy` or :func:`mse` for ``dL/dz_L``, then
+    :func:`dense_backward` layer by layer. Pure: reads ``params``, writes nothing
+    but ``sq_norms``, which, if given (``(n,)`` float64 zeros), receives every
+    row's ``|grad l_i|^2`` through :func:`dense_sq_norms`, layer by layer.
+    """
+    act = ACTIVATION_CODE[activation]
+    layers = forward(params, X, activation)
+    z = layers[-1]
+    delta = np.empty_like(z)
+    if loss == "cross_entropy":
+        loss_sum = cross_entropy(z, np.ascontiguousarray(y), delta)
+    else:
+        loss_sum = mse(z, np.ascontiguousarray(y, dtype=z.dtype), delta)
+    grads = [np.empty_like(p) for p in params]
+    for layer in range(len(params) // 2 - 1, -1, -1):
+        a_prev = layers[layer]
+        below = np.empty_like(a_prev) if layer > 0 else np.empty((0, a_prev.shape[1]), z.dtype)
+        if sq_norms is not None:
+            dense_sq_norms(a_prev, delta, sq_norms)
+        dense_backward(a_prev, delta, params[2 * layer], act, grads[2 * layer],
+                       grads[2 * layer + 1], below, use_blas(len(a_prev)), False)
+        delta = below
+    return float(loss_sum), grads, z

@@ -1,0 +1,224 @@
+"""Many iterations of an epoch in one compiled call: the loop of ``train.fit``.
+
+What makes small batches cheap: a whole run of iterations (gather a batch by
+index, forward, loss, backward, accumulate gradient sums, a training step every
+``k`` iterations) runs in one compiled call instead of one Python round trip
+per batch:
+
+==============================  ==================================================
+reference (NumPy)               compiled kernel
+==============================  ==================================================
+the loop of ``train.fit``       :func:`train_span` (many iterations, one call),
+                                called by :func:`fit_span`
+``reference.loss_and_grads``    :func:`_forward_backward` (one iteration, its
+                                gradients added to the sums)
+==============================  ==================================================
+
+Each part of an iteration is a kernel of a sibling module, inlined or called:
+:func:`~.gather.gather_batch`, :func:`~.layers.dense_forward`,
+:func:`~.layers.cross_entropy` or :func:`~.layers.mse`,
+:func:`~.layers.dense_backward`, and :func:`~.step.sgd_step` or
+:func:`~.step.plain_step_into`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...scaling import Scaling
+from .base import ACTIVATION_CODE, CROSS_ENTROPY, LINEAR, LOSS_CODE, MSE, blas_limit, jit, use_blas
+from .gather import gather_batch, scaling_inputs, span_input
+from .layers import cross_entropy, dense_backward, dense_forward, mse
+from .step import plain_step_into, sgd_step
+
+DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE = 0, 1, 2
+"""Status codes of :func:`train_span`: it ran to ``stop``; a batch loss was not
+finite; a step would have made the weights non-finite."""
+
+
+@jit(inline="always")
+def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple, gbs: tuple,
+                      labels: np.ndarray, targets: np.ndarray, n: int, act: int, loss: int,
+                      blas: bool, add: bool) -> tuple[float, int]:
+    """One iteration on the batch in ``acts[0][:n]``: forward, loss, backward into the sums.
+
+    ``add``: add to the gradient sums (False for the first batch of a step: write them).
+
+    Returns ``(loss_sum, correct)`` where ``correct = #{r : argmax z_r = y_r}``
+    (0 for mse). Stops after the loss (no backward, sums untouched) when the
+    loss is not finite.
+    """
+    L = len(Ws)
+    for layer in range(L):
+        dense_forward(acts[layer][:n], Ws[layer], bs[layer], act if layer < L - 1 else LINEAR,
+                      acts[layer + 1][:n], blas)
+    z, dz = acts[L][:n], deltas[L - 1][:n]
+    correct = 0
+    if loss == CROSS_ENTROPY:
+        loss_sum = cross_entropy(z, labels[:n], dz)
+        for r in range(n):
+            correct += np.argmax(z[r]) == labels[r]
+    else:
+        loss_sum = mse(z, targets[:n], dz)
+    if not np.isfinite(loss_sum):
+        return loss_sum, correct
+    for layer in range(L - 1, -1, -1):
+        below = deltas[layer - 1][:n] if layer > 0 else deltas[0][:0]
+        dense_backward(acts[layer][:n], deltas[layer][:n], Ws[layer], act, gWs[layer],
+                       gbs[layer], below, blas, add)
+    return loss_sum, correct
+
+
+@jit
+def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
+               labels: np.ndarray,
+               targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
+               k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
+               loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
+               inv_std: np.ndarray) -> tuple[int, int, int]:
+    """Iterations ``start, ..., stop - 1`` of one epoch of training, in one call.
+
+    Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` and of
+    ``labels`` (cross_entropy) or ``targets`` (mse; the other is unused). For
+    each iteration ``t``: gather the batch (:func:`gather_batch`: scaled by
+    ``mean`` and ``inv_std`` unless they are empty, cast to the weights' dtype),
+    forward, loss, backward; add the gradient SUMS and the row count to the
+    accumulators; write the batch's loss sum to ``loss_sums[t - start]`` and
+    its correct count to ``correct[t - start]``. After iteration ``t`` when
+    ``(t + 1) % k == 0`` or ``t + 1 == len(bounds) - 1`` (the epoch's last),
+    one :func:`sgd_step` with ``g = grad_sum / rows_accumulated``.
+
+    Invariants: ``start`` is a step boundary (a multiple of ``k``), so the
+    accumulators start at zero and the result does not depend on how an epoch
+    is cut into spans; ``stop`` should be one too (else the partial sums are
+    lost). ``blas`` chooses BLAS or the loops for every product (see
+    ``use_blas``). ``vWs, vbs``: the momentum buffers, or ``None`` for no
+    momentum (``momentum`` is then not read), so a run without momentum never
+    compiles :func:`sgd_step`. Weights and velocities change only through a checked step:
+    :func:`sgd_step` with momentum; without, :func:`plain_step_into` writes
+    the new weights into the gradient buffers and the two sets of arrays swap
+    roles (the next batch's gradient overwrites the old weights), so during the
+    call ``Ws`` may hold gradients; the current weights are copied into
+    ``Ws``, ``bs`` before it returns.
+
+    Returns ``(iterations, steps, status)``: iterations completed (their
+    losses are written), steps taken, and ``status``: DONE, LOSS_NOT_FINITE (the
+    loss of iteration ``start + iterations`` is not finite; only that loss was
+    written) or UPDATE_NOT_FINITE (the step after iteration
+    ``start + iterations - 1`` would make the weights non-finite; not taken).
+    Unless DONE, the weights are the last finite ones.
+    """
+    L = len(Ws)
+    dtype = Ws[0].dtype
+    last = len(bounds) - 2
+    widest = 0
+    for t in range(start, stop):
+        widest = max(widest, bounds[t + 1] - bounds[t])
+    acts = [np.empty((widest, X.shape[1]), dtype)]
+    deltas = []
+    for layer in range(L):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    Wc = [Ws[layer] for layer in range(L)]  # the current weights: the caller's, or the
+    bc = [bs[layer] for layer in range(L)]  # buffers they were swapped with
+    gWs = [np.empty_like(W) for W in Ws]
+    gbs = [np.empty_like(b) for b in bs]
+    swapped = False
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    x_batch = acts[0]
+    rows, steps = 0, 0
+    for t in range(start, stop):
+        n = bounds[t + 1] - bounds[t]
+        gather_batch(X, labels, targets, order, bounds[t], n, loss, mean, inv_std, x_batch,
+                     y_batch, t_batch)
+        loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
+                                           n, act, loss, blas, rows > 0)
+        loss_sums[t - start] = loss_sum
+        if not np.isfinite(loss_sum):
+            _copy_back(Ws, bs, Wc, bc, swapped)
+            return t - start, steps, LOSS_NOT_FINITE
+        correct[t - start] = hits
+        rows += n
+        if (t + 1) % k == 0 or t == last:
+            if vWs is None:  # no momentum (numba compiles only the branch the types allow)
+                ok = plain_step_into(Wc, bc, gWs, gbs, lr, rows)
+                if ok:
+                    for layer in range(L):
+                        Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
+                        bc[layer], gbs[layer] = gbs[layer], bc[layer]
+                    swapped = not swapped
+            else:
+                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
+            if not ok:
+                _copy_back(Ws, bs, Wc, bc, swapped)
+                return t + 1 - start, steps, UPDATE_NOT_FINITE
+            rows, steps = 0, steps + 1
+    _copy_back(Ws, bs, Wc, bc, swapped)
+    return stop - start, steps, DONE
+
+
+@jit
+def _copy(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst <- src`` element by element (flat arrays of one size).
+
+    A loop, not ``dst[:] = src``: numba compiles a slice assignment together with
+    the formatted message of its shape-mismatch error, seconds of compile time.
+    """
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
+@jit(inline="always")
+def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
+    """``Ws, bs <- Wc, bc`` when the current weights live in the swapped buffers."""
+    if swapped:
+        for layer in range(len(Ws)):
+            _copy(Ws[layer].reshape(-1), Wc[layer].reshape(-1))
+            _copy(bs[layer], bc[layer])
+
+
+def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
+             y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
+             k: int, lr: float, momentum: float, activation: str, loss: str,
+             blas: bool | None = None, scaling: Scaling | None = None
+             ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Run iterations ``[start, stop)`` of an epoch with :func:`train_span`.
+
+    ``order`` comes from ``DataLoader.epoch_order`` (``None``: rows in stored
+    order) and ``bounds`` from ``DataLoader.batch_bounds(order)``; ``y`` is
+    ``MLP.check_y``'s labels or targets; ``params`` and ``velocity`` (momentum
+    buffers, ``None`` when ``momentum == 0``) are updated in place. ``start``
+    must be a step boundary (a multiple of ``k``). ``blas``: multiply
+    through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
+    BLAS runs on one thread when the largest product of the widest batch is small
+    (:func:`blas_threads_for`), and is restored afterwards.
+    ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
+
+    Returns
+    -------
+    loss_sums : (iterations done,) float64, each batch's summed loss; on
+        LOSS_NOT_FINITE one more item, the non-finite loss.
+    correct : (iterations done,) int64, correct predictions per batch.
+    steps : int, training steps taken.
+    status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
+    """
+    widest = int(np.diff(bounds).max(initial=0))
+    if blas is None:
+        blas = use_blas(widest)
+    if order is None:
+        order = np.arange(bounds[-1])
+    X, labels, targets = span_input(X, y, loss, params[0].dtype)
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    mean, inv_std = scaling_inputs(scaling)
+    loss_sums = np.zeros(stop - start)
+    correct = np.zeros(stop - start, dtype=np.int64)
+    with blas_limit(blas, widest, Ws):
+        done, steps, status = train_span(
+            Ws, bs, vWs, vbs, X, labels, targets,
+            np.ascontiguousarray(order, dtype=np.int64),
+            np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
+            float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
+            loss_sums, correct, mean, inv_std)
+    return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
