@@ -19,8 +19,8 @@ reference (NumPy)            compiled kernel                                 mod
 ``reference.standardize``    :func:`gather_batch` (scaling while gathering)  ``gather``
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
                              :func:`plain_step_into` (momentum 0, one pass)
-the loop of ``train.fit``    :func:`train_span` (many iterations, one call)  ``span``
-``train._shard_sums``        :func:`shard_sums` (one rank's data-parallel    ``shard``
+``engines.python``'s loop    :func:`train_span` (many iterations, one call)  ``span``
+``data_parallel.shard_sums`` :func:`shard_sums` (one rank's data-parallel    ``shard``
                              gradient sums)
 ===========================  ==============================================  ==========
 
@@ -32,9 +32,10 @@ module's public names.
 Every kernel is compiled by the one decorator :data:`jit` (``numba.njit`` with
 ``cache=True``, so compiled code is stored in ``__pycache__`` and later runs
 start warm). Numba checks a cached kernel against its own file only, while a
-kernel's machine code includes the kernels it calls from sibling modules: after
-editing one module, empty ``__pycache__`` (or ``NUMBA_CACHE_DIR``) of this
-folder, or a caller may run the old code of its callee. No kernel runs in
+kernel's machine code includes the kernels it calls from sibling modules, so
+after an edit of one module a caller could run the old code of its callee:
+:func:`~.cache.drop_stale_cache` (run when this package is imported) empties
+the package's cache whenever any of its modules changed. No kernel runs in
 parallel (``prange``), so no two iterations ever add into the same output.
 
 To step through a kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the
@@ -58,6 +59,7 @@ from .base import (
     jit,
     use_blas,
 )
+from .cache import drop_stale_cache
 from .gather import gather_batch, scaling_inputs, span_input
 from .layers import (
     activate,
@@ -72,6 +74,8 @@ from .layers import (
 from .shard import fit_shard, shard_sums
 from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
 from .step import plain_step_into, sgd_step, step_from_sums
+
+drop_stale_cache(train_span)
 
 __all__ = [
     "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "CROSS_ENTROPY", "DONE",

@@ -1,6 +1,6 @@
 """Data parallel: one rank's gradient sums over its shards, between two collectives.
 
-The reference computes a shard as ``train._shard_sums`` does for backend
+The reference computes a shard as ``engines.data_parallel.shard_sums`` does for backend
 "numpy": ``reference.loss_and_grads`` per shard, the gradients added up. Here
 one compiled call does all of a step's shards; the step itself follows the
 collective (:func:`~.step.step_from_sums`):
@@ -10,7 +10,7 @@ reference (NumPy)               compiled kernel
 ==============================  ==================================================
 ``reference.loss_and_grads``    :func:`shard_sums` (every shard of a step in
                                 one call, the gradients added up)
-``train._shard_sums``           :func:`fit_shard` (one flat float64 buffer)
+``data_parallel.shard_sums``    :func:`fit_shard` (one flat float64 buffer)
 ==============================  ==================================================
 """
 
@@ -73,7 +73,7 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
 def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
               lo: np.ndarray, counts: np.ndarray, activation: str, loss: str,
               scaling: Scaling | None = None) -> np.ndarray:
-    """:func:`shard_sums` as ``train._shard_sums`` packs them: one flat float64 buffer.
+    """:func:`shard_sums` as ``engines.data_parallel.shard_sums`` packs them: one flat float64 buffer.
 
     ``[gradient sums (params order, flattened), rows, loss sums, correct counts]``.
     For float64 weights the gradient sums are written straight into the buffer.

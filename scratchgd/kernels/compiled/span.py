@@ -1,4 +1,4 @@
-"""Many iterations of an epoch in one compiled call: the loop of ``train.fit``.
+"""Many iterations of an epoch in one compiled call: the loop of ``engines.python``.
 
 What makes small batches cheap: a whole run of iterations (gather a batch by
 index, forward, loss, backward, accumulate gradient sums, a training step every
@@ -8,7 +8,7 @@ per batch:
 ==============================  ==================================================
 reference (NumPy)               compiled kernel
 ==============================  ==================================================
-the loop of ``train.fit``       :func:`train_span` (many iterations, one call),
+``PythonEngine.run_span``      :func:`train_span` (many iterations, one call),
                                 called by :func:`fit_span`
 ``reference.loss_and_grads``    :func:`_forward_backward` (one iteration, its
                                 gradients added to the sums)
