@@ -76,16 +76,70 @@ def shard(lo: int, hi: int, rank: int, size: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
-def add_in_rank_order(rows: np.ndarray) -> np.ndarray:
+def add_in_rank_order(rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``((rows[0] + rows[1]) + rows[2]) + ...``: a ``(P, n)`` array's rows added left to right.
 
-    One elementwise float64 addition per row, in row order, never a pairwise
-    or blocked sum, so the bits depend on the rows alone.
+    One elementwise addition per row, in row order, never a pairwise or
+    blocked sum, so the bits depend on the rows alone. The result goes into
+    ``out`` (``n`` elements of the rows' dtype) when given.
     """
-    total = rows[0].copy()
-    for row in rows[1:]:
-        total += row
-    return total
+    out = np.empty(rows.shape[1:], rows.dtype) if out is None else out
+    if len(rows) == 1:
+        np.copyto(out, rows[0])
+    else:
+        np.add(rows[0], rows[1], out=out)
+    for row in rows[2:]:
+        out += row
+    return out
+
+
+def sum_dtype(buf: np.ndarray) -> type:
+    """The dtype a buffer is summed in: float32 if it is float32, else float64."""
+    return np.float32 if buf.dtype == np.float32 else np.float64
+
+
+class Reduction:
+    """The rank-order sum of ``n``-element buffers over a group, its buffers allocated once.
+
+    ``Reduction(group, n, dtype)(buf, out)`` writes ``sum_p buf_p`` into
+    ``out``; a training run makes one and calls it every step
+    (:meth:`Group.sum_in_rank_order` makes one per call). ``scatter``: the
+    reduce-scatter of :meth:`Group.scatter_sum` (True) or the Allgather of
+    :meth:`Group.gather_sum` (False); ``None`` chooses as
+    :meth:`Group.sum_in_rank_order` does (the Allgather up to
+    :data:`GATHER_UP_TO` ranks). float32 buffers are summed in float32 (half
+    the bytes), anything else in float64.
+    """
+
+    def __init__(self, group: Group, n: int, dtype: type = np.float64,
+                 scatter: bool | None = None) -> None:
+        self.comm, self.size, self.n, self.dtype = group.comm, group.size, n, dtype
+        self.scatter = group.size > GATHER_UP_TO if scatter is None else scatter
+        if self.scatter:
+            self.chunk = -(-n // group.size)
+            self.padded = np.zeros(group.size * self.chunk, dtype)  # the tail stays 0
+            self.pieces = np.empty((group.size, self.chunk), dtype)
+            self.owned = np.empty(self.chunk, dtype)
+            self.gathered = np.empty((group.size, self.chunk), dtype)
+        else:
+            self.gathered = np.empty((group.size, n), dtype)
+
+    def __call__(self, buf: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``out <- sum_{p=0}^{P-1} buf_p`` added in rank order; returns ``out``.
+
+        ``buf``: this rank's ``n`` elements (cast to the dtype if needed);
+        ``out``: ``n`` elements of the dtype, or ``None`` for a new array.
+        """
+        buf = np.ascontiguousarray(buf, dtype=self.dtype).ravel()
+        out = np.empty(self.n, self.dtype) if out is None else out
+        if not self.scatter:
+            self.comm.Allgather(buf, self.gathered)
+            return add_in_rank_order(self.gathered, out)
+        self.padded[:self.n] = buf
+        self.comm.Alltoall(self.padded, self.pieces)  # pieces[p]: rank p's chunk of this rank
+        self.comm.Allgather(add_in_rank_order(self.pieces, self.owned), self.gathered)
+        out[:] = self.gathered.ravel()[:self.n]
+        return out
 
 
 class Group:
@@ -106,21 +160,26 @@ class Group:
         self.comm = comm
         self.rank = int(comm.Get_rank())
         self.size = int(comm.Get_size())
+        self._reductions: dict[tuple[int, type], Reduction] = {}
 
-    def sum_in_rank_order(self, buf: np.ndarray) -> np.ndarray:
+    def sum_in_rank_order(self, buf: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``sum_{p=0}^{P-1} buf_p``, added in rank order, the same bits on every rank.
 
         Every element ``j`` of the result is ``((b_0[j] + b_1[j]) + b_2[j]) + ...``
-        in float64, whatever P and the MPI library: on P <= 2 ranks by
-        :meth:`gather_sum` (one Allgather, each rank receives ``(P - 1) S``
-        bytes of an ``S``-byte buffer), on more by :meth:`scatter_sum`
-        (``2 (P - 1) / P S`` bytes, rounded up to whole equal chunks). The two
-        give the same bits; the Allgather is one collective instead of two,
-        which is what decides at P = 2, where both move ``S`` bytes.
+        in float64 (float32 for a float32 ``buf``), whatever P and the MPI
+        library: on P <= 2 ranks by :meth:`gather_sum` (one Allgather, each
+        rank receives ``(P - 1) S`` bytes of an ``S``-byte buffer), on more by
+        :meth:`scatter_sum` (``2 (P - 1) / P S`` bytes, rounded up to whole
+        equal chunks). The two give the same bits; the Allgather is one
+        collective instead of two, which is what decides at P = 2, where both
+        move ``S`` bytes. ``out``: where to write the result (``buf``'s size
+        and the sum's dtype). The buffers of the collectives are kept between
+        calls with buffers of one size and dtype (:class:`Reduction`).
         """
-        if self.size <= GATHER_UP_TO:
-            return self.gather_sum(buf)
-        return self.scatter_sum(buf)
+        key = (np.size(buf), sum_dtype(buf))
+        if key not in self._reductions:
+            self._reductions[key] = Reduction(self, *key)
+        return self._reductions[key](buf, out)
 
     def gather_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` in rank order by one Allgather: every rank adds all P buffers.
@@ -128,10 +187,7 @@ class Group:
         Each rank receives the other ``P - 1`` buffers, ``(P - 1) S`` bytes,
         and computes ``total = buf_0 + buf_1 + ... + buf_{P-1}`` left to right.
         """
-        buf = np.ascontiguousarray(buf, dtype=np.float64).ravel()
-        gathered = np.empty((self.size, buf.size))
-        self.comm.Allgather(buf, gathered)
-        return add_in_rank_order(gathered)
+        return Reduction(self, np.size(buf), sum_dtype(buf), scatter=False)(buf)
 
     def scatter_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` in rank order by a reduce-scatter (Alltoall), then an Allgather.
@@ -144,18 +200,9 @@ class Group:
         the additions are those of :meth:`gather_sum`, done once by the owner
         instead of on every rank, so every rank holds the owner's bits. Each
         rank receives ``(P - 1) c`` elements in each collective:
-        ``2 (P - 1) c * 8 <= 2 (P - 1) / P S + 16 (P - 1)`` bytes.
+        ``2 (P - 1) c * 8 <= 2 (P - 1) / P S + 16 (P - 1)`` bytes (float64).
         """
-        buf = np.ascontiguousarray(buf, dtype=np.float64).ravel()
-        n, size = buf.size, self.size
-        chunk = -(-n // size)
-        padded = np.empty(size * chunk)
-        padded[:n], padded[n:] = buf, 0.0
-        pieces = np.empty((size, chunk))
-        self.comm.Alltoall(padded, pieces)  # pieces[p]: rank p's chunk of this rank
-        gathered = np.empty((size, chunk))
-        self.comm.Allgather(add_in_rank_order(pieces), gathered)
-        return gathered.ravel()[:n]
+        return Reduction(self, np.size(buf), sum_dtype(buf), scatter=True)(buf)
 
     def allreduce_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` by a plain ``MPI.Allreduce``, in whatever order the library picks.

@@ -41,14 +41,10 @@ class CompiledEngine(Engine):
 
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
-        model, optimizer, loader = self.model, self.optimizer, self.loader
-        bounds = loader.batch_bounds(at.order)
-        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
-        for start, end in spans(at.iteration, stop, self.k, loader.rows_per_batch):
-            loss_sums, hits, steps, status = model._kernels.fit_span(
-                model.params, velocity, loader.dataset.X, self.y, at.order, bounds, start, end,
-                self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
-                scaling=model.scaling)
+        kernels = self.model._kernels
+        bounds = self.loader.batch_bounds(at.order)
+        for start, end in spans(at.iteration, stop, self.k, self.loader.rows_per_batch):
+            loss_sums, hits, steps, status = self.fit(at.order, bounds, start, end)
             done = len(hits)
             rows = np.diff(bounds[start:start + done + 1])
             at.iteration += done
@@ -59,9 +55,19 @@ class CompiledEngine(Engine):
             at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as in Python
             at.correct += int(hits.sum())
             advance(done)
-            if status == model._kernels.LOSS_NOT_FINITE:
+            if status == kernels.LOSS_NOT_FINITE:
                 at.iteration += 1
                 rows = bounds[start + done + 1] - bounds[start + done]
                 raise self.loss_not_finite(at, loss_sums[done] / rows, history)
-            if status == model._kernels.UPDATE_NOT_FINITE:
+            if status == kernels.UPDATE_NOT_FINITE:
                 raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)
+
+    def fit(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Iterations ``[start, end)`` in one kernel call: ``kernels.compiled.fit_span``'s results."""
+        model, optimizer = self.model, self.optimizer
+        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+        return model._kernels.fit_span(
+            model.params, velocity, self.loader.dataset.X, self.y, order, bounds, start, end,
+            self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            scaling=model.scaling)

@@ -1,9 +1,14 @@
-"""The data-parallel engine (``fit(comm=...)``): P ranks take the one-process step.
+"""The data-parallel engines (``fit(comm=...)``): P ranks take the one-process step.
 
 For each training step (iterations ``t = first .. end - 1``, ``end - first
 <= k``), rank ``p`` computes, for its shard ``S_p(t)`` of every global batch
 (:func:`scratchgd.distributed.shard`), the gradient sum, loss sum and correct
-count, and adds the gradient sums over the step's batches (:func:`shard_sums`).
+count, and adds the gradient sums over the step's batches (:func:`shard_sums`),
+into one flat buffer::
+
+    [gradient sums of every parameter (flattened, params order),
+     loss sum of iteration first, its correct count, ..., of iteration end - 1]
+
 One collective adds the P buffers in rank order
 (:meth:`scratchgd.distributed.Group.sum_in_rank_order`), and every rank takes
 the same step (:func:`step_from_sums`) with::
@@ -12,6 +17,12 @@ the same step (:func:`step_from_sums`) with::
 
 which is the single-process ``g`` with its sums regrouped. Divergence is
 decided from the reduced loss sums only, so every rank decides the same.
+
+:class:`DataParallelEngine` is that loop in Python (backend "numpy": the
+reference to read); :class:`CompiledDataParallelEngine` runs a whole span of
+steps per call of ``kernels.compiled.fit_span_parallel`` (backend "numba"),
+which leaves the compiled code only for the collective, with the same
+arithmetic.
 """
 
 from __future__ import annotations
@@ -30,50 +41,80 @@ from ..mlp import MLP
 from ..optim import Optimizer
 from ..scaling import Scaling
 from .base import Engine
+from .compiled import CompiledEngine
 
 
 class DataParallelEngine(Engine):
-    """The training cycle on the ranks of ``group``, one collective per training step."""
+    """The training cycle on the ranks of ``group``, one collective per training step.
+
+    ``reduce_dtype``: the dtype the sums travel and are added in (float64, or
+    float32 for a float32 model: ``fit(reduce_dtype=...)``).
+    """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int, group: Group) -> None:
+                 k: int, group: Group, reduce_dtype: type = np.float64) -> None:
         super().__init__(model, optimizer, loader, y, k)
-        self.group = group
+        self.group, self.reduce_dtype = group, reduce_dtype
 
     def start(self) -> None:
         """Every rank starts from rank 0's model (:func:`broadcast_model`)."""
         broadcast_model(self.group, self.model, self.optimizer)
 
+    def loss_not_finite(self, at: Position, loss: float, history: History) -> TrainingDiverged:
+        return collective(super().loss_not_finite(at, loss, history))  # alike on every rank
+
+    def update_not_finite(self, at: Position, loss: float, history: History) -> TrainingDiverged:
+        return collective(super().update_not_finite(at, loss, history))
+
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
         model, loader = self.model, self.loader
         bounds = loader.batch_bounds(at.order)
-        last = len(loader)
         size = sum(p.size for p in model.params)
         while at.iteration < stop:
             first = at.iteration
-            end = min(last, first + self.k)
-            total = self.group.sum_in_rank_order(
-                shard_sums(model, loader, self.y, at.order, bounds, first, end, self.group))
-            m = end - first
-            rows = int(total[size])
-            loss_sums, hits = total[size + 1:size + 1 + m], total[size + 1 + m:]
+            end = min(len(loader), first + self.k)
+            total = self.group.sum_in_rank_order(shard_sums(
+                model, loader, self.y, at.order, bounds, first, end, self.group,
+                self.reduce_dtype))
             batch_rows = np.diff(bounds[first:end + 1])
-            for t in range(m):
+            for (loss_sum, hits), rows in zip(total[size:].reshape(-1, 2).tolist(),
+                                              batch_rows.tolist(), strict=True):
                 at.iteration += 1
-                if not math.isfinite(loss_sums[t]):
-                    raise collective(self.loss_not_finite(at, loss_sums[t] / batch_rows[t],
-                                                          history))
-                at.loss_sum += float(loss_sums[t])
-                at.correct += int(hits[t])
+                if not math.isfinite(loss_sum):
+                    raise self.loss_not_finite(at, loss_sum / rows, history)
+                at.loss_sum += loss_sum
+                at.correct += int(hits)
                 history.iterations += 1
-                history.samples_seen += int(batch_rows[t])
-                history.iteration_loss.append(float(loss_sums[t]) / int(batch_rows[t]))
+                history.samples_seen += rows
+                history.iteration_loss.append(loss_sum / rows)
                 advance(1)
-            if not step_from_sums(model, self.optimizer, total[:size], rows):
-                raise collective(self.update_not_finite(at, loss_sums[-1] / batch_rows[-1],
-                                                        history))
+            if not step_from_sums(model, self.optimizer, total[:size], int(batch_rows.sum())):
+                raise self.update_not_finite(at, history.iteration_loss[-1], history)
             history.steps += 1
+
+
+class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
+    """:class:`DataParallelEngine` with the spans of :class:`CompiledEngine` (backend "numba").
+
+    ``CompiledEngine.run_span`` cuts a span into kernel calls and records
+    their History; each call (:meth:`fit`) runs a whole run of training steps
+    in ``kernels.compiled.fit_span_parallel``, calling
+    :meth:`~scratchgd.distributed.Group.sum_in_rank_order` between steps.
+    Starting, and the divergence errors raised alike on every rank, are
+    :class:`DataParallelEngine`'s.
+    """
+
+    def fit(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        model, optimizer, group = self.model, self.optimizer, self.group
+        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
+        shards = np.array([shard(bounds[t], bounds[t + 1], group.rank, group.size)
+                           for t in range(start, end)]).reshape(end - start, 2)
+        return model._kernels.fit_span_parallel(
+            model.params, velocity, self.loader.dataset.X, self.y, order, bounds, shards, start,
+            end, self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
+            group.sum_in_rank_order, self.reduce_dtype, model.scaling)
 
 
 def broadcast_model(group: Group, model: MLP, optimizer: Optimizer) -> None:
@@ -97,18 +138,12 @@ def broadcast_model(group: Group, model: MLP, optimizer: Optimizer) -> None:
 
 
 def step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int) -> bool:
-    """``optimizer.step`` with ``g = sums / rows`` (flat float64 sums, params order).
+    """``optimizer.step`` with ``g = sums / rows`` (flat sums, params order).
 
-    The numba backend takes the step in one compiled pass
-    (``kernels.compiled.step_from_sums``, the same arithmetic). Returns False,
-    with nothing changed, if the new weights would not be finite.
+    The sums are cast to the model's dtype first (a copy), then divided.
+    Returns False, with nothing changed, if the new weights would not be finite.
     """
-    sums = sums.astype(model.dtype)  # a copy: the numba step divides it in place
-    if model.backend == "numba":
-        velocity = optimizer.buffers(model.params) if optimizer.momentum else None
-        return model._kernels.step_from_sums(model.params, velocity, sums, optimizer.lr,
-                                             optimizer.momentum, rows)
-    grads = [g / rows for g in views_like(sums, model.params)]
+    grads = [g / rows for g in views_like(sums.astype(model.dtype), model.params)]
     try:
         optimizer.step(model.params, grads)
     except TrainingDiverged:
@@ -117,36 +152,32 @@ def step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int
 
 
 def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray | None,
-               bounds: np.ndarray, first: int, end: int, group: Group) -> np.ndarray:
-    """This rank's part of one training step, as one flat float64 buffer.
+               bounds: np.ndarray, first: int, end: int, group: Group,
+               reduce_dtype: type = np.float64) -> np.ndarray:
+    """This rank's part of one training step, as one flat ``reduce_dtype`` buffer.
 
-    ``[gradient sums of every parameter (flattened, in params order), rows,
-    loss sum of each iteration first..end-1, correct count of each]`` over
+    ``[gradient sums of every parameter (flattened, in params order), then
+    for each iteration first..end-1 its loss sum and correct count]`` over
     this rank's shards of the batches ``first .. end - 1``; an empty shard adds
     zeros. After a non-finite loss the rank stops computing (its later
     figures stay 0): the reduced loss of that iteration is non-finite too.
     """
     m = end - first
-    lo, hi = np.array([shard(bounds[t], bounds[t + 1], group.rank, group.size)
-                       for t in range(first, end)]).reshape(m, 2).T
-    if model.backend == "numba":
-        return model._kernels.fit_shard(model.params, loader.dataset.X, y, order, lo, hi - lo,
-                                        model.activation, model.loss, model.scaling)
     grad_sum = [np.zeros_like(p) for p in model.params]
-    loss_sums, correct = np.zeros(m), np.zeros(m)
+    figures = np.zeros((m, 2))  # loss sum, correct count
     for t in range(m):
-        if hi[t] == lo[t]:
+        lo, hi = shard(bounds[first + t], bounds[first + t + 1], group.rank, group.size)
+        if hi == lo:
             continue
-        index = slice(lo[t], hi[t]) if order is None else order[lo[t]:hi[t]]
+        index = slice(lo, hi) if order is None else order[lo:hi]
         X_batch = model.inputs(loader.dataset.X[index])
         batch_loss, grads, z = model._kernels.loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
-        loss_sums[t] = batch_loss
+        figures[t, 0] = batch_loss
         if not math.isfinite(batch_loss):
             break
         for total, g in zip(grad_sum, grads, strict=True):
             total += g
         if model.loss == "cross_entropy":
-            correct[t] = (z.argmax(axis=1) == y[index]).sum()
-    return np.concatenate([g.ravel() for g in grad_sum]
-                          + [[float((hi - lo).sum())], loss_sums, correct])
+            figures[t, 1] = (z.argmax(axis=1) == y[index]).sum()
+    return np.concatenate([g.ravel() for g in grad_sum] + [figures.ravel()]).astype(reduce_dtype)

@@ -20,8 +20,8 @@ reference (NumPy)            compiled kernel                                 mod
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
                              :func:`plain_step_into` (momentum 0, one pass)
 ``engines.python``'s loop    :func:`train_span` (many iterations, one call)  ``span``
-``data_parallel.shard_sums`` :func:`shard_sums` (one rank's data-parallel    ``shard``
-                             gradient sums)
+``engines.data_parallel``'s  :func:`train_span_parallel` (one rank's steps,  ``parallel``
+loop                         the collective called between them)
 ===========================  ==============================================  ==========
 
 :mod:`.base` holds what they share: the decorator :data:`jit`, the activation
@@ -71,17 +71,18 @@ from .layers import (
     loss_and_grads,
     mse,
 )
-from .shard import fit_shard, shard_sums
+from .parallel import COLLECTIVE_FAILED, fit_span_parallel, train_span_parallel
 from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
-from .step import plain_step_into, sgd_step, step_from_sums
+from .step import plain_step_into, sgd_step
 
 drop_stale_cache(train_span)
 
 __all__ = [
-    "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "CROSS_ENTROPY", "DONE",
-    "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE", "REASSOCIATE", "RELU", "SIGMOID", "TANH",
-    "UPDATE_NOT_FINITE", "activate", "blas_limit", "blas_threads_for", "cross_entropy",
-    "dense_backward", "dense_forward", "dense_sq_norms", "fit_shard", "fit_span", "forward",
-    "gather_batch", "jit", "loss_and_grads", "mse", "plain_step_into", "scaling_inputs",
-    "sgd_step", "shard_sums", "span_input", "step_from_sums", "train_span", "use_blas",
+    "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
+    "CROSS_ENTROPY", "DONE", "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE", "REASSOCIATE",
+    "RELU", "SIGMOID", "TANH", "UPDATE_NOT_FINITE", "activate", "blas_limit", "blas_threads_for",
+    "cross_entropy", "dense_backward", "dense_forward", "dense_sq_norms", "fit_span",
+    "fit_span_parallel", "forward", "gather_batch", "jit", "loss_and_grads", "mse",
+    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "train_span",
+    "train_span_parallel", "use_blas",
 ]

@@ -142,14 +142,14 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
         rows += n
         if (t + 1) % k == 0 or t == last:
             if vWs is None:  # no momentum (numba compiles only the branch the types allow)
-                ok = plain_step_into(Wc, bc, gWs, gbs, lr, rows)
+                ok = plain_step_into(Wc, bc, gWs, gbs, gWs, gbs, lr, rows)
                 if ok:
                     for layer in range(L):
                         Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
                         bc[layer], gbs[layer] = gbs[layer], bc[layer]
                     swapped = not swapped
             else:
-                ok = sgd_step(Wc, bc, gWs, gbs, vWs, vbs, lr, momentum, rows)
+                ok = sgd_step(Wc, bc, gWs, gbs, gWs, gbs, vWs, vbs, lr, momentum, rows)
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)
                 return t + 1 - start, steps, UPDATE_NOT_FINITE

@@ -1,0 +1,247 @@
+"""Data parallel: a span of training steps on one rank, the collective called between steps.
+
+The reference is ``engines.data_parallel.DataParallelEngine`` (backend
+"numpy"): per training step, this rank's gradient sums over its shards, one
+collective, the step on the reduced sums, in Python. Here one compiled call
+runs a whole span of steps, as :func:`~.span.train_span` does in one process,
+and leaves the compiled code only for the collective:
+
+==================================  ==============================================
+reference (NumPy)                   compiled kernel
+==================================  ==============================================
+``DataParallelEngine.run_span``     :func:`train_span_parallel` (many steps, one
+                                    call), called by :func:`fit_span_parallel`
+``Group.sum_in_rank_order``         called from an object-mode block of
+                                    :func:`train_span_parallel`
+                                    (:func:`_call_collective`)
+==================================  ==============================================
+
+The flat buffer a rank contributes to a step of ``m`` iterations
+``first .. first + m - 1``::
+
+    [gradient sums of every parameter (flattened, params order),
+     loss sum of iteration first, its correct count, ..., of iteration first + m - 1]
+
+in the sum dtype (float64; float32 with ``fit(reduce_dtype="float32")``).
+The arithmetic is the reference's, number for number: the shards' gradient
+sums in the model's dtype (:func:`~.span._forward_backward`, BLAS or the loops
+by the step's widest shard), cast into the buffer, summed in rank order, cast
+back to the model's dtype and divided by the step's global rows
+(:func:`~.step.plain_step_into` or :func:`~.step.sgd_step` reading the reduced
+buffer).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+from numba import objmode
+
+from ..._arrays import views_like
+from ...scaling import Scaling
+from .base import ACTIVATION_CODE, BLAS_MIN_ROWS, LOSS_CODE, MSE, blas_limit, jit, use_blas
+from .gather import gather_batch, scaling_inputs, span_input
+from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, _copy_back, _forward_backward
+from .step import plain_step_into, sgd_step
+
+COLLECTIVE_FAILED = 3
+"""Status of :func:`train_span_parallel`: the collective raised (see :func:`fit_span_parallel`)."""
+
+_collectives: dict[int, Callable[[np.ndarray, np.ndarray], object]] = {}
+"""The collective of each running span, by key: compiled code cannot hold a Python object."""
+_failures: dict[int, BaseException] = {}
+_keys = itertools.count()
+
+
+def _call_collective(key: int, send: np.ndarray, total: np.ndarray) -> int:
+    """``collective(send, total)`` of the span ``key``; 1 (the exception kept) if it raised."""
+    try:
+        _collectives[key](send, total)
+    except BaseException as exc:  # noqa: BLE001 (re-raised by fit_span_parallel)
+        _failures[key] = exc
+        return 1
+    return 0
+
+
+@jit(nogil=False)  # the object-mode block takes the GIL anyway
+def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None,
+                        X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+                        order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
+                        counts: np.ndarray, start: int, stop: int, k: int, lr: float,
+                        momentum: float, act: int, loss: int, gWs: tuple, gbs: tuple,
+                        pack: bool, send: np.ndarray, sWs: tuple, sbs: tuple,
+                        total: np.ndarray, key: int, loss_sums: np.ndarray,
+                        correct: np.ndarray, mean: np.ndarray,
+                        inv_std: np.ndarray) -> tuple[int, int, int]:
+    """Training steps of iterations ``start .. stop - 1`` on this rank, one collective per step.
+
+    Iteration ``t``'s global batch is ``order[bounds[t]:bounds[t + 1]]``; this
+    rank's shard of it is ``order[lo[t - start]:lo[t - start] + counts[t - start]]``.
+    For each step (``k`` iterations, or fewer at the epoch's end):
+
+    1. for each shard: gather, forward, loss, backward, adding its gradient
+       SUMS into ``gWs, gbs`` (the model's dtype; views of ``send`` unless
+       ``pack``); its loss sum and correct count into ``send``; an empty shard
+       adds nothing, and after a non-finite loss the rank stops (its later
+       figures stay 0: the reduced loss is not finite either);
+    2. ``pack``: the gradient sums cast into ``send``;
+    3. the collective, in object mode: ``total <- sum over ranks of send``
+       (:func:`_call_collective`);
+    4. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
+       and correct count into ``correct[t - start]``; a non-finite loss stops
+       the span before the step;
+    5. the step with ``g = total's sums (sWs, sbs: views of total) / m``, ``m``
+       the step's global rows ``bounds[end] - bounds[first]``.
+
+    Invariants: as :func:`~.span.train_span`: ``start`` and ``stop`` are step
+    boundaries, weights and velocities change only through a checked step,
+    and the current weights are in ``Ws, bs`` when it returns. Every rank
+    computes the same ``total`` and therefore the same step and status.
+
+    Returns ``(iterations, steps, status)`` as :func:`~.span.train_span`, or
+    status COLLECTIVE_FAILED (the collective of the step starting at
+    ``start + iterations`` raised; its exception is kept under ``key``).
+    """
+    L = len(Ws)
+    dtype = Ws[0].dtype
+    size = 0
+    for layer in range(L):
+        size += Ws[layer].size + bs[layer].size
+    widest = max(1, counts.max())
+    acts = [np.empty((widest, X.shape[1]), dtype)]
+    deltas = []
+    for layer in range(L):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    Wc = [Ws[layer] for layer in range(L)]  # the current weights, swapped with Wn, bn
+    bc = [bs[layer] for layer in range(L)]
+    Wn = [np.empty_like(W) for W in Ws]
+    bn = [np.empty_like(b) for b in bs]
+    swapped = False
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    steps = 0
+    for first in range(start, stop, k):
+        end = min(first + k, stop)
+        blas = counts[first - start:end - start].max() >= BLAS_MIN_ROWS
+        for j in range(size, size + 2 * (end - first)):
+            send[j] = 0
+        rows = 0
+        for t in range(first, end):
+            n = counts[t - start]
+            if n == 0:
+                continue
+            gather_batch(X, labels, targets, order, lo[t - start], n, loss, mean, inv_std,
+                         acts[0], y_batch, t_batch)
+            loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch,
+                                               t_batch, n, act, loss, blas, rows > 0)
+            send[size + 2 * (t - first)] = loss_sum
+            if not np.isfinite(loss_sum):
+                break
+            send[size + 2 * (t - first) + 1] = hits
+            rows += n
+        if rows == 0:
+            for layer in range(L):
+                gWs[layer][:] = 0
+                gbs[layer][:] = 0
+        if pack:
+            _pack(gWs, gbs, send)
+        with objmode(failed="int64"):
+            failed = _call_collective(key, send, total)
+        if failed:
+            _copy_back(Ws, bs, Wc, bc, swapped)
+            return first - start, steps, COLLECTIVE_FAILED
+        for t in range(first, end):
+            loss_sums[t - start] = total[size + 2 * (t - first)]
+            if not np.isfinite(loss_sums[t - start]):
+                _copy_back(Ws, bs, Wc, bc, swapped)
+                return t - start, steps, LOSS_NOT_FINITE
+            correct[t - start] = int(total[size + 2 * (t - first) + 1])
+        m = bounds[end] - bounds[first]
+        if vWs is None:  # no momentum (numba compiles only the branch the types allow)
+            ok = plain_step_into(Wc, bc, sWs, sbs, Wn, bn, lr, m)
+            if ok:
+                for layer in range(L):
+                    Wc[layer], Wn[layer] = Wn[layer], Wc[layer]
+                    bc[layer], bn[layer] = bn[layer], bc[layer]
+                swapped = not swapped
+        else:
+            ok = sgd_step(Wc, bc, sWs, sbs, Wn, bn, vWs, vbs, lr, momentum, m)
+        if not ok:
+            _copy_back(Ws, bs, Wc, bc, swapped)
+            return end - start, steps, UPDATE_NOT_FINITE
+        steps += 1
+    _copy_back(Ws, bs, Wc, bc, swapped)
+    return stop - start, steps, DONE
+
+
+@jit(inline="always")
+def _pack(gWs: tuple, gbs: tuple, send: np.ndarray) -> None:
+    """``send[:size] <- the gradient sums``, flattened in params order, cast to ``send``'s dtype."""
+    at = 0
+    for layer in range(len(gWs)):
+        for part in (gWs[layer].reshape(-1), gbs[layer]):
+            for i in range(part.size):
+                send[at + i] = part[i]
+            at += part.size
+
+
+def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | None,
+                      X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+                      bounds: np.ndarray, shards: np.ndarray, start: int, stop: int, k: int,
+                      lr: float, momentum: float, activation: str, loss: str,
+                      collective: Callable[[np.ndarray, np.ndarray], object],
+                      sum_dtype: type = np.float64, scaling: Scaling | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Run iterations ``[start, stop)`` of an epoch with :func:`train_span_parallel`.
+
+    As :func:`~.span.fit_span`, with this rank's shards of the span's batches
+    (``shards``: ``(stop - start, 2)`` positions ``[lo, hi)`` into ``order``,
+    from :func:`scratchgd.distributed.shard`) and the collective called
+    between steps: ``collective(send, total)`` writes the rank-order sum of
+    every rank's ``send`` into ``total`` (both flat, ``sum_dtype``, of
+    ``size + 2 min(k, iterations per epoch)`` elements whatever the span, so a
+    run reuses its collective's buffers), e.g.
+    :meth:`scratchgd.distributed.Group.sum_in_rank_order`. ``sum_dtype``:
+    float64, or float32 for a float32 model.
+
+    Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.fit_span`
+    (every rank the same). An exception of the collective is re-raised, the
+    weights those before the step it was part of.
+    """
+    dtype = params[0].dtype
+    size = sum(p.size for p in params)
+    length = size + 2 * min(k, len(bounds) - 1)
+    send, total = np.zeros(length, sum_dtype), np.empty(length, sum_dtype)
+    pack = np.dtype(sum_dtype) != dtype
+    grads = views_like(np.empty(size, dtype) if pack else send, params)
+    sums = views_like(total, params)
+    lo = np.ascontiguousarray(shards[:, 0], dtype=np.int64)
+    counts = np.ascontiguousarray(shards[:, 1] - shards[:, 0], dtype=np.int64)
+    widest = int(counts.max(initial=0))
+    if order is None:
+        order = np.arange(bounds[-1])
+    X, labels, targets = span_input(X, y, loss, dtype)
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    mean, inv_std = scaling_inputs(scaling)
+    loss_sums = np.zeros(stop - start)
+    correct = np.zeros(stop - start, dtype=np.int64)
+    key = next(_keys)
+    _collectives[key] = collective
+    try:
+        with blas_limit(use_blas(widest), widest, Ws):
+            done, steps, status = train_span_parallel(
+                Ws, bs, vWs, vbs, X, labels, targets, np.ascontiguousarray(order, dtype=np.int64),
+                np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
+                float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
+                tuple(grads[0::2]), tuple(grads[1::2]), pack, send, tuple(sums[0::2]),
+                tuple(sums[1::2]), total, key, loss_sums, correct, mean, inv_std)
+    finally:
+        del _collectives[key]
+    if status == COLLECTIVE_FAILED:
+        raise _failures.pop(key)
+    return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
+
