@@ -45,6 +45,7 @@ class FitArgs:
     track_noise: bool
     rng: np.random.Generator | None
     on_epoch_end: Callable[..., object] | None
+    reduce_dtype: Any = None
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,16 @@ class Plan:
     settings : dict
         What a checkpoint records and a resumed run must match
         (:meth:`scratchgd.checkpoint.Checkpoint.check`).
+    reduce_dtype : type
+        What the data-parallel sums travel and are added in (``fit``'s
+        ``reduce_dtype``): ``np.float64``, or ``np.float32``.
     """
 
     loader: DataLoader
     k: int
     y: np.ndarray
     settings: dict[str, Any]
+    reduce_dtype: type = np.float64
 
 
 def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
@@ -89,8 +94,11 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
                 "features": data.n_features, "track_noise": args.track_noise,
                 "scale": "none" if model.scaling is None else "standard",
                 "processes": 1 if group is None else group.size}
+    reduce_dtype = _reduce_dtype(args.reduce_dtype)
+    if reduce_dtype == np.float32:  # recorded only when it changes results: older files load
+        settings["reduce_dtype"] = "float32"
     return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
-                model.check_y(data.y, len(data), name="data.y"), settings)
+                model.check_y(data.y, len(data), name="data.y"), settings, reduce_dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:
@@ -119,7 +127,36 @@ def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]
                                                   1 if group is None else group.size)
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
+    _check_reduce_dtype(args, group, loader)
     return loader, accumulate
+
+
+def _reduce_dtype(value: Any) -> type:
+    """``fit``'s ``reduce_dtype`` as a type: ``None`` and float64 give float64, float32 float32."""
+    try:
+        dtype = np.dtype(np.float64 if value is None else value)
+    except TypeError:
+        dtype = None
+    if dtype not in (np.float64, np.float32) or isinstance(value, bool):
+        raise ValueError(f"reduce_dtype must be None, 'float64' or 'float32', got {value!r}")
+    return dtype.type
+
+
+def _check_reduce_dtype(args: FitArgs, group: Group | None, loader: DataLoader) -> None:
+    """float32 sums only for a float32 model, under ``comm``, with counts float32 holds exactly."""
+    if _reduce_dtype(args.reduce_dtype) != np.float32:
+        return
+    if group is None:
+        raise ValueError("reduce_dtype='float32' applies to data-parallel training only "
+                         "(comm=...): one process adds no sums across ranks")
+    if args.model.dtype != np.float32:
+        raise ValueError(f"reduce_dtype='float32' needs a float32 model, got a "
+                         f"{np.dtype(args.model.dtype).name} one: a float64 model keeps float64 "
+                         f"sums, which equal one process to 1e-12")
+    if loader.rows_per_batch > 2**24:
+        raise ValueError(f"reduce_dtype='float32' counts correct predictions in float32, exact "
+                         f"up to 2**24 rows per batch; batches of {loader.rows_per_batch} rows "
+                         f"need reduce_dtype='float64'")
 
 
 def _check_fit_args(args: FitArgs) -> None:
@@ -171,4 +208,5 @@ def _description(args: FitArgs) -> dict[str, Any]:
             "memory_budget": args.memory_budget,
             "validation rows": None if validation is None else len(validation),
             "checkpoint": args.checkpoint is not None,
-            "checkpoint_every": args.checkpoint_every, "resume": args.resume}
+            "checkpoint_every": args.checkpoint_every, "resume": args.resume,
+            "reduce_dtype": np.dtype(_reduce_dtype(args.reduce_dtype)).name}

@@ -77,7 +77,8 @@ def compile_case(case: Case) -> None:
 
     A classifier and a regressor (int64 labels, float targets), batches of 1 and 4
     rows (the loops and BLAS), training (``fit``, and ``fit(comm=)`` on one rank for
-    ``--distributed``), evaluation (``forward``) and
+    ``--distributed``, with float64 sums and, for a float32 model, float32 ones),
+    evaluation (``forward``) and
     ``loss_and_grads`` with per-example gradient norms (``track_noise``, ``advise``).
     """
     rng = np.random.default_rng(0)
@@ -92,8 +93,9 @@ def compile_case(case: Case) -> None:
         for batch_size in (1, 4):
             fit(model, data, MiniBatchSGD(0.01, batch_size=batch_size, momentum=momentum),
                 epochs=1, progress=False)
-        run_threads(1, lambda comm, model=model, data=data: fit(  # --distributed: shard_sums
-            model, data, MiniBatchSGD(0.01, batch_size=4, momentum=momentum), epochs=1,
-            progress=False, comm=comm))
+        for reduce_dtype in {"float64", np.dtype(case.dtype).name}:  # --distributed
+            run_threads(1, lambda comm, model=model, data=data, reduce_dtype=reduce_dtype: fit(
+                model, data, MiniBatchSGD(0.01, batch_size=4, momentum=momentum), epochs=1,
+                progress=False, comm=comm, reduce_dtype=reduce_dtype))
         evaluate(model, data)
         gradient_noise(model, data)  # loss_and_grads with per-example gradient norms

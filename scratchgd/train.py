@@ -70,7 +70,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         memory_budget: int | str | None = None, track_noise: bool = False,
         rng: np.random.Generator | None = None,
         on_epoch_end: Callable[[History], object] | None = None,
-        comm: object | None = None) -> History:
+        comm: object | None = None, reduce_dtype: str | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -173,6 +173,16 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         with ``GD`` the chunks (which ``History.iterations`` counts) are P
         times larger than one process's. Only rank 0 writes ``checkpoint``.
         ``track_noise`` and ``rng`` are not supported with ``comm``.
+    reduce_dtype : None, "float64" or "float32"
+        What the sums of a data-parallel step (``comm``) travel and are added
+        in. ``None`` (the default) or ``"float64"``: float64, the promise above
+        (1e-12 to one process for a float64 model). ``"float32"``, for a
+        float32 model only: half the bytes per step; the sums, loss sums and
+        correct counts are added in float32, so the weights differ from one
+        process by float32 rounding (about 1e-6 relative after a few epochs,
+        the order of the model's own float32 rounding), still with the same
+        bits on every rank and run after run. Refused (``ValueError``) for a
+        float64 model and without ``comm``; a checkpoint records it.
 
     Raises
     ------
@@ -186,10 +196,11 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     # start of run: every argument checked (alike on every rank) before anything changes
     plan = make_plan(FitArgs(model, data, optimizer, epochs, accumulate, validation, progress,
                              seed, checkpoint, checkpoint_every, resume, memory_budget,
-                             track_noise, rng, on_epoch_end), group)
+                             track_noise, rng, on_epoch_end, reduce_dtype), group)
     loader = plan.loader
     noise = NoiseTracker() if track_noise else None
-    engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise)
+    engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise,
+                            plan.reduce_dtype)
     engine.start()
     checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group)
     history, at = checkpoints.resume(resume)  # a fresh run, or the checkpoint's, weights restored
