@@ -14,18 +14,25 @@ the rank that owns it, never in the order an MPI library's ``Allreduce``
 picks, so replicas never differ by one ulp and the same P repeats the same
 bits run after run.
 
+A training run sums through a :meth:`Group.reducer`: when every rank is on
+one machine, through memory they all map (:class:`SharedSum`: no message,
+no copy between ranks), else by messages (:class:`MessageSum`, the
+collectives of :meth:`Group.sum_in_rank_order`). Both add every element in
+the same order, so they give the same bits.
+
 The communicator is an mpi4py one (``MPI.COMM_WORLD`` or a sub-communicator),
 or :class:`ThreadComm`, P threads in one process that implement the few
 mpi4py methods used here (``Get_rank``, ``Get_size``, ``Allgather``,
-``Alltoall``, ``allgather``, ``Bcast``, ``bcast``), so the identity is tested
-without MPI.
-mpi4py itself is imported only by :meth:`Group.allreduce_sum` (the
-benchmark's comparison) and by the command line's ``--distributed``:
-``import scratchgd`` never starts MPI.
+``Alltoall``, ``allgather``, ``Barrier``, ``Bcast``, ``bcast``), so the
+identity is tested without MPI. mpi4py itself is imported only when a
+:meth:`Group.reducer` looks for memory the ranks share, by
+:meth:`Group.allreduce_sum` (the benchmark's comparison) and by the command
+line's ``--distributed``: ``import scratchgd`` never starts MPI.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -142,6 +149,101 @@ class Reduction:
         return out
 
 
+class MessageSum:
+    """A run's rank-order sums by messages: ``total <- sum_p send_p`` (:meth:`Group.sum_in_rank_order`).
+
+    ``send`` and ``total``: this rank's buffers of ``n`` elements, kept for
+    the run; calling the object is one reduction.
+    """
+
+    def __init__(self, group: Group, n: int, dtype: type) -> None:
+        self.group, self.send, self.total = group, np.zeros(n, dtype), np.empty(n, dtype)
+
+    def __call__(self) -> None:
+        self.group.sum_in_rank_order(self.send, self.total)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SharedSum:
+    """A run's rank-order sums through one block of memory every rank maps (one machine).
+
+    The block holds one row per rank and the total. Rank ``r`` writes its
+    ``send`` (its row: the compiled span computes straight into it); after a
+    barrier it adds chunk ``r`` of the P rows, in rank order, into chunk ``r``
+    of ``total`` (``c = ceil(n / P)`` elements, as :meth:`Group.scatter_sum`
+    cuts them); after a second barrier every rank reads the whole ``total``.
+    Element for element the additions of :meth:`Group.scatter_sum`, so the
+    same bits; but nothing is sent or copied between ranks: each reads
+    ``n`` elements of the others' rows and writes ``n / P``. The second barrier
+    also keeps the next step's rows and totals from being written while a
+    rank still reads these. With one rank its row is the total: nothing is added.
+
+    ``block``: ``(array of shape (P + 1, P c), fence, release)`` from
+    :meth:`Group.reducer`; ``fence()`` is a barrier that also orders memory.
+    """
+
+    def __init__(self, group: Group, n: int, block: tuple) -> None:
+        array, self._fence, self._release = block
+        chunk = array.shape[1] // group.size
+        self._rows, self._total = array[:group.size], array[group.size]
+        self._mine = slice(group.rank * chunk, (group.rank + 1) * chunk)
+        self.send = array[group.rank, :n]
+        self.total = self.send if group.size == 1 else array[group.size, :n]
+        array[group.rank] = 0  # the padding too: every value the sums read is a number
+        self._fence()
+
+    def __call__(self) -> None:
+        self._fence()  # every rank's row written
+        if self.total is not self.send:
+            add_in_rank_order(self._rows[:, self._mine], self._total[self._mine])
+        self._fence()  # every chunk added
+
+    def close(self) -> None:
+        """Release the block (every rank, at the same point: it is collective under MPI)."""
+        self._release()
+
+
+def _shared_block(comm: Any, shape: tuple[int, int], dtype: type) -> tuple | None:
+    """``(array, fence, release)``: an array every rank of ``comm`` maps, or ``None``.
+
+    ``None`` unless every rank runs on one machine. Under MPI an MPI-3 shared
+    window on rank 0 (``Win.Allocate_shared``), ``fence`` the
+    ``Win.Sync``/``Barrier``/``Win.Sync`` the standard asks for; for
+    :class:`ThreadComm` rank 0's array itself and the threads' barrier.
+    Collective: every rank calls it at the same point.
+    """
+    if isinstance(comm, ThreadComm):
+        array = comm.bcast(np.zeros(shape, dtype) if comm.Get_rank() == 0 else None)
+        return array, comm.Barrier, lambda: None
+    if not callable(getattr(comm, "Split_type", None)):
+        return None
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    if node.Get_size() != comm.Get_size():  # every rank sees this: they all decide alike
+        node.Free()
+        return None
+    itemsize = np.dtype(dtype).itemsize
+    window = MPI.Win.Allocate_shared(math.prod(shape) * itemsize if node.Get_rank() == 0 else 0,
+                                     itemsize, comm=node)
+    array = np.ndarray(shape, dtype, buffer=window.Shared_query(0)[0])
+    window.Lock_all(MPI.MODE_NOCHECK)
+
+    def fence() -> None:
+        window.Sync()
+        node.Barrier()
+        window.Sync()
+
+    def release() -> None:
+        window.Unlock_all()
+        window.Free()
+        node.Free()
+
+    return array, fence, release
+
+
 class Group:
     """The processes that train together: an mpi4py communicator and its figures.
 
@@ -180,6 +282,18 @@ class Group:
         if key not in self._reductions:
             self._reductions[key] = Reduction(self, *key)
         return self._reductions[key](buf, out)
+
+    def reducer(self, n: int, dtype: type = np.float64) -> MessageSum | SharedSum:
+        """What a training run sums its ``n``-element buffers through, step after step.
+
+        A :class:`SharedSum` when every rank runs on one machine (the same
+        bits with no message and no copy), else a :class:`MessageSum`.
+        Collective: every rank calls it, and the result's ``close``, at the
+        same points.
+        """
+        chunk = -(-n // self.size)
+        block = _shared_block(self.comm, (self.size + 1, self.size * chunk), dtype)
+        return MessageSum(self, n, dtype) if block is None else SharedSum(self, n, block)
 
     def gather_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` in rank order by one Allgather: every rank adds all P buffers.
@@ -312,6 +426,9 @@ class ThreadComm:
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return self._exchange(obj)[root]
+
+    def Barrier(self) -> None:  # noqa: N802
+        self._barrier.wait()
 
     def Bcast(self, buf: np.ndarray, root: int = 0) -> None:  # noqa: N802
         buf[...] = self._exchange(np.array(buf))[root]

@@ -99,8 +99,9 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
 
     ``CompiledEngine.run_span`` cuts a span into kernel calls and records
     their History; each call (:meth:`fit`) runs a whole run of training steps
-    in ``kernels.compiled.fit_span_parallel``, calling
-    :meth:`~scratchgd.distributed.Group.sum_in_rank_order` between steps.
+    in ``kernels.compiled.fit_span_parallel``, summing through a
+    :meth:`~scratchgd.distributed.Group.reducer` between steps (through
+    memory the ranks share when they run on one machine: the same bits).
     Starting, and the divergence errors raised alike on every rank, are
     :class:`DataParallelEngine`'s.
     """
@@ -114,7 +115,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
         return model._kernels.fit_span_parallel(
             model.params, velocity, self.loader.dataset.X, self.y, order, bounds, shards, start,
             end, self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
-            group.sum_in_rank_order, self.reduce_dtype, model.scaling)
+            group.reducer, self.reduce_dtype, model.scaling)
 
 
 def broadcast_model(group: Group, model: MLP, optimizer: Optimizer) -> None:

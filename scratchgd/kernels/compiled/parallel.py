@@ -11,7 +11,8 @@ reference (NumPy)                   compiled kernel
 ==================================  ==============================================
 ``DataParallelEngine.run_span``     :func:`train_span_parallel` (many steps, one
                                     call), called by :func:`fit_span_parallel`
-``Group.sum_in_rank_order``         called from an object-mode block of
+``Group.sum_in_rank_order``         a ``Group.reducer`` called from an
+                                    object-mode block of
                                     :func:`train_span_parallel`
                                     (:func:`_call_collective`)
 ==================================  ==============================================
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from numba import objmode
@@ -49,16 +51,27 @@ from .step import plain_step_into, sgd_step
 COLLECTIVE_FAILED = 3
 """Status of :func:`train_span_parallel`: the collective raised (see :func:`fit_span_parallel`)."""
 
-_collectives: dict[int, Callable[[np.ndarray, np.ndarray], object]] = {}
+_collectives: dict[int, Callable[[], object]] = {}
 """The collective of each running span, by key: compiled code cannot hold a Python object."""
 _failures: dict[int, BaseException] = {}
 _keys = itertools.count()
 
 
-def _call_collective(key: int, send: np.ndarray, total: np.ndarray) -> int:
-    """``collective(send, total)`` of the span ``key``; 1 (the exception kept) if it raised."""
+class Reducer(Protocol):
+    """Sums every rank's ``send`` into ``total``, in rank order, when called (``Group.reducer``)."""
+
+    send: np.ndarray
+    total: np.ndarray
+
+    def __call__(self) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def _call_collective(key: int) -> int:
+    """The collective of the span ``key``; 1 (the exception kept) if it raised."""
     try:
-        _collectives[key](send, total)
+        _collectives[key]()
     except BaseException as exc:  # noqa: BLE001 (re-raised by fit_span_parallel)
         _failures[key] = exc
         return 1
@@ -88,7 +101,7 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
        figures stay 0: the reduced loss is not finite either);
     2. ``pack``: the gradient sums cast into ``send``;
     3. the collective, in object mode: ``total <- sum over ranks of send``
-       (:func:`_call_collective`);
+       (:func:`_call_collective`: the span's ``Reducer``, which owns both);
     4. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
        and correct count into ``correct[t - start]``; a non-finite loss stops
        the span before the step;
@@ -149,7 +162,7 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
         if pack:
             _pack(gWs, gbs, send)
         with objmode(failed="int64"):
-            failed = _call_collective(key, send, total)
+            failed = _call_collective(key)
         if failed:
             _copy_back(Ws, bs, Wc, bc, swapped)
             return first - start, steps, COLLECTIVE_FAILED
@@ -192,29 +205,29 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                       X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                       bounds: np.ndarray, shards: np.ndarray, start: int, stop: int, k: int,
                       lr: float, momentum: float, activation: str, loss: str,
-                      collective: Callable[[np.ndarray, np.ndarray], object],
-                      sum_dtype: type = np.float64, scaling: Scaling | None = None
+                      reducer: Callable[[int, type], Reducer], sum_dtype: type = np.float64,
+                      scaling: Scaling | None = None
                       ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span_parallel`.
 
     As :func:`~.span.fit_span`, with this rank's shards of the span's batches
     (``shards``: ``(stop - start, 2)`` positions ``[lo, hi)`` into ``order``,
-    from :func:`scratchgd.distributed.shard`) and the collective called
-    between steps: ``collective(send, total)`` writes the rank-order sum of
-    every rank's ``send`` into ``total`` (both flat, ``sum_dtype``, of
-    ``size + 2 min(k, iterations per epoch)`` elements whatever the span, so a
-    run reuses its collective's buffers), e.g.
-    :meth:`scratchgd.distributed.Group.sum_in_rank_order`. ``sum_dtype``:
+    from :func:`scratchgd.distributed.shard`) and a collective between steps:
+    ``reducer(n, sum_dtype)`` (:meth:`scratchgd.distributed.Group.reducer`,
+    called once per span on every rank) gives the buffers ``send`` and
+    ``total`` of ``n = size + 2 min(k, iterations per epoch)`` elements, and
+    calling it sums every rank's ``send`` into ``total``. ``sum_dtype``:
     float64, or float32 for a float32 model.
 
     Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.fit_span`
     (every rank the same). An exception of the collective is re-raised, the
-    weights those before the step it was part of.
+    weights those before the step it was part of (and the reducer is not
+    closed: closing is collective, and the other ranks may not get there).
     """
     dtype = params[0].dtype
     size = sum(p.size for p in params)
-    length = size + 2 * min(k, len(bounds) - 1)
-    send, total = np.zeros(length, sum_dtype), np.empty(length, sum_dtype)
+    collective = reducer(size + 2 * min(k, len(bounds) - 1), sum_dtype)
+    send, total = collective.send, collective.total
     pack = np.dtype(sum_dtype) != dtype
     grads = views_like(np.empty(size, dtype) if pack else send, params)
     sums = views_like(total, params)
@@ -243,5 +256,5 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
         del _collectives[key]
     if status == COLLECTIVE_FAILED:
         raise _failures.pop(key)
+    collective.close()
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
-
