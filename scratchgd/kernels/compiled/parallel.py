@@ -11,10 +11,9 @@ reference (NumPy)                   compiled kernel
 ==================================  ==============================================
 ``DataParallelEngine.run_span``     :func:`train_span_parallel` (many steps, one
                                     call), called by :func:`fit_span_parallel`
-``Group.sum_in_rank_order``         a ``Group.reducer`` called from an
-                                    object-mode block of
-                                    :func:`train_span_parallel`
-                                    (:func:`_call_collective`)
+``Group.sum_in_rank_order``         a ``Group.reducer``, called back from
+                                    :func:`train_span_parallel` through
+                                    :data:`CALLBACK`
 ==================================  ==============================================
 
 The flat buffer a rank contributes to a step of ``m`` iterations
@@ -34,12 +33,12 @@ buffer).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from numba import objmode
 
 from ..._arrays import views_like
 from ...scaling import Scaling
@@ -78,14 +77,22 @@ def _call_collective(key: int) -> int:
     return 0
 
 
-@jit(nogil=False)  # the object-mode block takes the GIL anyway
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(_call_collective)
+""":func:`_call_collective` as a C function pointer, which :func:`train_span_parallel`
+takes as an argument and calls between steps (taking the GIL for it). Its numba
+type is its signature alone, so the kernel is compiled once and cached like the
+others (an object-mode block would be compiled again in every process)."""
+
+
+@jit
 def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None,
                         X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
                         order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
                         counts: np.ndarray, start: int, stop: int, k: int, lr: float,
                         momentum: float, act: int, loss: int, gWs: tuple, gbs: tuple,
                         pack: bool, send: np.ndarray, sWs: tuple, sbs: tuple,
-                        total: np.ndarray, key: int, loss_sums: np.ndarray,
+                        total: np.ndarray, collective: Callable[[int], int], key: int,
+                        loss_sums: np.ndarray,
                         correct: np.ndarray, mean: np.ndarray,
                         inv_std: np.ndarray) -> tuple[int, int, int]:
     """Training steps of iterations ``start .. stop - 1`` on this rank, one collective per step.
@@ -100,8 +107,8 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
        adds nothing, and after a non-finite loss the rank stops (its later
        figures stay 0: the reduced loss is not finite either);
     2. ``pack``: the gradient sums cast into ``send``;
-    3. the collective, in object mode: ``total <- sum over ranks of send``
-       (:func:`_call_collective`: the span's ``Reducer``, which owns both);
+    3. ``collective(key)`` (:data:`CALLBACK`: the span's ``Reducer``, which
+       owns both buffers): ``total <- sum over ranks of send``;
     4. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
        and correct count into ``correct[t - start]``; a non-finite loss stops
        the span before the step;
@@ -161,9 +168,7 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
                 gbs[layer][:] = 0
         if pack:
             _pack(gWs, gbs, send)
-        with objmode(failed="int64"):
-            failed = _call_collective(key)
-        if failed:
+        if collective(key):
             _copy_back(Ws, bs, Wc, bc, swapped)
             return first - start, steps, COLLECTIVE_FAILED
         for t in range(first, end):
@@ -251,7 +256,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
                 float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
                 tuple(grads[0::2]), tuple(grads[1::2]), pack, send, tuple(sums[0::2]),
-                tuple(sums[1::2]), total, key, loss_sums, correct, mean, inv_std)
+                tuple(sums[1::2]), total, CALLBACK, key, loss_sums, correct, mean, inv_std)
     finally:
         del _collectives[key]
     if status == COLLECTIVE_FAILED:
