@@ -95,8 +95,8 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
                 "scale": "none" if model.scaling is None else "standard",
                 "processes": 1 if group is None else group.size}
     reduce_dtype = _reduce_dtype(args.reduce_dtype)
-    if reduce_dtype == np.float32:  # recorded only when it changes results: older files load
-        settings["reduce_dtype"] = "float32"
+    # None for float64 sums: older checkpoints, which lack the entry, read as None and load
+    settings["reduce_dtype"] = "float32" if reduce_dtype == np.float32 else None
     return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
                 model.check_y(data.y, len(data), name="data.y"), settings, reduce_dtype)
 

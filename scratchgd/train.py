@@ -177,12 +177,14 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         What the sums of a data-parallel step (``comm``) travel and are added
         in. ``None`` (the default) or ``"float64"``: float64, the promise above
         (1e-12 to one process for a float64 model). ``"float32"``, for a
-        float32 model only: half the bytes per step; the sums, loss sums and
-        correct counts are added in float32, so the weights differ from one
-        process by float32 rounding (about 1e-6 relative after a few epochs,
-        the order of the model's own float32 rounding), still with the same
-        bits on every rank and run after run. Refused (``ValueError``) for a
-        float64 model and without ``comm``; a checkpoint records it.
+        float32 model only: half the bytes per step; the gradient sums, loss
+        sums and correct counts are added in float32. A float32 model on P
+        ranks never matched one process to 1e-12 (its own float32 rounding
+        differs with the shards); float32 sums keep it at that level (1e-7 of
+        ``max|w|`` after 5 epochs of the digits, as with float64 sums), with
+        the same bits on every rank and run after run; ``History``'s losses
+        carry float32 rounding (about 1e-8 relative). Refused (``ValueError``)
+        for a float64 model and without ``comm``; a checkpoint records it.
 
     Raises
     ------

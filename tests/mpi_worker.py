@@ -8,7 +8,10 @@ momentum, accumulation), ``numba`` (the same on the numba backend),
 overflows), ``resume`` (checkpoint every step, resume if the file exists;
 with ``SLOW=1`` every step waits 50 ms and each rank writes ``OUT/pid{r}``
 so the test can kill one mid-run), ``reduce`` (``Group``'s three fixed-order
-reductions of :func:`rank_buffers` for every size of :data:`REDUCE_SIZES`).
+reductions of :func:`rank_buffers` for every size of :data:`REDUCE_SIZES`, and
+a run's ``Group.reducer`` in float64 and float32). With ``MESSAGES=1`` every
+``Group.reducer`` sums by messages, as between machines (not through an MPI
+shared window).
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ def reduce(out: str) -> None:
         mine = rank_buffers(group.size, n)[group.rank]
         for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
             results[f"{method}_{n}"] = getattr(group, method)(mine)
+        for dtype in (np.float64, np.float32):
+            reducer = group.reducer(n, dtype)
+            reducer.send[:] = mine
+            reducer()
+            results[f"reducer_{type(reducer).__name__}_{np.dtype(dtype).name}_{n}"] = (
+                reducer.total.copy())
+            reducer.close()
     np.savez(os.path.join(out, f"rank{group.rank}.npz"), **results)
 
 
@@ -62,6 +72,8 @@ def settings(mode: str) -> dict:
 
 
 def main(mode: str, out: str, checkpoint: str | None = None) -> None:
+    if os.environ.get("MESSAGES") == "1":
+        distributed._shared_block = lambda comm, shape, dtype: None
     if mode == "reduce":
         reduce(out)
         return

@@ -164,11 +164,14 @@ def test_validation_and_mse_equal_one_process(backend):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * max(1, np.abs(want).max()))
 
 
-def test_memory_budget_applies_per_rank():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_memory_budget_applies_per_rank(backend):
     data = make_data(40)
     budget = sg.memory.estimate(sg.MLP([5, 6, 3]), 8, optimizer=sg.GD(lr=0.1))
-    model_1, hist_1 = train(data=data, optimizer=lambda: sg.GD(lr=0.1), memory_budget=budget)
-    results = run_threads(2, lambda comm: train(comm, data=data, optimizer=lambda: sg.GD(lr=0.1),
+    model_1, hist_1 = train(data=data, backend=backend, optimizer=lambda: sg.GD(lr=0.1),
+                            memory_budget=budget)
+    results = run_threads(2, lambda comm: train(comm, backend, data=data,
+                                                optimizer=lambda: sg.GD(lr=0.1),
                                                 memory_budget=budget))
     for model, hist in results:
         # each rank computes half of a chunk: the chunks are twice one process's 8 rows
@@ -280,14 +283,17 @@ def test_import_does_not_start_mpi():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path, backend):
     path = tmp_path / "run.npz"
-    results = run_threads(2, lambda comm: train(comm, checkpoint=path, checkpoint_every=2))
+    results = run_threads(2, lambda comm: train(comm, backend, checkpoint=path,
+                                                checkpoint_every=2))
     saved = sg.checkpoint.load(path)
     assert saved.meta["settings"]["processes"] == 2 and saved.meta["version"] == 3
     # resuming with P = 2 continues to the weights of an uninterrupted 5-epoch run
-    resumed = run_threads(2, lambda comm: train(comm, checkpoint=path, resume=True, epochs=5))
-    whole = run_threads(2, lambda comm: train(comm, epochs=5))
+    resumed = run_threads(2, lambda comm: train(comm, backend, checkpoint=path, resume=True,
+                                                epochs=5))
+    whole = run_threads(2, lambda comm: train(comm, backend, epochs=5))
     for a, b in zip(resumed[1][0].params, whole[1][0].params, strict=True):
         assert a.tobytes() == b.tobytes()
     assert results[0][1].iteration_loss == resumed[0][1].iteration_loss[:len(
@@ -295,7 +301,7 @@ def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path):
 
     def resume_on_3(comm):
         try:
-            train(comm, checkpoint=path, resume=True, epochs=6)
+            train(comm, backend, checkpoint=path, resume=True, epochs=6)
         except ValueError as exc:
             return str(exc)
         return None
@@ -303,7 +309,7 @@ def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path):
     for message in run_threads(3, resume_on_3):
         assert "processes=2, not 3" in message
     with pytest.raises(ValueError, match="processes=2, not 1"):
-        train(checkpoint=path, resume=True, epochs=6)
+        train(backend=backend, checkpoint=path, resume=True, epochs=6)
 
 
 def test_a_version_2_checkpoint_is_refused_naming_its_version(tmp_path):

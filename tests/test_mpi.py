@@ -57,8 +57,8 @@ def finish(job: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
     return job.returncode, output
 
 
-def run(P: int, *args: str) -> str:
-    code, output = finish(start(P, *args))
+def run(P: int, *args: str, env: dict | None = None) -> str:
+    code, output = finish(start(P, *args, env=env))
     assert code == 0, output
     return output
 
@@ -85,10 +85,13 @@ def weights(path: Path) -> list[np.ndarray]:
         return [f[f"arr_{i}"] for i in range(4)]
 
 
-@pytest.mark.parametrize(("P", "mode"), [(2, "equal"), (3, "equal"), (4, "equal"),
-                                         (2, "numba")])
-def test_ranks_equal_one_process_and_each_other(tmp_path, P, mode):
-    run(P, mode, str(tmp_path))
+@pytest.mark.parametrize(("P", "mode", "messages"), [
+    (2, "equal", False), (3, "equal", False), (4, "equal", False), (2, "numba", False),
+    (3, "numba", False), (3, "numba", True)])
+def test_ranks_equal_one_process_and_each_other(tmp_path, P, mode, messages):
+    """numba: the compiled span, summing through an MPI shared window or (messages) by the
+    collectives of Group.sum_in_rank_order."""
+    run(P, mode, str(tmp_path), env={"MESSAGES": "1"} if messages else None)
     want, losses = one_process("numba" if mode == "numba" else "numpy")
     scale = max(1.0, max(np.abs(w).max() for w in want))
     first = weights(tmp_path / "rank0.npz")
@@ -112,6 +115,11 @@ def test_the_reduction_adds_in_rank_order_with_the_same_bits_on_every_rank(tmp_p
                 want = distributed.add_in_rank_order(mpi_worker.rank_buffers(P, n)).tobytes()
                 for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
                     assert got[f"{method}_{n}"].tobytes() == want, (rank, method, n)
+                rows = mpi_worker.rank_buffers(P, n)
+                for dtype in (np.float64, np.float32):  # a run's reducer: an MPI shared window
+                    key = f"reducer_SharedSum_{np.dtype(dtype).name}_{n}"
+                    want_dtype = distributed.add_in_rank_order(rows.astype(dtype)).tobytes()
+                    assert got[key].tobytes() == want_dtype, (rank, key)
 
 
 def test_mismatched_ranks_are_refused_on_every_rank(tmp_path):
