@@ -1,21 +1,28 @@
-"""Data-parallel scaling: scratchgd on P = 1 and P = 2 ranks against PyTorch DDP (gloo).
+"""Data-parallel scaling: scratchgd on 2 ranks against ONE PLAIN PROCESS, and against DDP.
 
 Run from the repository root (needs the ``mpi`` and ``oracle`` extras)::
 
     python benchmarks/scaling.py              # W2: 60,000 rows, 3 rounds
     python benchmarks/scaling.py --quick      # 20,000 rows, 3 rounds
+    python benchmarks/scaling.py --raw runs.md   # also write every run, for benchmarks/results/
 
 Workload W2 of ``benchmarks/compare.py``: synthetic 784 features float32, 10
-classes, MLP 784-256-10, one epoch of mini-batch SGD (lr 0.05), at global
-batch 128 and 1024. Every process runs with one BLAS thread. Runners, each a
-fresh process (or ``mpiexec`` job):
+classes, MLP 784-256-10 float32, numba backend, one epoch of mini-batch SGD
+(lr 0.05), at global batch 128 and 1024. Runners, each a fresh process (or
+``mpiexec`` job), every process on one BLAS thread unless said otherwise:
 
-* ``sg P=1``: ``fit(comm=None)``, numba backend (its compiled loop runs a
-  whole span of steps per call);
-* ``sg P=1 comm``: ``fit(comm=COMM_WORLD)`` on one rank: the compiled loop
-  stops at every step for the (trivial) reduction; its difference to
-  ``sg P=1`` is the per-step stop cost;
-* ``sg P=2``: ``mpiexec -n 2``, ``fit(comm=COMM_WORLD)``;
+* ``plain``: ``fit(comm=None)``: one process, one core -- the BASELINE;
+* ``plain 2 threads``: the same with two BLAS threads, what a user with one
+  machine tries first;
+* ``comm P=1``: ``fit(comm=COMM_WORLD)`` on one rank: the data-parallel span
+  (shard sums packed, the collective between steps, the step on the reduced
+  sums) with nothing to exchange; its gap to ``plain`` is what the
+  data-parallel machinery costs per step;
+* ``P=2``: ``mpiexec -n 2``, ``fit(comm=COMM_WORLD)``, float64 sums (through
+  memory both ranks map: ``Group.reducer`` gives a ``SharedSum`` on one machine);
+* ``P=2 f32``: the same with ``reduce_dtype="float32"`` (half the bytes);
+* ``P=2 msg``: ``P=2`` with the sums sent as messages (``MessageSum``: the
+  Allgather of ``Group.sum_in_rank_order``), as between machines;
 * ``torch 1``: one PyTorch process, a ``randperm``-slicing loop;
 * ``ddp P=2``: PyTorch ``DistributedDataParallel``, gloo, 2 processes, each
   the half of every global batch.
@@ -25,10 +32,9 @@ over rounds. Before and after every run a small matrix product is timed (the
 probe of ``compare.py``); a run during which it took more than
 ``--slow-factor`` times its best was taken in the machine's slow state and is
 dropped (its figures are used only if no run of that runner is kept). The
-scratchgd P=2 runs also report the seconds per step spent in the reduction,
-the bytes each rank contributes per step, and the extra time of the
-fixed-order reduction (Allgather + sum in rank order) over a plain
-``MPI.Allreduce`` of the same buffer, as a share of a step.
+load average is printed before and after. The scratchgd runs under ``comm``
+also report the seconds per step spent in the collective (waiting for the
+other rank included) and the bytes of each rank's buffer per step.
 """
 
 from __future__ import annotations
@@ -48,60 +54,63 @@ from compare import SlowStateDetector, w2  # noqa: E402
 
 import scratchgd as sg  # noqa: E402
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "NUMBA_NUM_THREADS": "1"}
 LR = 0.05
+TARGETS = {"P=2 over plain, batch 128": 1.3, "P=2 over plain, batch 1024": 1.6,
+           "comm P=1 over plain, batch 128": 0.9, "P=2 over ddp P=2, batch 128": 1.5,
+           "P=2 over ddp P=2, batch 1024": 1.5}
+"""The targets of issue 19 (ratios of samples per second)."""
 
 
 # --- workers: each trains one epoch and prints one JSON line (rank 0) -------------------------
 
-def worker_scratchgd(rows: int, batch: int, use_comm: bool) -> dict:
+class TimedReducer:
+    """A ``Group.reducer`` whose calls are timed into ``spent``."""
+
+    def __init__(self, inner: object, spent: dict) -> None:
+        self.inner, self.spent = inner, spent
+        self.send, self.total = inner.send, inner.total
+        spent.update(bytes=inner.send.nbytes, transport=type(inner).__name__)
+
+    def __call__(self) -> None:
+        start = time.perf_counter()
+        self.inner()
+        self.spent["seconds"] += time.perf_counter() - start
+        self.spent["calls"] += 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def worker_scratchgd(rows: int, batch: int, use_comm: bool, reduce_dtype: str,
+                     messages: bool) -> dict:
     from mpi4py import MPI
 
     from scratchgd import distributed
 
+    if messages:
+        distributed._shared_block = lambda comm, shape, dtype: None
     comm = MPI.COMM_WORLD if use_comm else None
+    extra = {"comm": comm, "reduce_dtype": reduce_dtype} if use_comm else {}
     train = w2(rows).train
     model = sg.MLP([784, 256, 10], seed=0, dtype=np.float32, backend="numba")
     warm = sg.Dataset(train.X[:2 * batch], train.y[:2 * batch])
     sg.fit(sg.MLP([784, 256, 10], seed=0, dtype=np.float32, backend="numba"), warm,
-           sg.MiniBatchSGD(LR, batch_size=batch), epochs=1, progress=False, comm=comm)
-    spent = {"reduce": 0.0, "calls": 0, "bytes": 0}
-    original = distributed.Group.sum_in_rank_order
-
-    def timed(self: distributed.Group, buf: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        out = original(self, buf)
-        spent["reduce"] += time.perf_counter() - start
-        spent["calls"] += 1
-        spent["bytes"] = buf.size * 8
-        return out
-
-    distributed.Group.sum_in_rank_order = timed
+           sg.MiniBatchSGD(LR, batch_size=batch), epochs=1, progress=False, **extra)
+    spent = {"seconds": 0.0, "calls": 0}
+    original = distributed.Group.reducer
+    distributed.Group.reducer = lambda self, n, dtype: TimedReducer(original(self, n, dtype), spent)
     if comm is not None:
         comm.Barrier()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     hist = sg.fit(model, train, sg.MiniBatchSGD(LR, batch_size=batch), epochs=1,
-                  progress=False, comm=comm)
-    seconds = time.perf_counter() - start
-    distributed.Group.sum_in_rank_order = original
-    result = {"samples_per_s": rows / seconds, "steps": hist.steps, "seconds": seconds}
-    if comm is not None and spent["calls"]:
-        group = distributed.Group(comm)
-        buf = np.random.default_rng(group.rank).random(spent["bytes"] // 8)
-        fixed, plain = [], []
-        for _ in range(5):  # interleaved: 20 calls of each, 5 times
-            for reduce, times in ((group.sum_in_rank_order, fixed), (group.allreduce_sum, plain)):
-                comm.Barrier()
-                start = time.perf_counter()
-                for _ in range(20):
-                    reduce(buf)
-                times.append((time.perf_counter() - start) / 20)
-        step = seconds / hist.steps
-        result.update(reduce_per_step=spent["reduce"] / spent["calls"], bytes_per_step=spent["bytes"],
-                      step_seconds=step, fixed=statistics.median(fixed),
-                      allreduce=statistics.median(plain),
-                      fixed_extra_share=(statistics.median(fixed) - statistics.median(plain)) / step)
+                  progress=False, **extra)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    distributed.Group.reducer = original
+    result = {"samples_per_s": rows / seconds, "steps": hist.steps, "seconds": seconds,
+              "cpu_seconds": cpu, "loss": hist.epoch_loss[-1]}
+    if spent["calls"]:
+        result.update(collective_per_step=spent["seconds"] / spent["calls"],
+                      bytes_per_step=spent["bytes"], transport=spent["transport"])
     return result
 
 
@@ -172,22 +181,27 @@ def worker_ddp(rows: int, batch: int) -> dict:
 
 # --- the launcher ------------------------------------------------------------------------------
 
-RUNNERS = {
-    "sg P=1": ["--worker", "sg"],
-    "sg P=1 comm": ["--worker", "sg", "--comm"],
-    "sg P=2": ["mpiexec", "--worker", "sg", "--comm"],
-    "torch 1": ["--worker", "torch"],
-    "ddp P=2": ["--worker", "ddp"],
+RUNNERS = {  # name: (processes under mpiexec or 0 for none, BLAS threads, worker arguments)
+    "plain": (0, 1, ["--worker", "sg"]),
+    "plain 2 threads": (0, 2, ["--worker", "sg"]),
+    "comm P=1": (1, 1, ["--worker", "sg", "--comm"]),
+    "P=2": (2, 1, ["--worker", "sg", "--comm"]),
+    "P=2 f32": (2, 1, ["--worker", "sg", "--comm", "--reduce-dtype", "float32"]),
+    "P=2 msg": (2, 1, ["--worker", "sg", "--comm", "--messages"]),
+    "torch 1": (0, 1, ["--worker", "torch"]),
+    "ddp P=2": (0, 1, ["--worker", "ddp"]),
 }
 
 
 def launch(name: str, rows: int, batch: int) -> dict:
-    args = RUNNERS[name]
-    command = [sys.executable, os.path.abspath(__file__), *[a for a in args if a != "mpiexec"],
-               "--rows", str(rows), "--batch", str(batch)]
-    if "mpiexec" in args:
-        command = ["mpiexec", "-n", "2", *command]
-    env = {**os.environ, **ONE_THREAD}
+    processes, threads, args = RUNNERS[name]
+    command = [sys.executable, os.path.abspath(__file__), *args, "--rows", str(rows),
+               "--batch", str(batch)]
+    if processes:
+        command = ["mpiexec", "-n", str(processes), *command]
+    env = {**os.environ, **{var: str(threads) for var in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "NUMBA_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
                           check=False)
     if done.returncode:
@@ -195,18 +209,27 @@ def launch(name: str, rows: int, batch: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` prints them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 rows instead of 60,000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slow-factor", type=float, default=1.5)
+    parser.add_argument("--raw", help="also write every run to this Markdown file")
     parser.add_argument("--worker", choices=("sg", "torch", "ddp"), default=None)
     parser.add_argument("--comm", action="store_true")
+    parser.add_argument("--reduce-dtype", default="float64")
+    parser.add_argument("--messages", action="store_true")
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()
     if args.worker == "sg":
-        result = worker_scratchgd(args.rows, args.batch, args.comm)
+        result = worker_scratchgd(args.rows, args.batch, args.comm, args.reduce_dtype,
+                                  args.messages)
         if not args.comm or sg.distributed.world().rank == 0:
             print(json.dumps(result))
         return
@@ -216,53 +239,77 @@ def main() -> None:
         return
     rows = args.rows or (20_000 if args.quick else 60_000)
     detector = SlowStateDetector(args.slow_factor)
-    kept: dict[tuple[str, int], list[dict]] = {}
-    slow: dict[tuple[str, int], list[dict]] = {}
-    started = time.perf_counter()
-    for _ in range(args.rounds):
+    runs: list[dict] = []
+    load_before, started = load(), time.perf_counter()
+    for round_ in range(1, args.rounds + 1):
         for batch in (128, 1024):
             for name in RUNNERS:
                 before = detector.probe()
                 result = launch(name, rows, batch)
                 after = detector.probe()
-                (slow if detector.slow(before, after) else kept).setdefault(
-                    (name, batch), []).append(result)
-    print(f"W2 {rows} x 784 float32, MLP 784-256-10, one epoch, lr {LR}, one BLAS thread per "
-          f"process; median of {args.rounds} interleaved rounds; timed part "
-          f"{time.perf_counter() - started:.0f} s")
+                runs.append({"round": round_, "runner": name, "batch": batch,
+                             "slow": detector.slow(before, after), **result})
+    header = (f"W2 {rows} x 784 float32, MLP 784-256-10 float32, numba, one epoch, lr {LR}; "
+              f"median of {args.rounds} interleaved rounds; timed part "
+              f"{time.perf_counter() - started:.0f} s; load average before {load_before}, "
+              f"after {load()}; {os.cpu_count()} cores")
+    table = report(runs, header)
+    print(table)
+    if args.raw:
+        with open(args.raw, "w", encoding="utf-8") as f:
+            f.write(f"```\n$ python {' '.join(sys.argv)}\n{table}\n```\n\nEvery run:\n\n"
+                    + raw_table(runs))
 
-    def median(name: str, batch: int, key: str) -> float:
-        runs = kept.get((name, batch)) or slow.get((name, batch), [])
-        return statistics.median(r[key] for r in runs)
 
-    print(f"\n{'runner':<14}{'batch':>6}{'samples/s':>12}{'vs sg P=1':>11}{'runs':>6}")
+def median(runs: list[dict], name: str, batch: int, key: str) -> float:
+    """Median of ``key`` over the runs of ``name`` at ``batch`` outside the slow state
+    (all of them if none is)."""
+    mine = [r for r in runs if r["runner"] == name and r["batch"] == batch]
+    kept = [r for r in mine if not r["slow"]] or mine
+    return statistics.median(r[key] for r in kept if key in r)
+
+
+def report(runs: list[dict], header: str) -> str:
+    """The table of medians, the per-step collective of the comm runs, the targets."""
+    lines = [header, "", f"{'runner':<17}{'batch':>6}{'samples/s':>12}{'vs plain':>10}"
+             f"{'step ms':>9}{'collective ms':>15}{'MB/step':>9}{'kept':>6}"]
     for batch in (128, 1024):
-        base = median("sg P=1", batch, "samples_per_s")
+        base = median(runs, "plain", batch, "samples_per_s")
         for name in RUNNERS:
-            speed = median(name, batch, "samples_per_s")
-            runs = len(kept.get((name, batch), []))
-            print(f"{name:<14}{batch:>6}{speed:>12.0f}{speed / base:>10.2f}x{runs:>6}")
-    print("\nsg P=2 per step: reduction seconds, bytes per rank, fixed order vs Allreduce")
-    for batch in (128, 1024):
-        get = lambda key, b=batch: median("sg P=2", b, key)  # noqa: E731
-        stop = (1 / median("sg P=1 comm", batch, "samples_per_s")
-                - 1 / median("sg P=1", batch, "samples_per_s")) * batch
-        share = get("reduce_per_step") / get("step_seconds")
-        print(f"batch {batch}: step {get('step_seconds') * 1e3:.2f} ms, reduction "
-              f"{get('reduce_per_step') * 1e3:.2f} ms ({share:.0%} of a step), "
-              f"{get('bytes_per_step') / 1e6:.2f} MB per rank; fixed order "
-              f"{get('fixed') * 1e3:.3f} ms vs Allreduce {get('allreduce') * 1e3:.3f} ms: extra "
-              f"{get('fixed_extra_share'):.1%} of a step; P=1 stop at every step costs "
-              f"{stop * 1e3:.3f} ms per step")
-    print("\ntargets: P=2/P=1 >= 1.6x at 1024, >= 1.3x at 128; sg P=2 >= 1.2x ddp P=2; "
-          "fixed-order extra <= 5% of a step at 1024")
-    for batch, target in ((128, 1.3), (1024, 1.6)):
-        ratio = median("sg P=2", batch, "samples_per_s") / median("sg P=1", batch, "samples_per_s")
-        versus = median("sg P=2", batch, "samples_per_s") / median("ddp P=2", batch,
-                                                                     "samples_per_s")
-        print(f"batch {batch}: P=2/P=1 {ratio:.2f}x ({'met' if ratio >= target else 'missed'}); "
-              f"vs DDP {versus:.2f}x ({'met' if versus >= 1.2 else 'missed'})")
-    print(f"dropped in the slow state: {sum(len(v) for v in slow.values())}")
+            speed = median(runs, name, batch, "samples_per_s")
+            mine = [r for r in runs if r["runner"] == name and r["batch"] == batch]
+            kept = sum(not r["slow"] for r in mine)
+            step = median(runs, name, batch, "seconds") / mine[0]["steps"] * 1e3
+            extra = "" if "collective_per_step" not in mine[0] else (
+                f"{median(runs, name, batch, 'collective_per_step') * 1e3:>15.3f}"
+                f"{mine[0]['bytes_per_step'] / 1e6:>9.2f}")
+            lines.append(f"{name:<17}{batch:>6}{speed:>12.0f}{speed / base:>9.2f}x{step:>9.3f}"
+                         f"{extra or ' ' * 24}{kept:>4}/{len(mine)}")
+    lines += ["", "targets (issue 19):"]
+    for target, needed in TARGETS.items():
+        over, under = target.split(", ")[0].split(" over ")
+        batch = int(target.rsplit(" ", 1)[1])
+        ratio = (median(runs, over, batch, "samples_per_s")
+                 / median(runs, under, batch, "samples_per_s"))
+        lines.append(f"  {target}: {ratio:.2f}x, needed >= {needed}x: "
+                     f"{'met' if ratio >= needed else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def raw_table(runs: list[dict]) -> str:
+    """Every run as a Markdown table row (slow-state runs marked)."""
+    def cell(run: dict, key: str, scale: float = 1.0, spec: str = ".3f") -> str:
+        return format(run[key] * scale, spec) if key in run else ""
+
+    lines = ["| round | runner | batch | samples/s | seconds | cpu s (rank 0) | collective ms/step "
+             "| slow state |", "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        cells = [str(r["round"]), r["runner"], str(r["batch"]),
+                 cell(r, "samples_per_s", spec=".0f"), cell(r, "seconds"),
+                 cell(r, "cpu_seconds"), cell(r, "collective_per_step", 1e3),
+                 "yes" if r["slow"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
