@@ -90,10 +90,9 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
                         order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
                         counts: np.ndarray, start: int, stop: int, k: int, lr: float,
                         momentum: float, act: int, loss: int, gWs: tuple, gbs: tuple,
-                        pack: bool, send: np.ndarray, sWs: tuple, sbs: tuple,
+                        pack: bool, size: int, send: np.ndarray, sWs: tuple, sbs: tuple,
                         total: np.ndarray, collective: Callable[[int], int], key: int,
-                        loss_sums: np.ndarray,
-                        correct: np.ndarray, mean: np.ndarray,
+                        loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
                         inv_std: np.ndarray) -> tuple[int, int, int]:
     """Training steps of iterations ``start .. stop - 1`` on this rank, one collective per step.
 
@@ -101,19 +100,17 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     rank's shard of it is ``order[lo[t - start]:lo[t - start] + counts[t - start]]``.
     For each step (``k`` iterations, or fewer at the epoch's end):
 
-    1. for each shard: gather, forward, loss, backward, adding its gradient
-       SUMS into ``gWs, gbs`` (the model's dtype; views of ``send`` unless
-       ``pack``); its loss sum and correct count into ``send``; an empty shard
-       adds nothing, and after a non-finite loss the rank stops (its later
-       figures stay 0: the reduced loss is not finite either);
-    2. ``pack``: the gradient sums cast into ``send``;
-    3. ``collective(key)`` (:data:`CALLBACK`: the span's ``Reducer``, which
+    1. :func:`_shard_sums`: this rank's gradient sums, loss sums and correct
+       counts of the step into ``send``;
+    2. ``collective(key)`` (:data:`CALLBACK`: the span's ``Reducer``, which
        owns both buffers): ``total <- sum over ranks of send``;
-    4. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
+    3. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
        and correct count into ``correct[t - start]``; a non-finite loss stops
        the span before the step;
-    5. the step with ``g = total's sums (sWs, sbs: views of total) / m``, ``m``
-       the step's global rows ``bounds[end] - bounds[first]``.
+    4. the step with ``g = total's sums (sWs, sbs: views of total) / m``, ``m``
+       the step's global rows ``bounds[end] - bounds[first]``: without momentum
+       the new weights go into spare buffers, which then swap roles with the
+       weights (as in :func:`~.span.train_span`).
 
     Invariants: as :func:`~.span.train_span`: ``start`` and ``stop`` are step
     boundaries, weights and velocities change only through a checked step,
@@ -126,10 +123,9 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     """
     L = len(Ws)
     dtype = Ws[0].dtype
-    size = 0
-    for layer in range(L):
-        size += Ws[layer].size + bs[layer].size
-    widest = max(1, counts.max())
+    widest = 1
+    for t in range(stop - start):
+        widest = max(widest, counts[t])
     acts = [np.empty((widest, X.shape[1]), dtype)]
     deltas = []
     for layer in range(L):
@@ -142,41 +138,19 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     swapped = False
     y_batch = np.empty(widest, labels.dtype)
     t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
-    steps = 0
+    steps, done, status = 0, stop - start, DONE
     for first in range(start, stop, k):
         end = min(first + k, stop)
-        blas = counts[first - start:end - start].max() >= BLAS_MIN_ROWS
-        for j in range(size, size + 2 * (end - first)):
-            send[j] = 0
-        rows = 0
-        for t in range(first, end):
-            n = counts[t - start]
-            if n == 0:
-                continue
-            gather_batch(X, labels, targets, order, lo[t - start], n, loss, mean, inv_std,
-                         acts[0], y_batch, t_batch)
-            loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch,
-                                               t_batch, n, act, loss, blas, rows > 0)
-            send[size + 2 * (t - first)] = loss_sum
-            if not np.isfinite(loss_sum):
-                break
-            send[size + 2 * (t - first) + 1] = hits
-            rows += n
-        if rows == 0:
-            for layer in range(L):
-                gWs[layer][:] = 0
-                gbs[layer][:] = 0
-        if pack:
-            _pack(gWs, gbs, send)
+        _shard_sums(Wc, bc, acts, deltas, gWs, gbs, X, labels, targets, order,
+                    lo[first - start:end - start], counts[first - start:end - start], act, loss,
+                    mean, inv_std, y_batch, t_batch, send, size, pack)
         if collective(key):
-            _copy_back(Ws, bs, Wc, bc, swapped)
-            return first - start, steps, COLLECTIVE_FAILED
-        for t in range(first, end):
-            loss_sums[t - start] = total[size + 2 * (t - first)]
-            if not np.isfinite(loss_sums[t - start]):
-                _copy_back(Ws, bs, Wc, bc, swapped)
-                return t - start, steps, LOSS_NOT_FINITE
-            correct[t - start] = int(total[size + 2 * (t - first) + 1])
+            done, status = first - start, COLLECTIVE_FAILED
+            break
+        bad = _record(total, size, first - start, end - start, loss_sums, correct)
+        if bad >= 0:
+            done, status = bad, LOSS_NOT_FINITE
+            break
         m = bounds[end] - bounds[first]
         if vWs is None:  # no momentum (numba compiles only the branch the types allow)
             ok = plain_step_into(Wc, bc, sWs, sbs, Wn, bn, lr, m)
@@ -188,22 +162,81 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
         else:
             ok = sgd_step(Wc, bc, sWs, sbs, Wn, bn, vWs, vbs, lr, momentum, m)
         if not ok:
-            _copy_back(Ws, bs, Wc, bc, swapped)
-            return end - start, steps, UPDATE_NOT_FINITE
+            done, status = end - start, UPDATE_NOT_FINITE
+            break
         steps += 1
     _copy_back(Ws, bs, Wc, bc, swapped)
-    return stop - start, steps, DONE
+    return done, steps, status
 
 
 @jit(inline="always")
-def _pack(gWs: tuple, gbs: tuple, send: np.ndarray) -> None:
-    """``send[:size] <- the gradient sums``, flattened in params order, cast to ``send``'s dtype."""
+def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: tuple,
+                X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                lo: np.ndarray, counts: np.ndarray, act: int, loss: int, mean: np.ndarray,
+                inv_std: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray,
+                send: np.ndarray, size: int, pack: bool) -> None:
+    """This rank's part of one step into ``send``: its shards' sums, loss sums, correct counts.
+
+    Shard ``j`` (the step's ``j``-th iteration) is ``order[lo[j]:lo[j] + counts[j]]``.
+    For each: gather, forward, loss, backward, adding its gradient SUMS into
+    ``gWs, gbs`` (the model's dtype; views of ``send`` unless ``pack``), its
+    loss sum into ``send[size + 2 j]`` and correct count into
+    ``send[size + 2 j + 1]``. BLAS or the loops by the step's widest shard. An
+    empty shard adds nothing (all empty: zero sums); after a non-finite loss
+    it stops, its later figures 0 (the reduced loss is not finite either).
+    ``pack``: the gradient sums are then cast into ``send[:size]``.
+
+    Inlined into :func:`train_span_parallel`: numba links a called kernel's
+    code into its caller and LLVM optimizes it there again, so a separate
+    kernel cost a cold ``--distributed`` start 3 s more compiling (measured).
+    Loops rather than ``counts.max()`` and slice assignments, which compile
+    slower.
+    """
+    widest = 0
+    for j in range(len(counts)):
+        widest = max(widest, counts[j])
+    blas = widest >= BLAS_MIN_ROWS  # computed, not a literal False: one compiled type
+    for j in range(size, size + 2 * len(counts)):
+        send[j] = 0
+    rows = 0
+    for j in range(len(counts)):
+        n = counts[j]
+        if n == 0:
+            continue
+        gather_batch(X, labels, targets, order, lo[j], n, loss, mean, inv_std, acts[0],
+                     y_batch, t_batch)
+        loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch, n,
+                                           act, loss, blas, rows > 0)
+        send[size + 2 * j] = loss_sum
+        if not np.isfinite(loss_sum):
+            break
+        send[size + 2 * j + 1] = hits
+        rows += n
     at = 0
     for layer in range(len(gWs)):
         for part in (gWs[layer].reshape(-1), gbs[layer]):
             for i in range(part.size):
-                send[at + i] = part[i]
+                if rows == 0:
+                    part[i] = 0
+                if pack:
+                    send[at + i] = part[i]
             at += part.size
+
+
+@jit(inline="always")
+def _record(total: np.ndarray, size: int, first: int, end: int, loss_sums: np.ndarray,
+            correct: np.ndarray) -> int:
+    """``loss_sums[t]``, ``correct[t]`` for ``t = first .. end - 1`` from a step's ``total``.
+
+    ``total[size + 2 (t - first)]`` and the element after it. Returns the first
+    ``t`` whose loss sum is not finite (its correct count not written), or -1.
+    """
+    for t in range(first, end):
+        loss_sums[t] = total[size + 2 * (t - first)]
+        if not np.isfinite(loss_sums[t]):
+            return t
+        correct[t] = int(total[size + 2 * (t - first) + 1])
+    return -1
 
 
 def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | None,
@@ -255,7 +288,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                 Ws, bs, vWs, vbs, X, labels, targets, np.ascontiguousarray(order, dtype=np.int64),
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
                 float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
-                tuple(grads[0::2]), tuple(grads[1::2]), pack, send, tuple(sums[0::2]),
+                tuple(grads[0::2]), tuple(grads[1::2]), pack, size, send, tuple(sums[0::2]),
                 tuple(sums[1::2]), total, CALLBACK, key, loss_sums, correct, mean, inv_std)
     finally:
         del _collectives[key]
