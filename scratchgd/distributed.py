@@ -32,7 +32,6 @@ line's ``--distributed``: ``import scratchgd`` never starts MPI.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -88,13 +87,14 @@ def add_in_rank_order(rows: np.ndarray, out: np.ndarray | None = None) -> np.nda
 
     One elementwise addition per row, in row order, never a pairwise or
     blocked sum, so the bits depend on the rows alone. The result goes into
-    ``out`` (``n`` elements of the rows' dtype) when given.
+    ``out`` (``n`` elements) when given, and the additions are done in
+    ``out``'s dtype: float32 rows into a float64 ``out`` are added in float64.
     """
     out = np.empty(rows.shape[1:], rows.dtype) if out is None else out
     if len(rows) == 1:
         np.copyto(out, rows[0])
     else:
-        np.add(rows[0], rows[1], out=out)
+        np.add(rows[0], rows[1], out=out, dtype=out.dtype)
     for row in rows[2:]:
         out += row
     return out
@@ -150,54 +150,79 @@ class Reduction:
 
 
 class MessageSum:
-    """A run's rank-order sums by messages: ``total <- sum_p send_p`` (:meth:`Group.sum_in_rank_order`).
+    """A run's rank-order sums by messages (:meth:`Group.sum_in_rank_order`), buffers kept.
 
-    ``send`` and ``total``: this rank's buffers of ``n`` elements, kept for
-    the run; calling the object is one reduction.
+    See :meth:`Group.reducer` for the buffers. ``send`` and ``send_extra``
+    travel as one ``sum_dtype`` buffer (``send`` cast into it unless it is
+    already of that dtype), are summed, and the total's first ``n`` elements
+    are rounded back into ``total``.
     """
 
-    def __init__(self, group: Group, n: int, dtype: type) -> None:
-        self.group, self.send, self.total = group, np.zeros(n, dtype), np.empty(n, dtype)
+    def __init__(self, group: Group, n: int, m: int, dtype: type, sum_dtype: type) -> None:
+        self.group, self.n = group, n
+        self._buf, self._total = np.zeros(n + m, sum_dtype), np.empty(n + m, sum_dtype)
+        self._cast = np.dtype(dtype) != np.dtype(sum_dtype)
+        self.send = np.zeros(n, dtype) if self._cast else self._buf[:n]
+        self.total = np.empty(n, dtype) if self._cast else self._total[:n]
+        self.send_extra, self.total_extra = self._buf[n:], self._total[n:]
 
     def __call__(self) -> None:
-        self.group.sum_in_rank_order(self.send, self.total)
+        if self._cast:
+            self._buf[:self.n] = self.send
+        self.group.sum_in_rank_order(self._buf, self._total)
+        if self._cast:
+            self.total[:] = self._total[:self.n]
 
     def close(self) -> None:
         """Nothing to release."""
 
 
 class SharedSum:
-    """A run's rank-order sums through one block of memory every rank maps (one machine).
+    """A run's rank-order sums through memory every rank maps (one machine): no message, no copy.
 
-    The block holds one row per rank and the total. Rank ``r`` writes its
-    ``send`` (its row: the compiled span computes straight into it); after a
-    barrier it adds chunk ``r`` of the P rows, in rank order, into chunk ``r``
-    of ``total`` (``c = ceil(n / P)`` elements, as :meth:`Group.scatter_sum`
-    cuts them); after a second barrier every rank reads the whole ``total``.
-    Element for element the additions of :meth:`Group.scatter_sum`, so the
-    same bits; but nothing is sent or copied between ranks: each reads
-    ``n`` elements of the others' rows and writes ``n / P``. The second barrier
-    also keeps the next step's rows and totals from being written while a
-    rank still reads these. With one rank its row is the total: nothing is added.
-
-    ``block``: ``(array of shape (P + 1, P c), fence, release)`` from
-    :meth:`Group.reducer`; ``fence()`` is a barrier that also orders memory.
+    See :meth:`Group.reducer` for the buffers. The shared block holds one
+    ``send`` row per rank and ``total``, and likewise for the extra part.
+    Rank ``r`` writes its rows (the compiled span computes straight into
+    them); after a barrier it adds chunk ``r`` of the P ``send`` rows in rank
+    order, in ``sum_dtype`` (``c = ceil(n / P)`` elements, cut as
+    :meth:`Group.scatter_sum` cuts them), and rounds the sums into chunk ``r``
+    of ``total``; rank 0 adds the extra rows; after a second barrier every
+    rank reads the totals. Element for element the additions of
+    :meth:`Group.scatter_sum`, so the same bits; but nothing is sent or
+    copied between ranks, and a float32 ``send`` is read as it is (float32
+    rows added in float64 and rounded once: the bits of casting them to
+    float64 first, with half the bytes). The second barrier also keeps the
+    next step's rows and totals from being written while a rank still reads
+    these. With one rank its rows are the totals: nothing is added.
     """
 
-    def __init__(self, group: Group, n: int, block: tuple) -> None:
-        array, self._fence, self._release = block
-        chunk = array.shape[1] // group.size
-        self._rows, self._total = array[:group.size], array[group.size]
+    def __init__(self, group: Group, n: int, m: int, dtype: type, sum_dtype: type,
+                 block: tuple) -> None:
+        memory, self._fence, self._release = block
+        P, chunk = group.size, -(-n // group.size)
+        rows = np.ndarray((P + 1, P * chunk), dtype, memory)
+        extra = np.ndarray((P + 1, m), sum_dtype, memory, offset=_aligned(rows.nbytes))
+        self._rows, self._total, self._extra = rows[:P], rows[P], extra
         self._mine = slice(group.rank * chunk, (group.rank + 1) * chunk)
-        self.send = array[group.rank, :n]
-        self.total = self.send if group.size == 1 else array[group.size, :n]
-        array[group.rank] = 0  # the padding too: every value the sums read is a number
+        self._sum = None if np.dtype(dtype) == np.dtype(sum_dtype) else np.empty(chunk, sum_dtype)
+        self._adds = P > 1
+        self._first = group.rank == 0
+        self.send, self.send_extra = rows[group.rank, :n], extra[group.rank]
+        self.total = rows[P, :n] if self._adds else self.send
+        self.total_extra = extra[P] if self._adds else self.send_extra
+        rows[group.rank], extra[group.rank] = 0, 0  # the padding too: every value read is a number
         self._fence()
 
     def __call__(self) -> None:
-        self._fence()  # every rank's row written
-        if self.total is not self.send:
-            add_in_rank_order(self._rows[:, self._mine], self._total[self._mine])
+        self._fence()  # every rank's rows written
+        if self._adds:
+            rows, total = self._rows[:, self._mine], self._total[self._mine]
+            if self._sum is None:
+                add_in_rank_order(rows, total)
+            else:
+                np.copyto(total, add_in_rank_order(rows, self._sum))  # rounded once
+            if self._first:
+                add_in_rank_order(self._extra[:-1], self.total_extra)
         self._fence()  # every chunk added
 
     def close(self) -> None:
@@ -205,8 +230,13 @@ class SharedSum:
         self._release()
 
 
-def _shared_block(comm: Any, shape: tuple[int, int], dtype: type) -> tuple | None:
-    """``(array, fence, release)``: an array every rank of ``comm`` maps, or ``None``.
+def _aligned(nbytes: int) -> int:
+    """``nbytes`` rounded up to a multiple of 8 (where the next part of a block may start)."""
+    return -(-nbytes // 8) * 8
+
+
+def _shared_block(comm: Any, nbytes: int) -> tuple | None:
+    """``(memory, fence, release)``: ``nbytes`` bytes every rank of ``comm`` maps, or ``None``.
 
     ``None`` unless every rank runs on one machine. Under MPI an MPI-3 shared
     window on rank 0 (``Win.Allocate_shared``), ``fence`` the
@@ -215,8 +245,8 @@ def _shared_block(comm: Any, shape: tuple[int, int], dtype: type) -> tuple | Non
     Collective: every rank calls it at the same point.
     """
     if isinstance(comm, ThreadComm):
-        array = comm.bcast(np.zeros(shape, dtype) if comm.Get_rank() == 0 else None)
-        return array, comm.Barrier, lambda: None
+        memory = comm.bcast(np.zeros(nbytes, np.uint8) if comm.Get_rank() == 0 else None)
+        return memory, comm.Barrier, lambda: None
     if not callable(getattr(comm, "Split_type", None)):
         return None
     from mpi4py import MPI
@@ -225,10 +255,8 @@ def _shared_block(comm: Any, shape: tuple[int, int], dtype: type) -> tuple | Non
     if node.Get_size() != comm.Get_size():  # every rank sees this: they all decide alike
         node.Free()
         return None
-    itemsize = np.dtype(dtype).itemsize
-    window = MPI.Win.Allocate_shared(math.prod(shape) * itemsize if node.Get_rank() == 0 else 0,
-                                     itemsize, comm=node)
-    array = np.ndarray(shape, dtype, buffer=window.Shared_query(0)[0])
+    window = MPI.Win.Allocate_shared(nbytes if node.Get_rank() == 0 else 0, 1, comm=node)
+    memory = np.ndarray(nbytes, np.uint8, window.Shared_query(0)[0])
     window.Lock_all(MPI.MODE_NOCHECK)
 
     def fence() -> None:
@@ -241,7 +269,7 @@ def _shared_block(comm: Any, shape: tuple[int, int], dtype: type) -> tuple | Non
         window.Free()
         node.Free()
 
-    return array, fence, release
+    return memory, fence, release
 
 
 class Group:
@@ -283,17 +311,28 @@ class Group:
             self._reductions[key] = Reduction(self, *key)
         return self._reductions[key](buf, out)
 
-    def reducer(self, n: int, dtype: type = np.float64) -> MessageSum | SharedSum:
-        """What a training run sums its ``n``-element buffers through, step after step.
+    def reducer(self, n: int, m: int = 0, dtype: type = np.float64,
+                sum_dtype: type = np.float64) -> MessageSum | SharedSum:
+        """What a training run sums its buffers through, step after step.
 
-        A :class:`SharedSum` when every rank runs on one machine (the same
-        bits with no message and no copy), else a :class:`MessageSum`.
-        Collective: every rank calls it, and the result's ``close``, at the
-        same points.
+        Buffers (kept for the run): ``send`` (``n`` elements of ``dtype``) and
+        ``send_extra`` (``m`` of ``sum_dtype``), this rank's parts; calling the
+        reducer writes into ``total`` (``dtype``) and ``total_extra``
+        (``sum_dtype``) the sums over ranks, every element added in rank order
+        in ``sum_dtype``, ``total`` then rounded to ``dtype``: the bits of
+        :meth:`sum_in_rank_order` of the ``sum_dtype`` buffers, on every rank.
+
+        A :class:`SharedSum` when every rank runs on one machine (no message,
+        no copy), else a :class:`MessageSum`. Collective: every rank calls it,
+        and the result's ``close``, at the same points.
         """
         chunk = -(-n // self.size)
-        block = _shared_block(self.comm, (self.size + 1, self.size * chunk), dtype)
-        return MessageSum(self, n, dtype) if block is None else SharedSum(self, n, block)
+        nbytes = (_aligned((self.size + 1) * self.size * chunk * np.dtype(dtype).itemsize)
+                  + (self.size + 1) * m * np.dtype(sum_dtype).itemsize)
+        block = _shared_block(self.comm, nbytes)
+        if block is None:
+            return MessageSum(self, n, m, dtype, sum_dtype)
+        return SharedSum(self, n, m, dtype, sum_dtype, block)
 
     def gather_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` in rank order by one Allgather: every rank adds all P buffers.

@@ -52,12 +52,14 @@ def reduce(out: str) -> None:
         mine = rank_buffers(group.size, n)[group.rank]
         for method in ("sum_in_rank_order", "gather_sum", "scatter_sum"):
             results[f"{method}_{n}"] = getattr(group, method)(mine)
-        for dtype in (np.float64, np.float32):
-            reducer = group.reducer(n, dtype)
+        for dtype in (np.float64, np.float32):  # float32 rows added in float64
+            reducer = group.reducer(n, 3, dtype, np.float64)
             reducer.send[:] = mine
+            reducer.send_extra[:] = mine[:3] if n >= 3 else 0
             reducer()
-            results[f"reducer_{type(reducer).__name__}_{np.dtype(dtype).name}_{n}"] = (
-                reducer.total.copy())
+            name = f"reducer_{type(reducer).__name__}_{np.dtype(dtype).name}_{n}"
+            results[name] = reducer.total.copy()
+            results[f"{name}_extra"] = reducer.total_extra.copy()
             reducer.close()
     np.savez(os.path.join(out, f"rank{group.rank}.npz"), **results)
 
@@ -73,7 +75,7 @@ def settings(mode: str) -> dict:
 
 def main(mode: str, out: str, checkpoint: str | None = None) -> None:
     if os.environ.get("MESSAGES") == "1":
-        distributed._shared_block = lambda comm, shape, dtype: None
+        distributed._shared_block = lambda comm, nbytes: None
     if mode == "reduce":
         reduce(out)
         return

@@ -118,8 +118,11 @@ def test_the_reduction_adds_in_rank_order_with_the_same_bits_on_every_rank(tmp_p
                 rows = mpi_worker.rank_buffers(P, n)
                 for dtype in (np.float64, np.float32):  # a run's reducer: an MPI shared window
                     key = f"reducer_SharedSum_{np.dtype(dtype).name}_{n}"
-                    want_dtype = distributed.add_in_rank_order(rows.astype(dtype)).tobytes()
-                    assert got[key].tobytes() == want_dtype, (rank, key)
+                    added = distributed.add_in_rank_order(rows.astype(dtype).astype(np.float64))
+                    assert got[key].tobytes() == added.astype(dtype).tobytes(), (rank, key)
+                    extra = rows[:, :3] if n >= 3 else np.zeros((P, 3))
+                    assert (got[f"{key}_extra"].tobytes()
+                            == distributed.add_in_rank_order(extra).tobytes()), (rank, key)
 
 
 def test_mismatched_ranks_are_refused_on_every_rank(tmp_path):

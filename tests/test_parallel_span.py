@@ -23,7 +23,7 @@ from scratchgd.distributed import Group, MessageSum, SharedSum, add_in_rank_orde
 
 def force_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every ``Group.reducer`` a ``MessageSum``, as between machines."""
-    monkeypatch.setattr(distributed, "_shared_block", lambda comm, shape, dtype: None)
+    monkeypatch.setattr(distributed, "_shared_block", lambda comm, nbytes: None)
 
 
 @pytest.fixture(params=["shared", "messages"])
@@ -37,27 +37,36 @@ def weights(model: sg.MLP) -> np.ndarray:
     return np.concatenate([p.ravel() for p in model.params])
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("dtype", "sum_dtype"), [(np.float64, np.float64),
+                                                  (np.float32, np.float64),
+                                                  (np.float32, np.float32)])
 @pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 8])
-def test_a_reducer_adds_in_rank_order_with_the_same_bits_on_every_rank(P, dtype, transport):
-    """Fewer elements than ranks, divisible and not; the same reducer twice (a run reuses it)."""
+def test_a_reducer_adds_in_rank_order_with_the_same_bits_on_every_rank(P, dtype, sum_dtype,
+                                                                        transport):
+    """``total``: the rank-order sum in ``sum_dtype`` rounded to ``dtype`` (float32 rows are
+    added in float64: the bits of casting them first); ``total_extra`` in ``sum_dtype``.
+    Fewer elements than ranks, divisible and not; the same reducer twice (a run reuses it)."""
     for n in sorted({1, max(P - 1, 1), P, 3 * P + 1, 1001}):
-        calls = [rank_buffers(P, n, seed).astype(dtype) for seed in (0, 1)]
+        calls = [(rank_buffers(P, n, seed).astype(dtype), rank_buffers(P, 7, seed + 2))
+                 for seed in (0, 1)]
 
         def rank(comm, n=n, calls=calls):
-            reducer = Group(comm).reducer(n, dtype)
+            reducer = Group(comm).reducer(n, 7, dtype, sum_dtype)
             totals = []
-            for rows in calls:
+            for rows, extra in calls:
                 reducer.send[:] = rows[comm.Get_rank()]
+                reducer.send_extra[:] = extra[comm.Get_rank()]
                 reducer()
-                totals.append(reducer.total.tobytes())
+                totals.append((reducer.total.tobytes(), reducer.total_extra.tobytes()))
             kind = type(reducer)
             reducer.close()
             return kind, totals
 
+        want = [(add_in_rank_order(rows.astype(sum_dtype)).astype(dtype).tobytes(),
+                 add_in_rank_order(extra.astype(sum_dtype)).tobytes()) for rows, extra in calls]
         for kind, totals in run_threads(P, rank):
             assert kind is (SharedSum if transport == "shared" else MessageSum)
-            assert totals == [add_in_rank_order(rows).tobytes() for rows in calls], n
+            assert totals == want, n
 
 
 @pytest.mark.parametrize("P", [2, 3, 5, 8])
@@ -132,6 +141,7 @@ class FailingReducer:
     def __init__(self, inner: object, calls: int, count: list) -> None:
         self.inner, self.calls, self.count = inner, calls, count
         self.send, self.total = inner.send, inner.total
+        self.send_extra, self.total_extra = inner.send_extra, inner.total_extra
 
     def __call__(self) -> None:
         self.count.append(1)
@@ -160,8 +170,8 @@ def test_a_collective_that_raises_leaves_the_weights_of_the_last_step(calls, mom
 
     start = weights(sg.MLP([5, 6, 3], seed=0))
     reducer, count = Group.reducer, []
-    monkeypatch.setattr(Group, "reducer", lambda self, n, dtype: FailingReducer(
-        reducer(self, n, dtype), calls, count))
+    monkeypatch.setattr(Group, "reducer", lambda self, *args: FailingReducer(
+        reducer(self, *args), calls, count))
     compiled = run("numba")
     monkeypatch.setattr(Group, "reducer", reducer)
     summed, reference_count = Group.sum_in_rank_order, []
@@ -188,8 +198,8 @@ def test_a_run_cut_mid_epoch_resumes_to_the_bits_of_an_uninterrupted_one(backend
     whole = run_threads(3, lambda comm: train(comm, backend, epochs=4))
     reducer, summed, count = Group.reducer, Group.sum_in_rank_order, []
 
-    def failing_reducer(self, n, dtype):
-        inner = reducer(self, n, dtype)
+    def failing_reducer(self, *args):
+        inner = reducer(self, *args)
         return FailingReducer(inner, 9, count) if self.rank == 0 else inner
 
     def failing_sum(self, buf, out=None):

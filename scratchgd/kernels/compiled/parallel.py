@@ -16,19 +16,21 @@ reference (NumPy)                   compiled kernel
                                     :data:`CALLBACK`
 ==================================  ==============================================
 
-The flat buffer a rank contributes to a step of ``m`` iterations
-``first .. first + m - 1``::
+What a rank contributes to a step of ``m`` iterations ``first .. first + m - 1``
+(the ``Reducer``'s buffers)::
 
-    [gradient sums of every parameter (flattened, params order),
-     loss sum of iteration first, its correct count, ..., of iteration first + m - 1]
+    send        gradient sums of every parameter (flattened, params order),
+                in the model's dtype
+    send_extra  [loss sum of iteration first, its correct count, ...,
+                 of iteration first + m - 1], in the sum dtype
 
-in the sum dtype (float64; float32 with ``fit(reduce_dtype="float32")``).
 The arithmetic is the reference's, number for number: the shards' gradient
 sums in the model's dtype (:func:`~.span._forward_backward`, BLAS or the loops
-by the step's widest shard), cast into the buffer, summed in rank order, cast
-back to the model's dtype and divided by the step's global rows
-(:func:`~.step.plain_step_into` or :func:`~.step.sgd_step` reading the reduced
-buffer).
+by the step's widest shard), added over the ranks in rank order in the sum
+dtype (float64; float32 with ``fit(reduce_dtype="float32")``), rounded to the
+model's dtype (the reference casts the reduced float64 buffer) and divided by
+the step's global rows (:func:`~.step.plain_step_into` or
+:func:`~.step.sgd_step` reading ``total``).
 """
 
 from __future__ import annotations
@@ -57,10 +59,12 @@ _keys = itertools.count()
 
 
 class Reducer(Protocol):
-    """Sums every rank's ``send`` into ``total``, in rank order, when called (``Group.reducer``)."""
+    """Sums every rank's buffers in rank order when called (``Group.reducer``)."""
 
     send: np.ndarray
+    send_extra: np.ndarray
     total: np.ndarray
+    total_extra: np.ndarray
 
     def __call__(self) -> object: ...
 
@@ -90,8 +94,8 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
                         order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
                         counts: np.ndarray, start: int, stop: int, k: int, lr: float,
                         momentum: float, act: int, loss: int, gWs: tuple, gbs: tuple,
-                        pack: bool, size: int, send: np.ndarray, sWs: tuple, sbs: tuple,
-                        total: np.ndarray, collective: Callable[[int], int], key: int,
+                        send_extra: np.ndarray, sWs: tuple, sbs: tuple,
+                        total_extra: np.ndarray, collective: Callable[[int], int], key: int,
                         loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
                         inv_std: np.ndarray) -> tuple[int, int, int]:
     """Training steps of iterations ``start .. stop - 1`` on this rank, one collective per step.
@@ -100,15 +104,17 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     rank's shard of it is ``order[lo[t - start]:lo[t - start] + counts[t - start]]``.
     For each step (``k`` iterations, or fewer at the epoch's end):
 
-    1. :func:`_shard_sums`: this rank's gradient sums, loss sums and correct
-       counts of the step into ``send``;
+    1. :func:`_shard_sums`: this rank's gradient sums into ``gWs, gbs`` (views
+       of the reducer's ``send``), its loss sums and correct counts into
+       ``send_extra``;
     2. ``collective(key)`` (:data:`CALLBACK`: the span's ``Reducer``, which
-       owns both buffers): ``total <- sum over ranks of send``;
-    3. from ``total``: each iteration's loss sum into ``loss_sums[t - start]``
-       and correct count into ``correct[t - start]``; a non-finite loss stops
-       the span before the step;
-    4. the step with ``g = total's sums (sWs, sbs: views of total) / m``, ``m``
-       the step's global rows ``bounds[end] - bounds[first]``: without momentum
+       owns the buffers): the sums over ranks into ``total`` (``sWs, sbs``
+       view it) and ``total_extra``;
+    3. from ``total_extra``: each iteration's loss sum into
+       ``loss_sums[t - start]`` and correct count into ``correct[t - start]``;
+       a non-finite loss stops the span before the step;
+    4. the step with ``g = total / m``, ``m`` the step's global rows
+       ``bounds[end] - bounds[first]``: without momentum
        the new weights go into spare buffers, which then swap roles with the
        weights (as in :func:`~.span.train_span`).
 
@@ -143,11 +149,11 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
         end = min(first + k, stop)
         _shard_sums(Wc, bc, acts, deltas, gWs, gbs, X, labels, targets, order,
                     lo[first - start:end - start], counts[first - start:end - start], act, loss,
-                    mean, inv_std, y_batch, t_batch, send, size, pack)
+                    mean, inv_std, y_batch, t_batch, send_extra)
         if collective(key):
             done, status = first - start, COLLECTIVE_FAILED
             break
-        bad = _record(total, size, first - start, end - start, loss_sums, correct)
+        bad = _record(total_extra, first - start, end - start, loss_sums, correct)
         if bad >= 0:
             done, status = bad, LOSS_NOT_FINITE
             break
@@ -174,17 +180,15 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
                 X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
                 lo: np.ndarray, counts: np.ndarray, act: int, loss: int, mean: np.ndarray,
                 inv_std: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray,
-                send: np.ndarray, size: int, pack: bool) -> None:
-    """This rank's part of one step into ``send``: its shards' sums, loss sums, correct counts.
+                figures: np.ndarray) -> None:
+    """This rank's part of one step: its shards' gradient sums, loss sums, correct counts.
 
     Shard ``j`` (the step's ``j``-th iteration) is ``order[lo[j]:lo[j] + counts[j]]``.
     For each: gather, forward, loss, backward, adding its gradient SUMS into
-    ``gWs, gbs`` (the model's dtype; views of ``send`` unless ``pack``), its
-    loss sum into ``send[size + 2 j]`` and correct count into
-    ``send[size + 2 j + 1]``. BLAS or the loops by the step's widest shard. An
+    ``gWs, gbs``, its loss sum into ``figures[2 j]`` and correct count into
+    ``figures[2 j + 1]``. BLAS or the loops by the step's widest shard. An
     empty shard adds nothing (all empty: zero sums); after a non-finite loss
     it stops, its later figures 0 (the reduced loss is not finite either).
-    ``pack``: the gradient sums are then cast into ``send[:size]``.
 
     Inlined into :func:`train_span_parallel`: numba links a called kernel's
     code into its caller and LLVM optimizes it there again, so a separate
@@ -196,8 +200,8 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
     for j in range(len(counts)):
         widest = max(widest, counts[j])
     blas = widest >= BLAS_MIN_ROWS  # computed, not a literal False: one compiled type
-    for j in range(size, size + 2 * len(counts)):
-        send[j] = 0
+    for j in range(2 * len(counts)):
+        figures[j] = 0
     rows = 0
     for j in range(len(counts)):
         n = counts[j]
@@ -207,35 +211,31 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
                      y_batch, t_batch)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch, n,
                                            act, loss, blas, rows > 0)
-        send[size + 2 * j] = loss_sum
+        figures[2 * j] = loss_sum
         if not np.isfinite(loss_sum):
             break
-        send[size + 2 * j + 1] = hits
+        figures[2 * j + 1] = hits
         rows += n
-    at = 0
-    for layer in range(len(gWs)):
-        for part in (gWs[layer].reshape(-1), gbs[layer]):
-            for i in range(part.size):
-                if rows == 0:
+    if rows == 0:
+        for layer in range(len(gWs)):
+            for part in (gWs[layer].reshape(-1), gbs[layer]):
+                for i in range(part.size):
                     part[i] = 0
-                if pack:
-                    send[at + i] = part[i]
-            at += part.size
 
 
 @jit(inline="always")
-def _record(total: np.ndarray, size: int, first: int, end: int, loss_sums: np.ndarray,
+def _record(figures: np.ndarray, first: int, end: int, loss_sums: np.ndarray,
             correct: np.ndarray) -> int:
-    """``loss_sums[t]``, ``correct[t]`` for ``t = first .. end - 1`` from a step's ``total``.
+    """``loss_sums[t]``, ``correct[t]`` for ``t = first .. end - 1`` from a step's reduced figures.
 
-    ``total[size + 2 (t - first)]`` and the element after it. Returns the first
+    ``figures[2 (t - first)]`` and the element after it. Returns the first
     ``t`` whose loss sum is not finite (its correct count not written), or -1.
     """
     for t in range(first, end):
-        loss_sums[t] = total[size + 2 * (t - first)]
+        loss_sums[t] = figures[2 * (t - first)]
         if not np.isfinite(loss_sums[t]):
             return t
-        correct[t] = int(total[size + 2 * (t - first) + 1])
+        correct[t] = int(figures[2 * (t - first) + 1])
     return -1
 
 
@@ -243,19 +243,20 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                       X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                       bounds: np.ndarray, shards: np.ndarray, start: int, stop: int, k: int,
                       lr: float, momentum: float, activation: str, loss: str,
-                      reducer: Callable[[int, type], Reducer], sum_dtype: type = np.float64,
-                      scaling: Scaling | None = None
+                      reducer: Callable[[int, int, type, type], Reducer],
+                      sum_dtype: type = np.float64, scaling: Scaling | None = None
                       ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span_parallel`.
 
     As :func:`~.span.fit_span`, with this rank's shards of the span's batches
     (``shards``: ``(stop - start, 2)`` positions ``[lo, hi)`` into ``order``,
     from :func:`scratchgd.distributed.shard`) and a collective between steps:
-    ``reducer(n, sum_dtype)`` (:meth:`scratchgd.distributed.Group.reducer`,
-    called once per span on every rank) gives the buffers ``send`` and
-    ``total`` of ``n = size + 2 min(k, iterations per epoch)`` elements, and
-    calling it sums every rank's ``send`` into ``total``. ``sum_dtype``:
-    float64, or float32 for a float32 model.
+    ``reducer(n, m, dtype, sum_dtype)`` (:meth:`scratchgd.distributed.Group.reducer`,
+    called once per span on every rank) gives the buffers of the ``n``
+    parameters' gradient sums (the model's ``dtype``) and of ``m = 2 min(k,
+    iterations per epoch)`` loss sums and correct counts, and calling it sums
+    every rank's into the totals. ``sum_dtype``: float64, or float32 for a
+    float32 model.
 
     Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.fit_span`
     (every rank the same). An exception of the collective is re-raised, the
@@ -264,11 +265,8 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     """
     dtype = params[0].dtype
     size = sum(p.size for p in params)
-    collective = reducer(size + 2 * min(k, len(bounds) - 1), sum_dtype)
-    send, total = collective.send, collective.total
-    pack = np.dtype(sum_dtype) != dtype
-    grads = views_like(np.empty(size, dtype) if pack else send, params)
-    sums = views_like(total, params)
+    collective = reducer(size, 2 * min(k, len(bounds) - 1), dtype, sum_dtype)
+    grads, sums = views_like(collective.send, params), views_like(collective.total, params)
     lo = np.ascontiguousarray(shards[:, 0], dtype=np.int64)
     counts = np.ascontiguousarray(shards[:, 1] - shards[:, 0], dtype=np.int64)
     widest = int(counts.max(initial=0))
@@ -288,8 +286,9 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                 Ws, bs, vWs, vbs, X, labels, targets, np.ascontiguousarray(order, dtype=np.int64),
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
                 float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
-                tuple(grads[0::2]), tuple(grads[1::2]), pack, size, send, tuple(sums[0::2]),
-                tuple(sums[1::2]), total, CALLBACK, key, loss_sums, correct, mean, inv_std)
+                tuple(grads[0::2]), tuple(grads[1::2]), collective.send_extra,
+                tuple(sums[0::2]), tuple(sums[1::2]), collective.total_extra, CALLBACK, key,
+                loss_sums, correct, mean, inv_std)
     finally:
         del _collectives[key]
     if status == COLLECTIVE_FAILED:

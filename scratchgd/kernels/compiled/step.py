@@ -11,12 +11,9 @@ reference (NumPy)               compiled kernel
                                 the new weights go into other buffers)
 ==============================  ==================================================
 
-Both read the gradient sums from ``sums`` arrays and cast each value to the
-weights' dtype before dividing: the data-parallel step
-(:func:`~.parallel.train_span_parallel`) passes the reduced float64 sums
-straight in, as ``g = (w.dtype)(sum) / rows``, which is what NumPy computes
-from ``sums.astype(w.dtype) / rows``. Within one span the sums are the
-gradient buffers themselves.
+Both read the gradient sums from ``sums`` arrays of the weights' dtype: in
+one process the gradient buffers themselves, in the data-parallel step
+(:func:`~.parallel.train_span_parallel`) the sums reduced over the ranks.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from .base import jit
 @jit
 def _mean_and_check(w: np.ndarray, s: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float,
                     momentum: float, rows: int) -> bool:
-    """``g <- s / rows`` (``s`` cast to ``w``'s dtype); whether ``w - lr (momentum v + g)`` is finite.
+    """``g <- s / rows``; whether ``w - lr (momentum v + g)`` is finite.
 
     Flat arrays; ``s`` may be ``g``.
     """
@@ -37,7 +34,7 @@ def _mean_and_check(w: np.ndarray, s: np.ndarray, g: np.ndarray, v: np.ndarray, 
     lr_, mu, m = t(lr), t(momentum), t(rows)
     finite = True
     for i in range(w.size):
-        mean = t(s[i])
+        mean = s[i]
         if rows != 1:
             mean = mean / m
         g[i] = mean
@@ -65,8 +62,8 @@ def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tupl
              vbs: tuple, lr: float, momentum: float, rows: int) -> bool:
     """One training step in place, PyTorch's momentum convention; False if it would diverge.
 
-    With ``g = sum / rows`` for every parameter (its gradient sum ``sWs``,
-    ``sbs`` cast to the weights' dtype)::
+    With ``g = sum / rows`` for every parameter (its gradient sum in ``sWs``,
+    ``sbs``)::
 
         v <- momentum * v + g          (skipped when momentum == 0: v is g)
         w <- w - lr * v
@@ -95,15 +92,12 @@ def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tupl
 @jit
 def _new_weights_into(w: np.ndarray, s: np.ndarray, out: np.ndarray, lr: float,
                       rows: int) -> bool:
-    """``out <- w - lr (s / rows)``, ``s`` cast to ``w``'s dtype (flat arrays; ``out`` may be ``s``).
-
-    Returns whether every new value is finite.
-    """
+    """``out <- w - lr (s / rows)`` (flat arrays; ``out`` may be ``s``); whether all are finite."""
     t = w.dtype.type
     lr_, m = t(lr), t(rows)
     finite = True
     for i in range(w.size):
-        step = t(s[i])
+        step = s[i]
         if rows != 1:
             step = step / m
         new = w[i] - lr_ * step
@@ -118,7 +112,7 @@ def plain_step_into(Ws: list, bs: list, sWs: list | tuple, sbs: list | tuple, ou
     """A training step without momentum written into other buffers: one pass.
 
     ``outW <- W - lr sW / rows`` (and the same for ``b``; ``sW`` the gradient
-    sums, cast to the weights' dtype), so ``outWs, outbs`` then hold the new
+    sums), so ``outWs, outbs`` then hold the new
     weights and the caller swaps the two sets' roles. ``out`` may be the sums
     themselves. Equals :func:`sgd_step` with ``momentum=0`` number for number,
     reading and writing each value once instead of twice. Invariant: ``Ws``
