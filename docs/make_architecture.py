@@ -27,7 +27,7 @@ MAX_LINES = 500
 
 LAYERS = [
     ("foundation", ("errors", "_checks", "_arrays", "activations", "losses", "io", "scaling",
-                    "npzfile", "kernels", "distributed")),
+                    "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),

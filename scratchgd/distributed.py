@@ -21,10 +21,9 @@ collectives of :meth:`Group.sum_in_rank_order`). Both add every element in
 the same order, so they give the same bits.
 
 The communicator is an mpi4py one (``MPI.COMM_WORLD`` or a sub-communicator),
-or :class:`ThreadComm`, P threads in one process that implement the few
-mpi4py methods used here (``Get_rank``, ``Get_size``, ``Allgather``,
-``Alltoall``, ``allgather``, ``Barrier``, ``Bcast``, ``bcast``), so the
-identity is tested without MPI. mpi4py itself is imported only when a
+or :class:`~scratchgd.threadcomm.ThreadComm`, P threads in one process that
+implement the few mpi4py methods used here, so the identity is tested without
+MPI (:func:`~scratchgd.threadcomm.run_threads`, re-exported here). mpi4py itself is imported only when a
 :meth:`Group.reducer` looks for memory the ranks share, by
 :meth:`Group.allreduce_sum` (the benchmark's comparison) and by the command
 line's ``--distributed``: ``import scratchgd`` never starts MPI.
@@ -32,11 +31,16 @@ line's ``--distributed``: ``import scratchgd`` never starts MPI.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .threadcomm import ThreadComm, run_threads
+
+__all__ = ["GATHER_UP_TO", "MPI_HINT", "Group", "MessageSum", "Reduction", "SharedSum",
+           "ThreadComm", "add_in_rank_order", "add_rows", "collective", "run_threads", "shard",
+           "sum_dtype", "world"]
 
 MPI_HINT = 'install the "mpi" extra: pip install "scratchgd[mpi]"'
 
@@ -98,6 +102,19 @@ def add_in_rank_order(rows: np.ndarray, out: np.ndarray | None = None) -> np.nda
     for row in rows[2:]:
         out += row
     return out
+
+
+def add_rows(rows: np.ndarray, total: np.ndarray, wide: np.ndarray) -> None:
+    """``total <- ((rows[0] + rows[1]) + ...)``, added in ``wide``'s dtype, rounded to ``total``'s.
+
+    ``wide``: an array of ``total``'s size in the dtype of the additions (used
+    as the accumulator when it differs from ``total``'s). The bits of casting
+    the rows to that dtype, :func:`add_in_rank_order`, and casting back.
+    """
+    if wide.dtype == total.dtype:
+        add_in_rank_order(rows, total)
+    else:
+        np.copyto(total, add_in_rank_order(rows, wide))
 
 
 def sum_dtype(buf: np.ndarray) -> type:
@@ -165,6 +182,8 @@ class MessageSum:
         self.send = np.zeros(n, dtype) if self._cast else self._buf[:n]
         self.total = np.empty(n, dtype) if self._cast else self._total[:n]
         self.send_extra, self.total_extra = self._buf[n:], self._total[n:]
+        self.nbytes = self._buf.nbytes
+        """Bytes of this rank's part as it travels, per call: the ``sum_dtype`` buffer."""
 
     def __call__(self) -> None:
         if self._cast:
@@ -194,33 +213,34 @@ class SharedSum:
     float64 first, with half the bytes). The second barrier also keeps the
     next step's rows and totals from being written while a rank still reads
     these. With one rank its rows are the totals: nothing is added.
+
+    ``add(rows, total, wide)`` adds a chunk as :func:`add_rows` does (the
+    compiled span passes its compiled twin).
     """
 
     def __init__(self, group: Group, n: int, m: int, dtype: type, sum_dtype: type,
-                 block: tuple) -> None:
+                 block: tuple, add: Callable[..., None] = add_rows) -> None:
         memory, self._fence, self._release = block
         P, chunk = group.size, -(-n // group.size)
         rows = np.ndarray((P + 1, P * chunk), dtype, memory)
         extra = np.ndarray((P + 1, m), sum_dtype, memory, offset=_aligned(rows.nbytes))
         self._rows, self._total, self._extra = rows[:P], rows[P], extra
         self._mine = slice(group.rank * chunk, (group.rank + 1) * chunk)
-        self._sum = None if np.dtype(dtype) == np.dtype(sum_dtype) else np.empty(chunk, sum_dtype)
+        self._wide, self._add = np.empty(chunk, sum_dtype), add
         self._adds = P > 1
         self._first = group.rank == 0
         self.send, self.send_extra = rows[group.rank, :n], extra[group.rank]
         self.total = rows[P, :n] if self._adds else self.send
         self.total_extra = extra[P] if self._adds else self.send_extra
         rows[group.rank], extra[group.rank] = 0, 0  # the padding too: every value read is a number
+        self.nbytes = self.send.nbytes + self.send_extra.nbytes
+        """Bytes of this rank's part, per call: its rows in the shared block."""
         self._fence()
 
     def __call__(self) -> None:
         self._fence()  # every rank's rows written
         if self._adds:
-            rows, total = self._rows[:, self._mine], self._total[self._mine]
-            if self._sum is None:
-                add_in_rank_order(rows, total)
-            else:
-                np.copyto(total, add_in_rank_order(rows, self._sum))  # rounded once
+            self._add(self._rows[:, self._mine], self._total[self._mine], self._wide)
             if self._first:
                 add_in_rank_order(self._extra[:-1], self.total_extra)
         self._fence()  # every chunk added
@@ -312,7 +332,8 @@ class Group:
         return self._reductions[key](buf, out)
 
     def reducer(self, n: int, m: int = 0, dtype: type = np.float64,
-                sum_dtype: type = np.float64) -> MessageSum | SharedSum:
+                sum_dtype: type = np.float64,
+                add: Callable[..., None] = add_rows) -> MessageSum | SharedSum:
         """What a training run sums its buffers through, step after step.
 
         Buffers (kept for the run): ``send`` (``n`` elements of ``dtype``) and
@@ -323,7 +344,8 @@ class Group:
         :meth:`sum_in_rank_order` of the ``sum_dtype`` buffers, on every rank.
 
         A :class:`SharedSum` when every rank runs on one machine (no message,
-        no copy), else a :class:`MessageSum`. Collective: every rank calls it,
+        no copy; each rank adds its chunk with ``add``, :func:`add_rows` or a
+        twin), else a :class:`MessageSum`. Collective: every rank calls it,
         and the result's ``close``, at the same points.
         """
         chunk = -(-n // self.size)
@@ -332,7 +354,7 @@ class Group:
         block = _shared_block(self.comm, nbytes)
         if block is None:
             return MessageSum(self, n, m, dtype, sum_dtype)
-        return SharedSum(self, n, m, dtype, sum_dtype, block)
+        return SharedSum(self, n, m, dtype, sum_dtype, block, add)
 
     def gather_sum(self, buf: np.ndarray) -> np.ndarray:
         """``sum_p buf_p`` in rank order by one Allgather: every rank adds all P buffers.
@@ -408,100 +430,3 @@ class Group:
     def bcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (small Python values: JSON-like, bytes)."""
         return self.comm.bcast(obj, root=0)
-
-
-class ThreadComm:
-    """A communicator of P threads in one process: the mpi4py methods scratchgd calls.
-
-    Create the ranks' handles with :func:`run_threads`. Every collective is
-    a barrier, a write of this rank's part into a shared slot, a barrier, a
-    read of all slots, and a barrier (so the next collective cannot overwrite
-    a slot still being read). A rank that fails aborts the barrier, so the
-    others raise ``threading.BrokenBarrierError`` instead of waiting forever.
-
-    ``received`` counts the bytes this rank's buffer collectives (``Allgather``,
-    ``Alltoall``, ``Bcast``) took from other ranks, as MPI would move them
-    (its own block is not counted).
-    """
-
-    def __init__(self, rank: int, size: int, barrier: threading.Barrier, slots: list) -> None:
-        self._rank, self._size, self._barrier, self._slots = rank, size, barrier, slots
-        self.received = 0
-
-    def Get_rank(self) -> int:  # noqa: N802 (mpi4py's name)
-        return self._rank
-
-    def Get_size(self) -> int:  # noqa: N802
-        return self._size
-
-    def _exchange(self, value: Any) -> list:
-        self._barrier.wait()
-        self._slots[self._rank] = value
-        self._barrier.wait()
-        everyone = list(self._slots)
-        self._barrier.wait()
-        return everyone
-
-    def _receive(self, recvbuf: np.ndarray, parts: list) -> None:
-        """Copy one part per rank into the ``P`` equal blocks of ``recvbuf``, counting bytes."""
-        blocks = recvbuf.reshape(self._size, recvbuf.size // self._size)
-        for rank, part in enumerate(parts):
-            blocks[rank] = np.ravel(part)
-            if rank != self._rank:
-                self.received += blocks[rank].nbytes
-
-    def allgather(self, obj: Any) -> list:
-        return self._exchange(obj)
-
-    def Allgather(self, sendbuf: np.ndarray, recvbuf: np.ndarray) -> None:  # noqa: N802
-        """Block ``p`` of ``recvbuf`` becomes rank ``p``'s ``sendbuf``."""
-        self._receive(recvbuf, self._exchange(np.array(sendbuf)))
-
-    def Alltoall(self, sendbuf: np.ndarray, recvbuf: np.ndarray) -> None:  # noqa: N802
-        """Block ``p`` of ``recvbuf`` becomes block ``rank`` of rank ``p``'s ``sendbuf``."""
-        mine = np.array(sendbuf)
-        everyone = self._exchange(mine.reshape(self._size, mine.size // self._size))
-        self._receive(recvbuf, [theirs[self._rank] for theirs in everyone])
-
-    def bcast(self, obj: Any, root: int = 0) -> Any:
-        return self._exchange(obj)[root]
-
-    def Barrier(self) -> None:  # noqa: N802
-        self._barrier.wait()
-
-    def Bcast(self, buf: np.ndarray, root: int = 0) -> None:  # noqa: N802
-        buf[...] = self._exchange(np.array(buf))[root]
-        if self._rank != root:
-            self.received += buf.nbytes
-
-
-def run_threads(size: int, fn: Callable[[ThreadComm], Any], timeout: float = 60.0) -> list:
-    """``[fn(comm_0), ..., fn(comm_{P-1})]``, each call in its own thread with its rank's handle.
-
-    Raises the first exception of a rank (the others are released from their
-    barriers); a collective that waits longer than ``timeout`` seconds fails.
-    """
-    barrier = threading.Barrier(size, timeout=timeout)
-    slots: list = [None] * size
-    results: list = [None] * size
-    errors: list = [None] * size
-
-    def rank_main(rank: int) -> None:
-        try:
-            results[rank] = fn(ThreadComm(rank, size, barrier, slots))
-        except BaseException as exc:  # noqa: BLE001 (handed to the caller below)
-            errors[rank] = exc
-            barrier.abort()
-
-    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for exc in errors:
-        if exc is not None and not isinstance(exc, threading.BrokenBarrierError):
-            raise exc
-    for exc in errors:
-        if exc is not None:
-            raise exc
-    return results

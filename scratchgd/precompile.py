@@ -76,7 +76,7 @@ def compile_case(case: Case) -> None:
     """Call every kernel a run of ``case`` calls, on 8 rows: compiled and cached once.
 
     A classifier and a regressor (int64 labels, float targets), batches of 1 and 4
-    rows (the loops and BLAS), training (``fit``, and ``fit(comm=)`` on one rank for
+    rows (the loops and BLAS), training (``fit``, and ``fit(comm=)`` on two ranks for
     ``--distributed``: the data-parallel span with float64 sums; the float32 sums
     of ``fit(reduce_dtype="float32")``, which the command line does not offer,
     compile on first use), evaluation (``forward``) and
@@ -88,14 +88,17 @@ def compile_case(case: Case) -> None:
     targets = rng.standard_normal((8, 2))
     momentum = 0.9 if case.momentum else 0.0
     for loss, y in (("cross_entropy", labels), ("mse", targets)):
-        model = MLP([3, *[4] * case.hidden_layers, 2], loss=loss, seed=0, dtype=case.dtype,
-                    backend="numba")
+        def model(loss: str = loss) -> MLP:
+            return MLP([3, *[4] * case.hidden_layers, 2], loss=loss, seed=0, dtype=case.dtype,
+                       backend="numba")
+
         data = Dataset(X, y)
         for batch_size in (1, 4):
-            fit(model, data, MiniBatchSGD(0.01, batch_size=batch_size, momentum=momentum),
+            fit(model(), data, MiniBatchSGD(0.01, batch_size=batch_size, momentum=momentum),
                 epochs=1, progress=False)
-        run_threads(1, lambda comm, model=model, data=data: fit(  # --distributed
-            model, data, MiniBatchSGD(0.01, batch_size=4, momentum=momentum), epochs=1,
+        # --distributed, on 2 ranks (each its own model) so that they add each other's sums
+        run_threads(2, lambda comm, model=model, data=data: fit(
+            model(), data, MiniBatchSGD(0.01, batch_size=4, momentum=momentum), epochs=1,
             progress=False, comm=comm))
-        evaluate(model, data)
-        gradient_noise(model, data)  # loss_and_grads with per-example gradient norms
+        evaluate(model(), data)
+        gradient_noise(model(), data)  # loss_and_grads with per-example gradient norms

@@ -19,6 +19,7 @@ from test_distributed import assert_same_history, check_parallel, make_data, ran
 import scratchgd as sg
 from scratchgd import distributed
 from scratchgd.distributed import Group, MessageSum, SharedSum, add_in_rank_order, run_threads
+from scratchgd.kernels import compiled
 
 
 def force_messages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,18 +41,20 @@ def weights(model: sg.MLP) -> np.ndarray:
 @pytest.mark.parametrize(("dtype", "sum_dtype"), [(np.float64, np.float64),
                                                   (np.float32, np.float64),
                                                   (np.float32, np.float32)])
+@pytest.mark.parametrize("add", [distributed.add_rows, compiled.add_rows])
 @pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 8])
-def test_a_reducer_adds_in_rank_order_with_the_same_bits_on_every_rank(P, dtype, sum_dtype,
+def test_a_reducer_adds_in_rank_order_with_the_same_bits_on_every_rank(P, add, dtype, sum_dtype,
                                                                         transport):
     """``total``: the rank-order sum in ``sum_dtype`` rounded to ``dtype`` (float32 rows are
     added in float64: the bits of casting them first); ``total_extra`` in ``sum_dtype``.
-    Fewer elements than ranks, divisible and not; the same reducer twice (a run reuses it)."""
+    Fewer elements than ranks, divisible and not; the same reducer twice (a run reuses it);
+    the NumPy ``add_rows`` and its compiled twin."""
     for n in sorted({1, max(P - 1, 1), P, 3 * P + 1, 1001}):
         calls = [(rank_buffers(P, n, seed).astype(dtype), rank_buffers(P, 7, seed + 2))
                  for seed in (0, 1)]
 
         def rank(comm, n=n, calls=calls):
-            reducer = Group(comm).reducer(n, 7, dtype, sum_dtype)
+            reducer = Group(comm).reducer(n, 7, dtype, sum_dtype, add)
             totals = []
             for rows, extra in calls:
                 reducer.send[:] = rows[comm.Get_rank()]

@@ -71,7 +71,7 @@ from .layers import (
     loss_and_grads,
     mse,
 )
-from .parallel import COLLECTIVE_FAILED, fit_span_parallel, train_span_parallel
+from .parallel import COLLECTIVE_FAILED, add_rows, fit_span_parallel, train_span_parallel
 from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
 from .step import plain_step_into, sgd_step
 
@@ -80,7 +80,8 @@ drop_stale_cache(train_span)
 __all__ = [
     "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
     "CROSS_ENTROPY", "DONE", "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE", "REASSOCIATE",
-    "RELU", "SIGMOID", "TANH", "UPDATE_NOT_FINITE", "activate", "blas_limit", "blas_threads_for",
+    "RELU", "SIGMOID", "TANH", "UPDATE_NOT_FINITE", "activate", "add_rows", "blas_limit",
+    "blas_threads_for",
     "cross_entropy", "dense_backward", "dense_forward", "dense_sq_norms", "fit_span",
     "fit_span_parallel", "forward", "gather_batch", "jit", "loss_and_grads", "mse",
     "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "train_span",

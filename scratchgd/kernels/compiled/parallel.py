@@ -14,6 +14,8 @@ reference (NumPy)                   compiled kernel
 ``Group.sum_in_rank_order``         a ``Group.reducer``, called back from
                                     :func:`train_span_parallel` through
                                     :data:`CALLBACK`
+``distributed.add_rows``            :func:`add_rows` (one rank's chunk of the
+                                    sums, on one machine)
 ==================================  ==============================================
 
 What a rank contributes to a step of ``m`` iterations ``first .. first + m - 1``
@@ -239,11 +241,28 @@ def _record(figures: np.ndarray, first: int, end: int, loss_sums: np.ndarray,
     return -1
 
 
+@jit
+def add_rows(rows: np.ndarray, total: np.ndarray, wide: np.ndarray) -> None:
+    """``total[j] <- ((rows[0, j] + rows[1, j]) + ...)`` in ``wide``'s dtype, rounded to ``total``'s.
+
+    The twin of :func:`scratchgd.distributed.add_rows` (``wide`` gives only
+    the dtype here): each element's additions in rank order, then one
+    rounding, the same bits, in one pass instead of NumPy's casting ones
+    (16 against 90 us for W2's half of a float32 row, added in float64).
+    """
+    t = wide.dtype.type
+    for j in range(total.size):
+        s = t(rows[0, j])
+        for p in range(1, rows.shape[0]):
+            s += t(rows[p, j])
+        total[j] = s
+
+
 def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | None,
                       X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                       bounds: np.ndarray, shards: np.ndarray, start: int, stop: int, k: int,
                       lr: float, momentum: float, activation: str, loss: str,
-                      reducer: Callable[[int, int, type, type], Reducer],
+                      reducer: Callable[..., Reducer],
                       sum_dtype: type = np.float64, scaling: Scaling | None = None
                       ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run iterations ``[start, stop)`` of an epoch with :func:`train_span_parallel`.
@@ -251,12 +270,12 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     As :func:`~.span.fit_span`, with this rank's shards of the span's batches
     (``shards``: ``(stop - start, 2)`` positions ``[lo, hi)`` into ``order``,
     from :func:`scratchgd.distributed.shard`) and a collective between steps:
-    ``reducer(n, m, dtype, sum_dtype)`` (:meth:`scratchgd.distributed.Group.reducer`,
-    called once per span on every rank) gives the buffers of the ``n``
-    parameters' gradient sums (the model's ``dtype``) and of ``m = 2 min(k,
-    iterations per epoch)`` loss sums and correct counts, and calling it sums
-    every rank's into the totals. ``sum_dtype``: float64, or float32 for a
-    float32 model.
+    ``reducer(n, m, dtype, sum_dtype, add_rows)``
+    (:meth:`scratchgd.distributed.Group.reducer`, called once per span on
+    every rank) gives the buffers of the ``n`` parameters' gradient sums (the
+    model's ``dtype``) and of ``m = 2 min(k, iterations per epoch)`` loss
+    sums and correct counts, and calling it sums every rank's into the
+    totals. ``sum_dtype``: float64, or float32 for a float32 model.
 
     Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.fit_span`
     (every rank the same). An exception of the collective is re-raised, the
@@ -265,7 +284,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     """
     dtype = params[0].dtype
     size = sum(p.size for p in params)
-    collective = reducer(size, 2 * min(k, len(bounds) - 1), dtype, sum_dtype)
+    collective = reducer(size, 2 * min(k, len(bounds) - 1), dtype, sum_dtype, add_rows)
     grads, sums = views_like(collective.send, params), views_like(collective.total, params)
     lo = np.ascontiguousarray(shards[:, 0], dtype=np.int64)
     counts = np.ascontiguousarray(shards[:, 1] - shards[:, 0], dtype=np.int64)
