@@ -34,7 +34,8 @@ probe of ``compare.py``); a run during which it took more than
 dropped (its figures are used only if no run of that runner is kept). The
 load average is printed before and after. The scratchgd runs under ``comm``
 also report the seconds per step spent in the collective (waiting for the
-other rank included) and the bytes of each rank's buffer per step.
+other rank included) and the bytes of each rank's part per step (``MB/step``:
+its rows in the shared block, or the buffer it sends).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class TimedReducer:
     def __init__(self, inner: object, spent: dict) -> None:
         self.inner, self.spent = inner, spent
         self.send, self.total = inner.send, inner.total
-        spent.update(bytes=inner.send.nbytes, transport=type(inner).__name__)
+        self.send_extra, self.total_extra = inner.send_extra, inner.total_extra
+        spent.update(bytes=inner.nbytes, transport=type(inner).__name__)
 
     def __call__(self) -> None:
         start = time.perf_counter()
@@ -88,7 +90,7 @@ def worker_scratchgd(rows: int, batch: int, use_comm: bool, reduce_dtype: str,
     from scratchgd import distributed
 
     if messages:
-        distributed._shared_block = lambda comm, shape, dtype: None
+        distributed._shared_block = lambda comm, nbytes: None
     comm = MPI.COMM_WORLD if use_comm else None
     extra = {"comm": comm, "reduce_dtype": reduce_dtype} if use_comm else {}
     train = w2(rows).train
@@ -98,7 +100,7 @@ def worker_scratchgd(rows: int, batch: int, use_comm: bool, reduce_dtype: str,
            sg.MiniBatchSGD(LR, batch_size=batch), epochs=1, progress=False, **extra)
     spent = {"seconds": 0.0, "calls": 0}
     original = distributed.Group.reducer
-    distributed.Group.reducer = lambda self, n, dtype: TimedReducer(original(self, n, dtype), spent)
+    distributed.Group.reducer = lambda self, *args: TimedReducer(original(self, *args), spent)
     if comm is not None:
         comm.Barrier()
     start, cpu = time.perf_counter(), time.process_time()

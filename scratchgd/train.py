@@ -163,7 +163,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         and momentum buffers are broadcast first. ``batch_size`` is the GLOBAL
         batch: every rank draws the same row order, cuts each batch into P
         contiguous shards ``S_p`` (sizes differ by at most one; some may be
-        empty) and sums its shard's gradients; one collective per step adds
+        empty) and sums its shard's gradients; one reduction per step adds
         the P sums in rank order, and every rank steps with
         ``g = (1/m) sum_p sum_{i in S_p} grad l_i`` (``m`` the step's global
         rows): the single-process step, to rounding (1e-12 in float64), and
