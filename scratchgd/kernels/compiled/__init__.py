@@ -73,7 +73,7 @@ from .layers import (
 )
 from .parallel import COLLECTIVE_FAILED, add_rows, fit_span_parallel, train_span_parallel
 from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
-from .step import plain_step_into, sgd_step
+from .step import plain_step_into, sgd_step, take_step
 
 drop_stale_cache(train_span)
 
@@ -84,6 +84,6 @@ __all__ = [
     "blas_threads_for",
     "cross_entropy", "dense_backward", "dense_forward", "dense_sq_norms", "fit_span",
     "fit_span_parallel", "forward", "gather_batch", "jit", "loss_and_grads", "mse",
-    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "train_span",
+    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span",
     "train_span_parallel", "use_blas",
 ]

@@ -49,7 +49,7 @@ from ...scaling import Scaling
 from .base import ACTIVATION_CODE, BLAS_MIN_ROWS, LOSS_CODE, MSE, blas_limit, jit, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
 from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, _copy_back, _forward_backward
-from .step import plain_step_into, sgd_step
+from .step import take_step
 
 COLLECTIVE_FAILED = 3
 """Status of :func:`train_span_parallel`: the collective raised (see :func:`fit_span_parallel`)."""
@@ -159,16 +159,9 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
         if bad >= 0:
             done, status = bad, LOSS_NOT_FINITE
             break
-        m = bounds[end] - bounds[first]
-        if vWs is None:  # no momentum (numba compiles only the branch the types allow)
-            ok = plain_step_into(Wc, bc, sWs, sbs, Wn, bn, lr, m)
-            if ok:
-                for layer in range(L):
-                    Wc[layer], Wn[layer] = Wn[layer], Wc[layer]
-                    bc[layer], bn[layer] = bn[layer], bc[layer]
-                swapped = not swapped
-        else:
-            ok = sgd_step(Wc, bc, sWs, sbs, Wn, bn, vWs, vbs, lr, momentum, m)
+        ok, flipped = take_step(Wc, bc, sWs, sbs, Wn, bn, vWs, vbs, lr, momentum,
+                                bounds[end] - bounds[first])
+        swapped ^= flipped
         if not ok:
             done, status = end - start, UPDATE_NOT_FINITE
             break

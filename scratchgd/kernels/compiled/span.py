@@ -17,8 +17,8 @@ reference (NumPy)               compiled kernel
 Each part of an iteration is a kernel of a sibling module, inlined or called:
 :func:`~.gather.gather_batch`, :func:`~.layers.dense_forward`,
 :func:`~.layers.cross_entropy` or :func:`~.layers.mse`,
-:func:`~.layers.dense_backward`, and :func:`~.step.sgd_step` or
-:func:`~.step.plain_step_into`.
+:func:`~.layers.dense_backward`, and :func:`~.step.take_step`
+(:func:`~.step.sgd_step` or :func:`~.step.plain_step_into`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ...scaling import Scaling
 from .base import ACTIVATION_CODE, CROSS_ENTROPY, LINEAR, LOSS_CODE, MSE, blas_limit, jit, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
 from .layers import cross_entropy, dense_backward, dense_forward, mse
-from .step import plain_step_into, sgd_step
+from .step import take_step
 
 DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE = 0, 1, 2
 """Status codes of :func:`train_span`: it ran to ``stop``; a batch loss was not
@@ -86,7 +86,7 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     accumulators; write the batch's loss sum to ``loss_sums[t - start]`` and
     its correct count to ``correct[t - start]``. After iteration ``t`` when
     ``(t + 1) % k == 0`` or ``t + 1 == len(bounds) - 1`` (the epoch's last),
-    one :func:`sgd_step` with ``g = grad_sum / rows_accumulated``.
+    one :func:`~.step.take_step` with ``g = grad_sum / rows_accumulated``.
 
     Invariants: ``start`` is a step boundary (a multiple of ``k``), so the
     accumulators start at zero and the result does not depend on how an epoch
@@ -94,8 +94,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     lost). ``blas`` chooses BLAS or the loops for every product (see
     ``use_blas``). ``vWs, vbs``: the momentum buffers, or ``None`` for no
     momentum (``momentum`` is then not read), so a run without momentum never
-    compiles :func:`sgd_step`. Weights and velocities change only through a checked step:
-    :func:`sgd_step` with momentum; without, :func:`plain_step_into` writes
+    compiles :func:`~.step.sgd_step`. Weights and velocities change only through a checked step:
+    :func:`~.step.sgd_step` with momentum; without, :func:`~.step.plain_step_into` writes
     the new weights into the gradient buffers and the two sets of arrays swap
     roles (the next batch's gradient overwrites the old weights), so during the
     call ``Ws`` may hold gradients; the current weights are copied into
@@ -141,15 +141,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
-            if vWs is None:  # no momentum (numba compiles only the branch the types allow)
-                ok = plain_step_into(Wc, bc, gWs, gbs, gWs, gbs, lr, rows)
-                if ok:
-                    for layer in range(L):
-                        Wc[layer], gWs[layer] = gWs[layer], Wc[layer]
-                        bc[layer], gbs[layer] = gbs[layer], bc[layer]
-                    swapped = not swapped
-            else:
-                ok = sgd_step(Wc, bc, gWs, gbs, gWs, gbs, vWs, vbs, lr, momentum, rows)
+            ok, flipped = take_step(Wc, bc, gWs, gbs, gWs, gbs, vWs, vbs, lr, momentum, rows)
+            swapped ^= flipped
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)
                 return t + 1 - start, steps, UPDATE_NOT_FINITE

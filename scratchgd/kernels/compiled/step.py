@@ -8,7 +8,8 @@ reference (NumPy)               compiled kernel
 ==============================  ==================================================
 ``Optimizer.step``              :func:`sgd_step` (in place, checked first), and
                                 :func:`plain_step_into` (momentum 0, one pass:
-                                the new weights go into other buffers)
+                                the new weights go into other buffers); a span
+                                takes either through :func:`take_step`
 ==============================  ==================================================
 
 Both read the gradient sums from ``sums`` arrays of the weights' dtype: in
@@ -125,3 +126,29 @@ def plain_step_into(Ws: list, bs: list, sWs: list | tuple, sbs: list | tuple, ou
                 and _new_weights_into(bs[layer], sbs[layer], outbs[layer], lr, rows)):
             return False
     return True
+
+
+@jit(inline="always")
+def take_step(Wc: list, bc: list, sWs: list | tuple, sbs: list | tuple, Wn: list, bn: list,
+              vWs: tuple | None, vbs: tuple | None, lr: float, momentum: float,
+              rows: int) -> tuple[bool, bool]:
+    """One checked training step of the weights ``Wc, bc`` on the gradient sums ``sWs, sbs``.
+
+    With momentum (``vWs`` given): :func:`sgd_step` in place, its means written
+    into ``Wn, bn``. Without (``vWs is None``; numba compiles only the branch
+    the types allow): :func:`plain_step_into` writes the new weights into
+    ``Wn, bn`` in one pass, and the two lists then swap their arrays, so
+    ``Wc, bc`` hold the new weights and ``Wn, bn`` the old ones (``Wn`` may
+    be the sums themselves: the next gradient overwrites them).
+
+    Returns ``(ok, swapped)``: whether the step was taken (all or nothing) and
+    whether the lists swapped their arrays.
+    """
+    if vWs is None:
+        ok = plain_step_into(Wc, bc, sWs, sbs, Wn, bn, lr, rows)
+        if ok:
+            for layer in range(len(Wc)):
+                Wc[layer], Wn[layer] = Wn[layer], Wc[layer]
+                bc[layer], bn[layer] = bn[layer], bc[layer]
+        return ok, ok
+    return sgd_step(Wc, bc, sWs, sbs, Wn, bn, vWs, vbs, lr, momentum, rows), False
