@@ -44,7 +44,7 @@ class CompiledEngine(Engine):
         kernels = self.model._kernels
         bounds = self.loader.batch_bounds(at.order)
         for start, end in spans(at.iteration, stop, self.k, self.loader.rows_per_batch):
-            loss_sums, hits, steps, status = self.fit(at.order, bounds, start, end)
+            loss_sums, hits, steps, status = self.fit_span(at.order, bounds, start, end)
             done = len(hits)
             rows = np.diff(bounds[start:start + done + 1])
             at.iteration += done
@@ -62,8 +62,8 @@ class CompiledEngine(Engine):
             if status == kernels.UPDATE_NOT_FINITE:
                 raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)
 
-    def fit(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
-            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def fit_span(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+                 ) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Iterations ``[start, end)`` in one kernel call: ``kernels.compiled.fit_span``'s results."""
         model, optimizer = self.model, self.optimizer
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
