@@ -16,7 +16,7 @@ import pytest
 from test_cli_files import run
 
 import scratchgd as sg
-from scratchgd.cli._data import random_split
+from scratchgd.datasets import random_split
 from scratchgd.metrics import regression_report
 
 
@@ -58,12 +58,15 @@ def test_train_mse_prints_r2_per_epoch_and_ends_with_test_r2(files, capsys):
     assert status == 0, err
     lines = out.strip().splitlines()
     assert "160 train / 40 test rows" in lines[0] and "loss='mse'" in lines[0]
-    assert "MLP([4, 16, 1]" in lines[0] and "scaling=standard" in lines[0]
+    assert "MLP([4, 16, 1]" in lines[0] and "scaling=standard, target_scaling=standard" in lines[0]
+    assert "MiniBatchSGD(lr=0.002," in lines[0]          # mse's default rate
     epochs = [line for line in lines if line.startswith("epoch ")]
-    assert len(epochs) == 30            # printed as they end, without --no-progress too
-    assert all("val_R^2" in line and "val_RMSE" in line and "acc" not in line for line in epochs)
+    assert len(epochs) == 30            # fit's lines, under its progress bar (on stderr)
+    assert all("val_R^2" in line and "acc" not in line for line in epochs)
+    assert "it/s" in err                # the bar is back
     assert lines[-2].startswith("test RMSE: ") and "MAE: " in lines[-2]
-    assert lines[-1].startswith("test R^2: ") and r2_line(out) > 0.85
+    # 0.59 in 150 steps: mse's default rate, 0.002, is set for the default 128 hidden units
+    assert lines[-1].startswith("test R^2: ") and r2_line(out) > 0.5
     assert float(epochs[-1].split("val_R^2 ")[1].split()[0]) == r2_line(out)
 
 
@@ -248,10 +251,10 @@ def test_diabetes_end_to_end(tmp_path, capsys):
     status, _, err = run(capsys, "train", "--data", X_file, "--labels", y_file)
     assert status == 2 and "pass --loss mse for regression" in err
     status, out, err = run(capsys, "train", "--data", X_file, "--labels", y_file, "--loss", "mse",
-                           "--lr", "1e-4", "--save", model_path)
+                           "--save", model_path)
     assert status == 0, err
     assert "353 train / 89 test rows" in out and "MLP([10, 128, 1]" in out
-    assert r2_line(out) > 0.4                   # 0.4685 at seed 0
+    assert r2_line(out) > 0.4                   # 0.4605 at seed 0 (linear least squares: 0.50)
     status, text, _ = run(capsys, "predict", "--model", model_path, "--data", X_file)
     assert status == 0 and len(text.splitlines()) == 442
     status, text, _ = run(capsys, "evaluate", "--model", model_path, "--data", X_file,

@@ -73,10 +73,12 @@ def assert_same_arrays(a, b):
 
 def library_fit(X, codes, n_outputs, loss, hidden=(8,), activation="relu", batch_size=32,
                 lr=0.1, momentum=0.0, epochs=20, accumulate=1, seed=0, dtype=np.float64,
-                backend="numpy"):
+                backend="numpy", scale_targets=False):
     """What the module docstring says an estimator with random_state=seed does."""
     model = sg.MLP([X.shape[1], *hidden, n_outputs], activation, loss, seed=seed, dtype=dtype,
                    backend=backend)
+    if scale_targets:
+        sg.standardize_targets(model, codes)
     optimizer = (sg.GD(lr, momentum) if batch_size == "full"
                  else sg.MiniBatchSGD(lr, batch_size=batch_size, momentum=momentum))
     history = sg.fit(model, sg.Dataset(X, codes), optimizer, epochs=epochs,
@@ -107,19 +109,27 @@ def test_classifier_equals_library_fit(backend, batch_size, momentum, accumulate
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("targets", [1, 3])
-def test_regressor_equals_library_fit(backend, targets):
-    """Item 11 for the regressor: mse on targets (n, k); (n,) is k = 1."""
+@pytest.mark.parametrize("scale_targets", [True, False])
+def test_regressor_equals_library_fit(backend, targets, scale_targets):
+    """Item 11 for the regressor: mse on targets (n, k); (n,) is k = 1; targets scaled or not."""
     X, _ = small()
-    Y = np.stack([np.sin(X[:, j]) for j in range(targets)], axis=1)
+    Y = np.stack([10 * np.sin(X[:, j]) + 100 * j for j in range(targets)], axis=1)
     y = Y[:, 0] if targets == 1 else Y
-    reg = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", learning_rate_init=0.05,
-                       max_iter=3, random_state=2, backend=backend).fit(X, y)
-    model, _ = library_fit(X, Y, targets, "mse", activation="tanh", lr=0.05, epochs=3, seed=2,
-                           backend=backend)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", learning_rate_init=0.005,
+                       max_iter=3, random_state=2, backend=backend,
+                       scale_targets=scale_targets).fit(X, y)
+    model, history = library_fit(X, Y, targets, "mse", activation="tanh", lr=0.005, epochs=3,
+                                 seed=2, backend=backend, scale_targets=scale_targets)
     assert_same_arrays(reg.model_.params, model.params)
+    assert reg.loss_curve_ == history.epoch_loss
+    assert (reg.model_.target_scaling is not None) == scale_targets
     prediction = reg.predict(X)
     assert prediction.shape == y.shape and prediction.dtype == np.float64
-    assert np.array_equal(prediction.reshape(Y.shape), model.forward(X))
+    assert np.array_equal(prediction.reshape(Y.shape), model.predict(X))
+    if scale_targets:   # predictions in the targets' units: z * std + mean
+        s = model.target_scaling
+        np.testing.assert_allclose(s.mean, Y.mean(axis=0), rtol=1e-12)
+        assert np.array_equal(prediction.reshape(Y.shape), model.forward(X) * s.std + s.mean)
 
 
 def test_logistic_is_sigmoid():
