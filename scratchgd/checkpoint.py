@@ -198,8 +198,7 @@ class Checkpoint:
             raise self.fail(f"holds an unusable generator state: {exc}") from None
         for p, saved in zip(model.params, self.params, strict=True):
             p[...] = saved
-        model.scaling = self.scaling
-        model.target_scaling = self.target_scaling
+        model.scaling = self.scaling  # (the target scaling is the model's already: check)
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
