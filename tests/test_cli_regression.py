@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from test_cli_files import run
+from test_cli_files import read_log, run
 
 import scratchgd as sg
 from scratchgd.datasets import random_split
@@ -131,6 +131,9 @@ def test_plot_log_and_resume_of_a_regression(files, capsys):
     log, ckpt, plot = files / "log.csv", files / "run.npz", files / "curves.png"
     args = ("--loss", "mse", "--log", log, "--checkpoint", ckpt)
     assert train(capsys, files, *args, "--epochs", "2")[0] == 0
+    status, _, err = train(capsys, files, *args, "--epochs", "4", "--resume",
+                           "--scale-targets", "none")
+    assert status == 2 and "scale_targets='standard', not 'none'" in err
     status, resumed, _ = train(capsys, files, *args, "--epochs", "4", "--resume", "--plot", plot)
     assert status == 0 and "resuming from" in resumed
     assert [line.split()[1] for line in resumed.splitlines() if line.startswith("epoch ")] \
@@ -140,6 +143,36 @@ def test_plot_log_and_resume_of_a_regression(files, capsys):
     assert [line.split(",")[0] for line in log.read_text().splitlines()] == \
         ["epoch", "1", "2", "3", "4"]
     assert plot.stat().st_size > 10_000
+    # the log's val_r2 is the R^2 of the epoch lines (and of the final line, at the end)
+    rows = read_log(log)
+    printed = [line.split("val_R^2 ")[1].split()[0] for line in resumed.splitlines()
+               if line.startswith("epoch ")]
+    assert [f"{float(r['val_r2']):.4f}" for r in rows[2:]] == printed
+    assert printed[-1] == f"{r2_line(resumed):.4f}"
+
+
+def test_targets_are_scaled_unless_asked_not_to(files, capsys):
+    """--scale-targets standard (the default with --loss mse) or none; refused for classes.
+
+    Targets near 1000 with a spread of 50: scaled, the default rate trains them and the
+    predictions come back in their units; unscaled, the same rate diverges.
+    """
+    np.savetxt(files / "offset.csv", 1000 + 50 * np.loadtxt(files / "train_y.csv"))
+    args = ("--loss", "mse", "--no-progress")
+    status, out, err = train(capsys, files, *args, "--save", files / "m.npz", labels="offset.csv")
+    assert status == 0 and "target_scaling=standard" in out, err
+    assert r2_line(out) > 0.5
+    X, _ = regression_table(60, k=2, seed=1)
+    assert 950 < sg.load_model(files / "m.npz").predict(X).mean() < 1050
+    status, out, err = train(capsys, files, *args, "--scale-targets", "none", labels="offset.csv")
+    assert status == 1 and "target_scaling" not in out and "training diverged" in err
+    status, out, err = train(capsys, files, *args, "--scale-targets", "none", "--lr", "1e-6",
+                             "--save", files / "m.npz", labels="offset.csv")
+    assert status == 0 and sg.load_model(files / "m.npz").target_scaling is None
+    np.savetxt(files / "classes.csv", np.arange(200) % 2)
+    status, _, err = train(capsys, files, "--scale-targets", "standard", "--epochs", "1",
+                           labels="classes.csv")
+    assert status == 2 and "--scale-targets standard applies to regression" in err, err
 
 
 def test_advise_measures_a_regressor(files, capsys):

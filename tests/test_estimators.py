@@ -362,6 +362,24 @@ def test_regressor_refuses_a_changed_number_of_targets():
         reg.partial_fit(X, np.ones((len(X), 2)))
 
 
+def test_regressor_keeps_the_target_scaling_of_its_first_fit():
+    """partial_fit and warm_start keep the first statistics; a changed scale_targets is refused."""
+    X, _ = small()
+    y = 1e3 + 100 * np.sin(X[:, 0])
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, random_state=0, warm_start=True)
+    first = reg.fit(X, y).model_.target_scaling
+    np.testing.assert_allclose(first.mean, [y.mean()], rtol=1e-12)
+    reg.partial_fit(X[:10], y[:10] + 500)
+    assert reg.model_.target_scaling is first
+    assert abs(reg.predict(X).mean() - y.mean()) < 0.5 * y.std()   # in the targets' units
+    with pytest.raises(ValueError, match="targets scaled"):
+        reg.set_params(scale_targets=False).fit(X, y)
+    bad = MLPRegressor(scale_targets="yes")
+    with pytest.raises(TypeError, match="scale_targets"):
+        bad.fit(X, y)
+    assert not hasattr(bad, "n_features_in_")      # refused before any state
+
+
 def test_divergence_is_reported_not_hidden():
     """Plain SGD at a large rate on raw targets diverges: TrainingDiverged, never NaN weights."""
     X, _ = small()
