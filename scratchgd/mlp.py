@@ -114,15 +114,18 @@ class MLP:
                                  f"the model has {self.n_outputs} outputs")
         self._target_scaling = value
 
-    def inputs(self, X: np.ndarray) -> np.ndarray:
+    def inputs(self, X: np.ndarray, fresh: bool = False) -> np.ndarray:
         """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
 
         With ``scaling``: ``a_0 = (X - mean) / std``
-        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows);
-        without: ``X`` cast (no copy if it already has the model's dtype).
+        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows,
+        or with ``fresh`` -- ``X`` a batch just gathered, which nothing else
+        holds -- ``X`` itself scaled in place); without: ``X`` cast (no copy if
+        it already has the model's dtype).
         """
         if self._scaling is not None:
-            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype)
+            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype,
+                                         fresh)
         return np.asarray(X, dtype=self.dtype)
 
     def targets(self, y: np.ndarray) -> np.ndarray:
