@@ -12,6 +12,13 @@ one epoch's batches is also timed alone, with and without scaling (numpy:
 ``MLP.inputs`` against the plain cast; numba: ``kernels.compiled.gather_batch``
 with and without the statistics): the difference is what scaling adds.
 
+A second table does the same for a regression with input AND target scaling:
+the same rows, ``k = 10`` targets of mean 1e3 and spread about 30
+(``MLP([784, 128, 10], loss="mse")``). The targets are scaled once per run,
+where ``fit`` plans it (``scratchgd.plan.training_targets``), so their cost is
+timed directly too: the statistics pass (``sg.standardize_targets``) and the
+scaled copy, both one-off, as a share of an epoch.
+
     python benchmarks/scaling_cost.py                   # 5 repeats
     python benchmarks/scaling_cost.py --rows 6000 --repeats 1   # quick
 """
@@ -30,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scratchgd as sg  # noqa: E402
 from scratchgd.kernels import compiled  # noqa: E402
+from scratchgd.plan import training_targets  # noqa: E402
 from scratchgd.scaling import fit_scaling  # noqa: E402
 
 
@@ -50,8 +58,8 @@ def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
     model.scaling = scaling
     start = time.process_time()
     if backend == "numpy":
-        for lo in range(0, len(X), batch_size):
-            model.inputs(X[order[lo:lo + batch_size]])
+        for lo in range(0, len(X), batch_size):   # as engines/python.py gathers a batch
+            model.inputs(X[order[lo:lo + batch_size]], fresh=True)
     else:
         mean = np.empty(0) if scaling is None else scaling.mean
         inv_std = np.empty(0) if scaling is None else 1.0 / scaling.std
@@ -63,6 +71,47 @@ def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
             compiled.gather_batch(X, labels, targets, order, lo, n, compiled.CROSS_ENTROPY,
                                   mean, inv_std, x, y, t)
     return time.process_time() - start
+
+
+def regression_seconds(data: sg.Dataset, backend: str, scaled: bool,
+                       batch_size: int) -> tuple[float, float]:
+    """CPU seconds of one regression epoch, with input and target scaling or without;
+    and (scaled) of the one-off target statistics pass and scaled copy alone."""
+    model = sg.MLP([data.n_features, 128, data.y.shape[1]], loss="mse", dtype=np.float32,
+                   seed=0, backend=backend)
+    one_off = 0.0
+    if scaled:
+        sg.standardize(model, data)
+        start = time.process_time()
+        sg.standardize_targets(model, data)
+        training_targets(model, data)           # the copy fit makes once, as it plans the run
+        one_off = time.process_time() - start
+    start = time.process_time()   # a rate this small never diverges on the raw targets
+    sg.fit(model, data, sg.MiniBatchSGD(1e-8, batch_size=batch_size), epochs=1, progress=False)
+    return time.process_time() - start, one_off
+
+
+def regression_table(X: np.ndarray, args: argparse.Namespace) -> None:
+    """The regression table: input and target scaling against none, per backend."""
+    data = sg.Dataset(X, 1000.0 + 100.0 * X[:, :10])
+    print(f"\nregression: the same rows, 10 targets of mean ~1050 and spread ~29, "
+          f"MLP([784, 128, 10], loss='mse') float32; CPU seconds, medians of {args.repeats} "
+          f"interleaved runs\n")
+    print("| backend | epoch s, no scaling | epoch s, input and target scaling | "
+          "epoch difference | targets' statistics and scaled copy s, once per run "
+          "(share of an epoch) |")
+    print("|---|---|---|---|---|")
+    for backend in ("numpy", "numba"):
+        regression_seconds(data, backend, True, args.batch_size)   # warm
+        plain, scaled, once = [], [], []
+        for _ in range(args.repeats):
+            plain.append(regression_seconds(data, backend, False, args.batch_size)[0])
+            epoch, one_off = regression_seconds(data, backend, True, args.batch_size)
+            scaled.append(epoch)
+            once.append(one_off)
+        a, b, c = (statistics.median(v) for v in (plain, scaled, once))
+        print(f"| {backend} | {a:.3f} | {b:.3f} | {b - a:+.3f} s ({(b - a) / a:+.1%}) "
+              f"| {c:.4f} ({c / a:.2%}) |", flush=True)
 
 
 def main() -> None:
@@ -98,6 +147,7 @@ def main() -> None:
         print(f"| {backend} | {a:.3f} | {b:.3f} | {b - a:+.3f} s ({(b - a) / a:+.1%}) "
               f"| {ga:.3f} / {gb:.3f} ({gb - ga:+.3f} s, {(gb - ga) / a:+.1%}) "
               f"| {stats_s:.3f} ({stats_s / a:.1%}) |", flush=True)
+    regression_table(X, args)
 
 
 if __name__ == "__main__":
