@@ -12,14 +12,15 @@ one epoch's batches is also timed alone, with and without scaling (numpy:
 ``MLP.inputs`` against the plain cast; numba: ``kernels.compiled.gather_batch``
 with and without the statistics): the difference is what scaling adds.
 
-A second table does the same for a regression with input AND target scaling:
-the same rows, ``k = 10`` targets of mean 1e3 and spread about 30
-(``MLP([784, 128, 10], loss="mse")``). The targets are scaled once per run,
+A second table does the same for a regression, with the input scaling, the target
+scaling, both and neither: the same rows, ``k = 10`` targets of mean 1e3 and
+spread about 30 (``MLP([784, 128, 10], loss="mse")``). The targets are scaled once per run,
 where ``fit`` plans it (``scratchgd.plan.training_targets``), so their cost is
 timed directly too: the statistics pass (``sg.standardize_targets``) and the
 scaled copy, both one-off, as a share of an epoch.
 
     python benchmarks/scaling_cost.py                   # 5 repeats
+    python benchmarks/scaling_cost.py --blas-threads 1  # steadier on a shared machine
     python benchmarks/scaling_cost.py --rows 6000 --repeats 1   # quick
 """
 
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,15 +75,16 @@ def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
     return time.process_time() - start
 
 
-def regression_seconds(data: sg.Dataset, backend: str, scaled: bool,
+def regression_seconds(data: sg.Dataset, backend: str, inputs: bool, targets: bool,
                        batch_size: int) -> tuple[float, float]:
-    """CPU seconds of one regression epoch, with input and target scaling or without;
-    and (scaled) of the one-off target statistics pass and scaled copy alone."""
+    """CPU seconds of one regression epoch with the input and/or target scaling or neither;
+    and (``targets``) of the one-off target statistics pass and scaled copy alone."""
     model = sg.MLP([data.n_features, 128, data.y.shape[1]], loss="mse", dtype=np.float32,
                    seed=0, backend=backend)
     one_off = 0.0
-    if scaled:
+    if inputs:
         sg.standardize(model, data)
+    if targets:
         start = time.process_time()
         sg.standardize_targets(model, data)
         training_targets(model, data)           # the copy fit makes once, as it plans the run
@@ -92,26 +95,32 @@ def regression_seconds(data: sg.Dataset, backend: str, scaled: bool,
 
 
 def regression_table(X: np.ndarray, args: argparse.Namespace) -> None:
-    """The regression table: input and target scaling against none, per backend."""
+    """The regression table: no scaling, inputs, targets, both; per backend."""
     data = sg.Dataset(X, 1000.0 + 100.0 * X[:, :10])
     print(f"\nregression: the same rows, 10 targets of mean ~1050 and spread ~29, "
           f"MLP([784, 128, 10], loss='mse') float32; CPU seconds, medians of {args.repeats} "
           f"interleaved runs\n")
-    print("| backend | epoch s, no scaling | epoch s, input and target scaling | "
-          "epoch difference | targets' statistics and scaled copy s, once per run "
+    print("| backend | epoch s, no scaling | inputs scaled | targets scaled | both "
+          "(difference to none) | targets' statistics and scaled copy s, once per run "
           "(share of an epoch) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
+    arms = ((False, False), (True, False), (False, True), (True, True))
     for backend in ("numpy", "numba"):
-        regression_seconds(data, backend, True, args.batch_size)   # warm
-        plain, scaled, once = [], [], []
+        regression_seconds(data, backend, True, True, args.batch_size)   # warm
+        epochs: list[list[float]] = [[] for _ in arms]
+        once = []
         for _ in range(args.repeats):
-            plain.append(regression_seconds(data, backend, False, args.batch_size)[0])
-            epoch, one_off = regression_seconds(data, backend, True, args.batch_size)
-            scaled.append(epoch)
-            once.append(one_off)
-        a, b, c = (statistics.median(v) for v in (plain, scaled, once))
-        print(f"| {backend} | {a:.3f} | {b:.3f} | {b - a:+.3f} s ({(b - a) / a:+.1%}) "
-              f"| {c:.4f} ({c / a:.2%}) |", flush=True)
+            for times, (inputs, targets) in zip(epochs, arms, strict=True):
+                epoch, one_off = regression_seconds(data, backend, inputs, targets,
+                                                    args.batch_size)
+                times.append(epoch)
+                if inputs and targets:
+                    once.append(one_off)
+        none, only_inputs, only_targets, both = (statistics.median(t) for t in epochs)
+        c = statistics.median(once)
+        print(f"| {backend} | {none:.3f} | {only_inputs:.3f} | {only_targets:.3f} | {both:.3f} "
+              f"({both - none:+.3f} s, {(both - none) / none:+.1%}) | {c:.4f} ({c / none:.2%}) |",
+              flush=True)
 
 
 def main() -> None:
@@ -119,7 +128,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="limit BLAS (and OpenMP) to this many threads: 1 keeps a busy "
+                        "machine's spinning threads out of the CPU seconds")
     args = parser.parse_args()
+    with threadpool_limits(args.blas_threads):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Both tables."""
     rng = np.random.default_rng(0)
     X = rng.random((args.rows, 784), dtype=np.float32)
     data = sg.Dataset(X, X[:, :10].argmax(axis=1))

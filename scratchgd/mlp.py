@@ -90,12 +90,8 @@ class MLP:
 
     @scaling.setter
     def scaling(self, value: Scaling | None) -> None:
-        if value is not None:
-            _checks.instance("scaling", value, Scaling)
-            if len(value) != self.n_inputs:
-                raise ValueError(f"scaling has statistics of {len(value)} features but the "
-                                 f"model takes {self.n_inputs}")
-        self._scaling = value
+        self._scaling = _fitting("scaling", value, self.n_inputs,
+                                 f"features but the model takes {self.n_inputs}")
 
     @property
     def target_scaling(self) -> Scaling | None:
@@ -104,15 +100,11 @@ class MLP:
 
     @target_scaling.setter
     def target_scaling(self, value: Scaling | None) -> None:
-        if value is not None:
-            _checks.instance("target_scaling", value, Scaling)
-            if self.loss != "mse":
-                raise ValueError(f"target_scaling needs a regressor (loss mse); this model has "
-                                 f"loss={self.loss!r}, whose labels are classes")
-            if len(value) != self.n_outputs:
-                raise ValueError(f"target_scaling has statistics of {len(value)} targets but "
-                                 f"the model has {self.n_outputs} outputs")
-        self._target_scaling = value
+        if value is not None and self.loss != "mse":
+            raise ValueError(f"target_scaling needs a regressor (loss mse); this model has "
+                             f"loss={self.loss!r}, whose labels are classes")
+        self._target_scaling = _fitting("target_scaling", value, self.n_outputs,
+                                        f"targets but the model has {self.n_outputs} outputs")
 
     def inputs(self, X: np.ndarray, fresh: bool = False) -> np.ndarray:
         """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
@@ -318,6 +310,18 @@ class MLP:
         scaled += ", target_scaling=standard" if self._target_scaling is not None else ""
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r}{scaled})")
+
+
+def _fitting(name: str, value: Scaling | None, width: int, mismatch: str) -> Scaling | None:
+    """``value``, checked to be ``None`` or a :class:`Scaling` of ``width`` statistics.
+
+    ``mismatch`` ends the message of a wrong width: "has statistics of 3 {mismatch}".
+    """
+    if value is not None:
+        _checks.instance(name, value, Scaling)
+        if len(value) != width:
+            raise ValueError(f"{name} has statistics of {len(value)} {mismatch}")
+    return value
 
 
 def standardize(model: MLP, data: Dataset | np.ndarray) -> Scaling:
