@@ -52,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="bytes one training step may use, e.g. 64MB or 1.5GiB: gd computes "
                        "its full batch in chunks that fit; other optimizers fail if their batch "
                        "does not fit")
-    train.add_argument("--optimizer", choices=tuple(DEFAULT_LR["mse"]), default="minibatch",
+    train.add_argument("--optimizer", choices=tuple(DEFAULT_LR["cross_entropy"]), default="minibatch",
                        help="gd = full batch, sgd = batch of 1, minibatch (default)")
     train.add_argument("--batch-size", type=int, default=None,
                        help="rows per iteration for minibatch (default: 32)")
