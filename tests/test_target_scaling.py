@@ -69,6 +69,7 @@ def test_a_scaled_run_equals_training_on_prescaled_targets_and_unscaling(backend
     assert len(runs[0].val_r2) == 3
     # R^2 does not depend on the units: History's equals the report's in the targets' own
     report = sg.regression_report(scaled, validation)
+    assert isinstance(report, sg.RegressionReport)
     close(runs[0].val_r2[-1], report.r2.mean(), 1e-10)
     assert report.rmse[0] > 10 > report.rmse[1]          # in the targets' units
 
