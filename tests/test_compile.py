@@ -56,20 +56,26 @@ def test_after_compile_the_first_training_run_compiles_nothing(tmp_path):
     np.save(tmp_path / "pixels.npy", pixels)  # raw uint8, memory-mapped read-only by --data
     np.save(tmp_path / "X.npy", (pixels / 255).astype(np.float32))
     np.save(tmp_path / "y.npy", np.arange(200) % 10)
+    np.save(tmp_path / "half.npy", (pixels / 255).astype(np.float16))  # decoded: the uint8 type
+    np.save(tmp_path / "big.npy", pixels.astype(">i2"))
     x32, u8, y = tmp_path / "X.npy", tmp_path / "pixels.npy", tmp_path / "y.npy"
+    f16, i16 = tmp_path / "half.npy", tmp_path / "big.npy"
     runs = [_train("--dtype", "float32"),
             _train("--dtype", "float32", "--momentum", "0.9", "--optimizer", "sgd"),
             _train("--dtype", "float32", "--data", str(x32), "--labels", str(y),
                    "--activation", "tanh", "--accumulate", "3"),
             _train("--dtype", "float32", "--data", str(u8), "--labels", str(y),
                    "--optimizer", "gd", "--lr", "0.1"),
+            _train("--dtype", "float32", "--data", str(f16), "--labels", str(y)),
+            _train("--dtype", "float32", "--data", str(i16), "--labels", str(y), "--momentum",
+                   "0.9", "--optimizer", "sgd", "--lr", "0.001"),
             _train("--dtype", "float64")]  # not compiled above: proves the counting works
     done = subprocess.run([sys.executable, "-c", COUNT_COMPILATIONS, *runs], capture_output=True,
                           text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     counts = [int(line.split()[0]) for line in done.stdout.splitlines()]
-    assert counts[:4] == [0, 0, 0, 0], done.stdout
-    assert counts[4] > 0, done.stdout
+    assert counts[:6] == [0] * 6, done.stdout
+    assert counts[6] > 0, done.stdout
 
 
 def _typeof_span_input(X, loss="cross_entropy", dtype=np.float32):
