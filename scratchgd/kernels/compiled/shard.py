@@ -26,7 +26,7 @@ from .span import _forward_backward
 
 
 @jit
-def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple, labels: np.ndarray,
+def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None, labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, lo: np.ndarray, counts: np.ndarray,
                act: int, loss: int, blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
                correct: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> None:

@@ -71,7 +71,7 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 @jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
-               x_format: tuple, labels: np.ndarray,
+               x_format: tuple | None, labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
                loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
