@@ -70,8 +70,8 @@ def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
         y, t = np.empty(batch_size, np.int64), np.empty((0, 1), np.float32)
         for lo in range(0, len(X), batch_size):
             n = min(batch_size, len(X) - lo)
-            compiled.gather_batch(X, labels, targets, order, lo, n, compiled.CROSS_ENTROPY,
-                                  mean, inv_std, x, y, t)
+            compiled.gather_batch(X, None, labels, targets, order, lo, n,
+                                  compiled.CROSS_ENTROPY, mean, inv_std, x, y, t)
     return time.process_time() - start
 
 

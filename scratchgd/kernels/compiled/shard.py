@@ -26,9 +26,9 @@ from .span import _forward_backward
 
 
 @jit
-def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
-               order: np.ndarray, lo: np.ndarray, counts: np.ndarray, act: int, loss: int,
-               blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
+def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None, labels: np.ndarray,
+               targets: np.ndarray, order: np.ndarray, lo: np.ndarray, counts: np.ndarray,
+               act: int, loss: int, blas: bool, gWs: tuple, gbs: tuple, loss_sums: np.ndarray,
                correct: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> None:
     """One rank's sums over its shards of the ``k`` batches of one training step.
 
@@ -43,7 +43,7 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
     """
     dtype = Ws[0].dtype
     widest = max(1, counts.max())
-    acts = [np.empty((widest, X.shape[1]), dtype)]
+    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
     deltas = []
     for layer in range(len(Ws)):
         acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
@@ -55,8 +55,8 @@ def shard_sums(Ws: tuple, bs: tuple, X: np.ndarray, labels: np.ndarray, targets:
         n = counts[t]
         if n == 0:
             continue
-        gather_batch(X, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0], y_batch,
-                     t_batch)
+        gather_batch(X, x_format, labels, targets, order, lo[t], n, loss, mean, inv_std, acts[0],
+                     y_batch, t_batch)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t] = loss_sum
@@ -86,7 +86,7 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     grads = views_like(sums, params)
     if order is None:
         order = np.arange(int((lo + counts).max(initial=0)))
-    X, labels, targets = span_input(X, y, loss, dtype)
+    X, x_format, labels, targets = span_input(X, y, loss, dtype)
     mean, inv_std = scaling_inputs(scaling)
     loss_sums, correct = np.zeros(m), np.zeros(m, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
@@ -94,7 +94,7 @@ def fit_shard(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, order: np.
     blas = use_blas(widest)
     Ws = tuple(params[0::2])
     with blas_limit(blas, widest, Ws):
-        shard_sums(Ws, tuple(params[1::2]), X, labels, targets,
+        shard_sums(Ws, tuple(params[1::2]), X, x_format, labels, targets,
                    np.ascontiguousarray(order, dtype=np.int64),
                    np.ascontiguousarray(lo, dtype=np.int64), counts, ACTIVATION_CODE[activation],
                    LOSS_CODE[loss], blas, tuple(grads[0::2]), tuple(grads[1::2]), loss_sums,
