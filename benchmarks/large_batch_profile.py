@@ -104,7 +104,7 @@ def main() -> None:
     d2, d1 = np.empty_like(z2), np.empty_like(a1)
     gW1, gb1, gW2, gb2 = (np.empty_like(p) for p in params)
     none = np.empty((0, SIZES[0]), np.float32)
-    x_in, labels, _ = compiled.span_input(X, y, "cross_entropy", np.dtype(np.float32))
+    x_in, _, labels, _ = compiled.span_input(X, y, "cross_entropy", np.dtype(np.float32))
     RELU, LINEAR = compiled.RELU, compiled.LINEAR
 
     def gather() -> None:

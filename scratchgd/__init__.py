@@ -9,8 +9,13 @@ from . import datasets
 from .data import DataLoader, Dataset
 from .errors import TrainingDiverged
 from .gradcheck import gradient_check, numerical_grads
-from .metrics import ClassificationReport, classification_report
-from .mlp import MLP, standardize
+from .metrics import (
+    ClassificationReport,
+    RegressionReport,
+    classification_report,
+    regression_report,
+)
+from .mlp import MLP, standardize, standardize_targets
 from .modelfile import load_model
 from .noise import GradientNoise, advise_batch_size, gradient_noise
 from .optim import GD, SGD, MiniBatchSGD, Optimizer
@@ -21,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GD", "MLP", "SGD", "ClassificationReport", "DataLoader", "Dataset", "GradientNoise",
-    "History", "MiniBatchSGD", "Optimizer", "Scaling", "TrainingDiverged", "advise_batch_size",
-    "classification_report", "datasets", "evaluate", "fit", "gradient_check", "gradient_noise",
-    "load_model", "numerical_grads", "standardize",
+    "History", "MiniBatchSGD", "Optimizer", "RegressionReport", "Scaling", "TrainingDiverged",
+    "advise_batch_size", "classification_report", "datasets", "evaluate", "fit",
+    "gradient_check", "gradient_noise", "load_model", "numerical_grads", "regression_report",
+    "standardize", "standardize_targets",
 ]

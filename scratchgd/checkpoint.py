@@ -13,8 +13,11 @@ had never stopped:
 Format version 2 added the noise sums (``fit(track_noise=True)``); version 3
 the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
 scaling mode in the settings, and the number of data-parallel processes
-(``settings["processes"]``, ``fit(comm=...)``), which a resume must match. A
-file of another version is refused with a message naming it.
+(``settings["processes"]``, ``fit(comm=...)``), which a resume must match;
+version 4 the target scaling (entries ``target_mean``, ``target_std``, the
+mode in ``settings["scale_targets"]``) and ``History.val_r2``. Versions 3 and
+4 are read (a version 3 file has no target scaling, and a regressor's
+``val_r2`` reads as NaN); a file of another version is refused with a message naming it.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``: the format family of model
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +56,9 @@ from .npzfile import (
 from .scaling import Scaling
 
 FORMAT = "scratchgd-checkpoint"
-VERSION = 3
+VERSION = 4
+OLDEST_VERSION = 3
+"""The oldest format version :func:`load` reads (see the module docstring)."""
 
 
 def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, history: Any,
@@ -121,6 +127,7 @@ class Checkpoint:
         The JSON part: model, optimizer and fit settings, generator state, counters.
     params : list of arrays, shaped like ``MLP(meta["model"]["sizes"]).params``.
     scaling : Scaling or None, the model's input scaling.
+    target_scaling : Scaling or None, the model's target scaling.
     velocity : list of arrays like ``params``, or ``None`` before the first momentum step.
     order : int array or None, the row order of the epoch in progress.
     history : dict of ``History`` fields.
@@ -135,6 +142,7 @@ class Checkpoint:
     history: dict[str, Any]
     position: dict[str, Any]
     scaling: Scaling | None = None
+    target_scaling: Scaling | None = None
 
     def fail(self, message: str) -> ValueError:
         """A ``ValueError`` that names this checkpoint's file."""
@@ -144,8 +152,11 @@ class Checkpoint:
         """Raise ``ValueError`` unless this checkpoint continues exactly this run.
 
         The model (sizes, activation, loss, dtype), the optimizer's settings, the
-        ``fit`` settings (``accumulate``, ``seed``, the data set's shape) and the
-        loader's generator must match; the stored row order must index the data.
+        ``fit`` settings (``accumulate``, ``seed``, the data set's shape, the
+        input and target scaling modes) and the loader's generator must match;
+        the stored row order must index the data. The run's targets were scaled
+        when it started (:func:`scratchgd.plan.training_targets`), so the
+        model's target statistics must be the checkpoint's, bit for bit.
         """
         wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
@@ -155,6 +166,12 @@ class Checkpoint:
                 if stored != value:
                     raise self.fail(f"was written for {part} {key}={stored!r}, not {value!r}; "
                                     f"delete it or resume with the same settings")
+        mine, saved = model.target_scaling, self.target_scaling
+        if mine is not None and saved is not None and not (
+                np.array_equal(mine.mean, saved.mean) and np.array_equal(mine.std, saved.std)):
+            raise self.fail(f"was written with the target statistics mean={saved.mean.tolist()}, "
+                            f"std={saved.std.tolist()}, not the model's mean={mine.mean.tolist()}, "
+                            f"std={mine.std.tolist()}; resume with the same training targets")
         name = type(loader.rng.bit_generator).__name__
         if not isinstance(self.meta["rng"], dict) or self.meta["rng"].get("bit_generator") != name:
             raise self.fail(f"holds no {name} generator state")
@@ -181,7 +198,7 @@ class Checkpoint:
             raise self.fail(f"holds an unusable generator state: {exc}") from None
         for p, saved in zip(model.params, self.params, strict=True):
             p[...] = saved
-        model.scaling = self.scaling
+        model.scaling = self.scaling  # (the target scaling is the model's already: check)
         optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
 
 
@@ -206,15 +223,21 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     meta = read_meta(arrays, ck.fail)
     if meta.get("format") != FORMAT:
         raise ck.fail("is not a scratchgd checkpoint")
-    if meta.get("version") != VERSION:
-        raise ck.fail(f"has format version {meta.get('version')!r}; this scratchgd reads version "
-                      f"{VERSION} only: start the run afresh (without resume)")
+    version = meta.get("version")
+    if type(version) is not int or not OLDEST_VERSION <= version <= VERSION:
+        raise ck.fail(f"has format version {version!r}; this scratchgd reads versions "
+                      f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
     try:
         ck.meta = meta
         weights = read_weights(arrays, meta["model"], ("param", "velocity")
                                if meta["momentum_buffers"] else ("param",), ck.fail)
         ck.params, ck.velocity = weights["param"], weights.get("velocity")
-        ck.scaling = read_scaling(arrays, meta["model"]["sizes"][0], ck.fail)
+        sizes = meta["model"]["sizes"]
+        ck.scaling = read_scaling(arrays, sizes[0], ck.fail)
+        if version >= 4:
+            ck.target_scaling = read_scaling(arrays, sizes[-1], ck.fail, "target")
+        elif isinstance(meta["settings"], dict):  # version 3: no target scaling, no val_r2
+            meta["settings"].setdefault("scale_targets", "none")
         ck.order = arrays.pop("order", None) if meta["has_order"] else None
         if ck.order is not None and (ck.order.dtype.kind not in "iu" or ck.order.ndim != 1):
             raise ck.fail(f"has a row order of {ck.order.dtype} {ck.order.shape}, not 1-d integers")
@@ -252,6 +275,9 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         if array is None or array.ndim != 1 or array.dtype.kind != want:
             raise ck.fail(f"has a malformed history list {name!r}")
         history[name] = array.tolist()
+    if ck.meta["version"] < 4:  # before val_r2, which a regressor records at each validation
+        regressor = ck.meta["model"]["loss"] == "mse"
+        history["val_r2"] = [math.nan] * len(history["val_loss"]) if regressor else []
     lengths = {"iteration_loss": history["iterations"]}
     for name in ("epoch_loss", "epoch_accuracy", "epoch_seconds", "steps_at_epoch_end",
                  "iterations_at_epoch_end", "samples_at_epoch_end"):
@@ -259,7 +285,7 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
     for name, length in lengths.items():
         if len(history[name]) != length:
             raise ck.fail(f"has {len(history[name])} values of history {name}, expected {length}")
-    for name in ("val_loss", "val_accuracy", "b_simple"):
+    for name in ("val_loss", "val_accuracy", "val_r2", "b_simple"):
         if len(history[name]) not in (0, history["epochs"]):
             raise ck.fail(f"has {len(history[name])} values of history {name}")
     return history

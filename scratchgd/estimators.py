@@ -18,7 +18,9 @@ an optimizer and calls ``scratchgd.fit``, so everything proved about
            accumulate=accumulate, seed=r)
 
 where ``codes[i]`` is the position of ``y[i]`` in ``classes_ = np.unique(y)``
-(``MLPRegressor``: loss ``"mse"``, targets ``y`` as ``(n, k)``). ``r`` seeds both
+(``MLPRegressor``: loss ``"mse"``, targets ``y`` as ``(n, k)``, and with
+``scale_targets=True``, its default, ``sg.standardize_targets(model, y)``
+before ``sg.fit``). ``r`` seeds both
 the weight initialisation and the data loader's shuffling. ``random_state=None``
 or a ``np.random.RandomState`` draws one integer seed from that generator
 (``None``: NumPy's global one) through ``sklearn.utils.check_random_state``, as
@@ -50,7 +52,7 @@ from .activations import ACTIVATIONS
 from .data import Dataset
 from .history import History
 from .losses import log_softmax
-from .mlp import MLP
+from .mlp import MLP, standardize_targets
 from .optim import GD, MiniBatchSGD, Optimizer
 
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}
@@ -68,8 +70,10 @@ _PARAMETERS = """
         Rows per iteration: 1 is SGD, ``"full"`` is full-batch gradient descent
         (``sg.GD``: every epoch one batch of all rows, in order). A batch size
         above the number of rows takes all rows.
-    learning_rate_init : float, default=0.1
-        The constant learning rate ``lr`` of ``w <- w - lr v``.
+    learning_rate_init : float, default=0.1 (MLPRegressor: 0.002)
+        The constant learning rate ``lr`` of ``w <- w - lr v``. The regressor's
+        is lower because the squared error curves far more sharply than
+        cross-entropy (see ``docs/estimators.md``).
     momentum : float, default=0.0
         ``mu`` of ``v <- mu v + g`` (PyTorch's convention); 0 is plain SGD.
     max_iter : int, default=20
@@ -195,6 +199,7 @@ class _MLPEstimator(BaseEstimator):
         accumulate = _checks.count_or_epoch("accumulate", self.accumulate)
         progress = _checks.boolean("verbose", self.verbose)
         _checks.boolean("warm_start", self.warm_start)
+        scaled = self._scales_targets()
         continuing = continuing and hasattr(self, "model_")
         if not continuing:
             seed = _seed(self.random_state)
@@ -204,15 +209,19 @@ class _MLPEstimator(BaseEstimator):
         sizes = [X.shape[1], *hidden, outputs]
         if continuing:
             model, rng = self.model_, self._rng
-            now = (model.sizes, model.activation, model.dtype, model.backend)
-            if now != (sizes, activation, dtype, backend):
+            now = (model.sizes, model.activation, model.dtype, model.backend,
+                   model.target_scaling is not None)
+            if now != (sizes, activation, dtype, backend, scaled):
                 raise ValueError(
                     f"cannot continue training the fitted network (sizes, activation, dtype, "
-                    f"backend) = {now} as {(sizes, activation, dtype, backend)}: fit afresh "
-                    f"with warm_start=False")
+                    f"backend, targets scaled) = {now} as "
+                    f"{(sizes, activation, dtype, backend, scaled)}: fit afresh with "
+                    f"warm_start=False")
             optimizer.velocity = self._optimizer.velocity
         else:
             model = MLP(sizes, activation, self._loss, seed=seed, dtype=dtype, backend=backend)
+            if scaled:  # the statistics of the first fit's targets, kept when continuing
+                standardize_targets(model, targets)
             rng = np.random.default_rng(seed)
         history = train.fit(model, Dataset(X, targets), optimizer, epochs=epochs,
                             accumulate=accumulate, progress=progress, rng=rng)
@@ -225,11 +234,14 @@ class _MLPEstimator(BaseEstimator):
         self.loss_curve_ = list(self.history_.epoch_loss)
         return self
 
-    def _outputs(self, X: object) -> np.ndarray:
-        """The network's raw outputs ``z``, ``(n, k)``, for validated ``X``."""
+    def _scales_targets(self) -> bool:
+        """Whether the network is trained on standardized targets (the regressor's choice)."""
+        return False
+
+    def _checked(self, X: object) -> np.ndarray:
+        """``X`` validated for the fitted network (``NotFittedError`` before ``fit``)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
-        return self.model_.forward(X)
+        return validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
 
 
 class MLPClassifier(ClassifierMixin, _MLPEstimator):
@@ -282,7 +294,8 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
 
     def predict_proba(self, X: object) -> np.ndarray:
         """``softmax(z)``, ``(n, k)``: column ``j`` is the probability of ``classes_[j]``."""
-        return np.exp(log_softmax(self._outputs(X)))
+        X = self._checked(X)  # first: it raises NotFittedError if unfitted
+        return np.exp(log_softmax(self.model_.forward(X)))
 
     def predict(self, X: object) -> np.ndarray:
         """The most probable class of each row: ``classes_[argmax(predict_proba(X))]``."""
@@ -296,10 +309,34 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
     The loss is ``(1/k) sum_j (z_ij - y_ij)**2`` per row, without scikit-learn's
     factor 1/2: at the same ``learning_rate_init`` each step is twice as long
     as that of scikit-learn's ``MLPRegressor``. Targets ``y: (n,)`` or ``(n, k)``;
-    ``predict`` returns ``(n,)`` when ``k == 1``.
-    """ + _PARAMETERS)
+    ``predict`` returns ``(n,)`` when ``k == 1``. By default the targets are
+    standardized with the model (``scale_targets``), so the same learning
+    rate suits targets of any size.
+    """ + _PARAMETERS + """    scale_targets : bool, default=True
+        Train on the standardized targets ``t = (y - mean) / std`` (each
+        target's statistics over the rows of the first ``fit``; kept by
+        ``partial_fit`` and ``warm_start``), the model's own target scaling
+        (``sg.standardize_targets``, ``model_.target_scaling``); ``predict``
+        maps back, ``z * std + mean``. ``loss_curve_`` is then in the scaled
+        units. ``False``: train on ``y`` as it is.
+""")
 
     _loss = "mse"
+
+    def __init__(self, hidden_layer_sizes: int | tuple[int, ...] = (100,),
+                 activation: str = "relu", batch_size: int | str = 32,
+                 learning_rate_init: float = 0.002, momentum: float = 0.0, max_iter: int = 20,
+                 accumulate: int | str = 1, shuffle: bool | str = True,
+                 random_state: int | np.random.RandomState | None = None,
+                 dtype: str = "float64", backend: str = "numpy", warm_start: bool = False,
+                 verbose: bool = False, scale_targets: bool = True) -> None:
+        super().__init__(hidden_layer_sizes, activation, batch_size, learning_rate_init,
+                         momentum, max_iter, accumulate, shuffle, random_state, dtype, backend,
+                         warm_start, verbose)
+        self.scale_targets = scale_targets
+
+    def _scales_targets(self) -> bool:
+        return _checks.boolean("scale_targets", self.scale_targets)
 
     def fit(self, X: object, y: object) -> MLPRegressor:
         """Train ``max_iter`` epochs on ``X: (n, d)`` and targets ``y``; return ``self``."""
@@ -319,9 +356,14 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         return y, y.shape[1], {}
 
     def predict(self, X: object) -> np.ndarray:
-        """The network's outputs as float64: ``(n,)`` for one target, ``(n, k)`` for ``k``."""
-        z = self._outputs(X).astype(np.float64, copy=False)
-        return z.ravel() if z.shape[1] == 1 else z
+        """The predicted targets as float64: ``(n,)`` for one target, ``(n, k)`` for ``k``.
+
+        ``model_.predict``: the network's outputs, mapped back through the
+        target scaling (``z * std + mean``) when ``scale_targets``.
+        """
+        X = self._checked(X)  # first: it raises NotFittedError if unfitted
+        y = self.model_.predict(X).astype(np.float64, copy=False)
+        return y.ravel() if y.shape[1] == 1 else y
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

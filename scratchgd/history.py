@@ -27,7 +27,11 @@ class History:
     update it leads to. ``epoch_loss`` and ``epoch_accuracy`` are the training
     figures of each epoch weighted by batch length, ``sum(batch loss sums) / n``,
     measured on the fly while the weights change; ``val_loss`` and
-    ``val_accuracy`` are measured on the validation set after each epoch.
+    ``val_accuracy`` (and for mse ``val_r2``, R^2 averaged over the outputs;
+    empty for cross_entropy) are measured on the validation set after each
+    epoch. With a target
+    scaling (mse) the losses are in its scaled units, the units the network
+    is trained in; R^2 does not depend on them.
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
     ``steps_at_epoch_end``, ``iterations_at_epoch_end`` and
     ``samples_at_epoch_end`` give the counters after each epoch, for plotting
@@ -50,17 +54,19 @@ class History:
     iterations_at_epoch_end: list[int] = field(default_factory=list)
     b_simple: list[float] = field(default_factory=list)
     samples_at_epoch_end: list[int] = field(default_factory=list)
+    val_r2: list[float] = field(default_factory=list)
 
     COLUMNS = ("epoch", "iterations", "steps", "samples", "loss", "accuracy", "val_loss",
-               "val_accuracy", "seconds")
+               "val_accuracy", "val_r2", "seconds")
     """The per-epoch columns of :meth:`to_dict` and :meth:`to_csv`."""
 
     def to_dict(self) -> dict[str, list]:
         """The per-epoch table: one list per column of ``COLUMNS``, one item per epoch.
 
         ``iterations``, ``steps`` and ``samples`` are the counters at the end of
-        each epoch; ``val_loss`` and ``val_accuracy`` are NaN without validation
-        (accuracies are NaN for mse). ``pandas.DataFrame(history.to_dict())``
+        each epoch; ``val_loss``, ``val_accuracy`` and ``val_r2`` are NaN
+        without validation (accuracies are NaN for mse, ``val_r2`` for
+        cross_entropy). ``pandas.DataFrame(history.to_dict())``
         makes it a data frame.
         """
         nan = [math.nan] * self.epochs
@@ -71,6 +77,7 @@ class History:
                 "loss": list(self.epoch_loss), "accuracy": list(self.epoch_accuracy),
                 "val_loss": list(self.val_loss) or nan,
                 "val_accuracy": list(self.val_accuracy) or nan,
+                "val_r2": list(self.val_r2) or nan,
                 "seconds": list(self.epoch_seconds)}
 
     def csv_rows(self, first: int = 1) -> list[str]:
@@ -125,6 +132,8 @@ def epoch_line(history: History, epochs: int) -> str:
         line += f"  val_loss {history.val_loss[-1]:.4f}"
         if not math.isnan(history.val_accuracy[-1]):
             line += f"  val_acc {history.val_accuracy[-1]:.4f}"
+        if history.val_r2:
+            line += f"  val_R^2 {history.val_r2[-1]:.4f}"
     if history.b_simple:
         line += f"  B_simple {history.b_simple[-1]:.4g}"
     return line + f"  {history.epoch_seconds[-1]:.3f}s"

@@ -15,7 +15,7 @@ import numpy as np
 from . import _checks
 from .data import Dataset
 from .mlp import MLP
-from .train import EVAL_BATCH, evaluate
+from .train import EVAL_BATCH, evaluate, r_squared
 
 
 @dataclass
@@ -98,14 +98,17 @@ class RegressionReport:
     Attributes
     ----------
     loss : float
-        The mean squared error ``(1/(n k)) sum_ij (z_ij - y_ij)^2``, the loss
-        :func:`scratchgd.evaluate` reports for mse (summed here in float64).
+        The mean squared error ``(1/(n k)) sum_ij (y_hat_ij - y_ij)^2`` of the
+        predictions ``y_hat`` (:meth:`scratchgd.MLP.predict`) in the targets'
+        own units, summed in float64: the loss :func:`scratchgd.evaluate`
+        reports for mse when the model has no target scaling (with one,
+        ``evaluate`` measures in its scaled units).
     r2, rmse, mae : (k,) float64
-        Per output ``j``, with ``SS_res = sum_i (y_ij - z_ij)^2`` and
+        Per output ``j``, with ``SS_res = sum_i (y_ij - y_hat_ij)^2`` and
         ``SS_tot = sum_i (y_ij - mean_i y_ij)^2``: ``r2 = 1 - SS_res / SS_tot``
         (1 if both are 0, and 0 if only ``SS_tot`` is: scikit-learn's
         convention for a constant target), ``rmse = sqrt(SS_res / n)``,
-        ``mae = (1/n) sum_i |y_ij - z_ij|``.
+        ``mae = (1/n) sum_i |y_ij - y_hat_ij|`` (:func:`scratchgd.train.r_squared`).
     rows : int
         ``n``.
 
@@ -135,8 +138,10 @@ class RegressionReport:
 def regression_report(model: MLP, data: Dataset) -> RegressionReport:
     """Loss, and per output R^2, RMSE and MAE, of the regressor ``model`` on ``data``.
 
-    ``model`` must have loss mse; its scaling, if any, is applied. Rows are
-    predicted ``EVAL_BATCH`` at a time; the errors are summed in float64.
+    ``model`` must have loss mse; its input scaling, if any, is applied, and
+    its predictions are in the targets' own units (mapped back through its
+    target scaling, if any). Rows are predicted ``EVAL_BATCH`` at a time; the
+    errors are summed in float64.
     """
     _checks.instance("model", model, MLP)
     _checks.instance("data", data, Dataset)
@@ -154,6 +159,5 @@ def regression_report(model: MLP, data: Dataset) -> RegressionReport:
         error = model.predict(data.X[start:start + EVAL_BATCH]) - y[start:start + EVAL_BATCH]
         sse += (error ** 2).sum(axis=0)
         sae += np.abs(error).sum(axis=0)
-    sst = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
+    r2 = r_squared(sse, ((y - y.mean(axis=0)) ** 2).sum(axis=0))
     return RegressionReport(float(sse.sum() / (n * k)), r2, np.sqrt(sse / n), sae / n, n)

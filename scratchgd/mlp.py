@@ -1,4 +1,4 @@
-"""The multilayer perceptron: weights, forward pass, loss and gradients; its input scaling."""
+"""The multilayer perceptron: weights, forward pass, loss and gradients; its input and target scaling."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ class MLP:
         ``a_0 = (x - mean) / std`` applied to every input, in training and
         prediction alike (see :func:`scratchgd.standardize`). ``None`` (the
         default): ``a_0 = x``.
+    target_scaling : Scaling or None
+        mse only: the target scaling, per output ``t = (y - mean) / std`` with
+        the statistics of the training targets (see
+        :func:`scratchgd.standardize_targets`). The network is trained to
+        output ``t``: :meth:`forward`, :meth:`loss_and_grads`,
+        :func:`scratchgd.evaluate` and the losses of ``History`` are in these
+        scaled units, and :meth:`predict` maps back, ``y_hat = z * std + mean``.
+        ``None`` (the default): ``t = y``.
 
     Notes
     -----
@@ -73,6 +81,7 @@ class MLP:
         self._kernels = kernels.load(self.backend)
         self.params = self._init_params(np.random.default_rng(self.seed))
         self._scaling: Scaling | None = None
+        self._target_scaling: Scaling | None = None
 
     @property
     def scaling(self) -> Scaling | None:
@@ -81,23 +90,47 @@ class MLP:
 
     @scaling.setter
     def scaling(self, value: Scaling | None) -> None:
-        if value is not None:
-            _checks.instance("scaling", value, Scaling)
-            if len(value) != self.n_inputs:
-                raise ValueError(f"scaling has statistics of {len(value)} features but the "
-                                 f"model takes {self.n_inputs}")
-        self._scaling = value
+        self._scaling = _fitting("scaling", value, self.n_inputs,
+                                 f"features but the model takes {self.n_inputs}")
 
-    def inputs(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def target_scaling(self) -> Scaling | None:
+        """The target scaling ``t = (y - mean) / std`` (mse), or ``None``."""
+        return self._target_scaling
+
+    @target_scaling.setter
+    def target_scaling(self, value: Scaling | None) -> None:
+        if value is not None and self.loss != "mse":
+            raise ValueError(f"target_scaling needs a regressor (loss mse); this model has "
+                             f"loss={self.loss!r}, whose labels are classes")
+        self._target_scaling = _fitting("target_scaling", value, self.n_outputs,
+                                        f"targets but the model has {self.n_outputs} outputs")
+
+    def inputs(self, X: np.ndarray, fresh: bool = False) -> np.ndarray:
         """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
 
         With ``scaling``: ``a_0 = (X - mean) / std``
-        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows);
-        without: ``X`` cast (no copy if it already has the model's dtype).
+        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows,
+        or with ``fresh`` -- ``X`` a batch just gathered, which nothing else
+        holds -- ``X`` itself scaled in place); without: ``X`` cast (no copy if
+        it already has the model's dtype).
         """
         if self._scaling is not None:
-            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype)
+            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype,
+                                         fresh)
         return np.asarray(X, dtype=self.dtype)
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """``t``, what the network is trained to output for checked targets ``y`` (:meth:`check_y`).
+
+        With ``target_scaling``: ``t = (y - mean) / std`` per output
+        (:func:`scratchgd.kernels.reference.standardize`, a copy); without it,
+        and for class labels: ``y`` itself.
+        """
+        if self._target_scaling is not None:
+            s = self._target_scaling
+            return reference.standardize(y, s.mean, s.std, self.dtype)
+        return y
 
     def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         params = []
@@ -129,6 +162,7 @@ class MLP:
         other = MLP(self.sizes, self.activation, self.loss, self.seed, dtype, self.backend)
         other.params = [p.astype(other.dtype) for p in self.params]
         other.scaling = self.scaling
+        other.target_scaling = self.target_scaling
         return other
 
     def check_X(self, X: object, name: str = "X") -> np.ndarray:
@@ -196,13 +230,24 @@ class MLP:
         """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse.
 
         ``X`` holds raw rows: the model's ``scaling``, if any, is applied first.
+        With a ``target_scaling`` the values are in its scaled units ``t``;
+        :meth:`predict` gives them in the targets' own.
         """
         return self._kernels.forward(self.params, self.check_X(X), self.activation)[-1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class labels ``argmax_j z_ij`` (cross_entropy) or the outputs ``z`` (mse)."""
+        """Class labels ``argmax_j z_ij`` (cross_entropy) or values (mse), in the model's dtype.
+
+        mse: the outputs ``z``, or with a ``target_scaling`` the outputs mapped
+        back to the targets' units, ``y_hat = z * std + mean`` (computed in float64).
+        """
         z = self.forward(X)
-        return z.argmax(axis=1) if self.loss == "cross_entropy" else z
+        if self.loss == "cross_entropy":
+            return z.argmax(axis=1)
+        if self._target_scaling is None:
+            return z
+        s = self._target_scaling
+        return (z * s.std + s.mean).astype(self.dtype, copy=False)
 
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
                        reduction: str = "mean") -> tuple[float, list[np.ndarray]]:
@@ -210,7 +255,9 @@ class MLP:
 
         ``reduction="sum"``: ``L = sum_i l_i``; ``reduction="mean"``:
         ``L = (1/n) sum_i l_i``, which is PyTorch's ``CrossEntropyLoss()`` /
-        ``MSELoss()``. Pure: the weights are not changed.
+        ``MSELoss()``. Pure: the weights are not changed. ``y`` holds raw
+        targets; with a ``target_scaling`` the loss is that of the scaled
+        targets ``t = (y - mean) / std``, the loss training minimizes.
 
         Returns
         -------
@@ -221,7 +268,7 @@ class MLP:
         X = self.check_X(X)
         if len(X) == 0:
             raise ValueError("X must have at least one row to compute a loss, got shape (0, d)")
-        y = self.check_y(y, len(X))
+        y = self.targets(self.check_y(y, len(X)))
         loss_sum, grads, _ = self._kernels.loss_and_grads(self.params, X, y, self.activation,
                                                           self.loss)
         if reduction == "sum":
@@ -246,20 +293,35 @@ class MLP:
         """Restore a pickled model, looking its backend's kernel module up again."""
         self.__dict__.update(state)
         self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
+        self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
         self._kernels = kernels.load(self.backend)
 
     def save(self, path: str) -> None:
         """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
 
         Pickle-free (see :mod:`scratchgd.npzfile`): the weights, the sizes,
-        activation, loss and dtype, and the input scaling. Written atomically.
+        activation, loss and dtype, and the input and target scaling. Written
+        atomically.
         """
         npzfile.write_model(_checks.path("path", path), self)
 
     def __repr__(self) -> str:
         scaled = ", scaling=standard" if self._scaling is not None else ""
+        scaled += ", target_scaling=standard" if self._target_scaling is not None else ""
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r}{scaled})")
+
+
+def _fitting(name: str, value: Scaling | None, width: int, mismatch: str) -> Scaling | None:
+    """``value``, checked to be ``None`` or a :class:`Scaling` of ``width`` statistics.
+
+    ``mismatch`` ends the message of a wrong width: "has statistics of 3 {mismatch}".
+    """
+    if value is not None:
+        _checks.instance(name, value, Scaling)
+        if len(value) != width:
+            raise ValueError(f"{name} has statistics of {len(value)} {mismatch}")
+    return value
 
 
 def standardize(model: MLP, data: Dataset | np.ndarray) -> Scaling:
@@ -276,4 +338,38 @@ def standardize(model: MLP, data: Dataset | np.ndarray) -> Scaling:
     X = data.X if isinstance(data, Dataset) else data
     scaling = fit_scaling(X)
     model.scaling = scaling
+    return scaling
+
+
+def standardize_targets(model: MLP, data: Dataset | np.ndarray) -> Scaling:
+    """Give the regressor ``model`` the target scaling of ``data``: ``t = (y - mean) / std``.
+
+    The sibling of :func:`standardize` for the other end of the network:
+    ``mean`` and ``std`` are the per-output statistics of the targets of
+    ``data`` (a :class:`~scratchgd.Dataset`, or the targets ``(n, k)`` or
+    ``(n,)`` themselves: the TRAINING targets), computed by
+    :func:`scratchgd.scaling.fit_scaling`; a constant target gets ``std = 1``.
+    From then on the model is trained to output ``t`` (:meth:`MLP.targets`,
+    applied once when a run starts), its losses are measured in those units,
+    :meth:`MLP.predict` maps its outputs back, ``y_hat = z * std + mean``, and
+    the statistics are saved with the weights. Set ``model.target_scaling =
+    None`` to remove it. Returns the :class:`Scaling`.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` does not have loss mse, or the targets do not suit it.
+    """
+    _checks.instance("model", model, MLP)
+    if model.loss != "mse":
+        raise ValueError(f"standardize_targets needs a regressor (loss mse); this model has "
+                         f"loss={model.loss!r}, whose labels are classes")
+    y = _checks.real_matrix("targets", data.y if isinstance(data, Dataset) else data,
+                            ndim=(1, 2))
+    if len(y) == 0:
+        raise ValueError(f"targets must have at least one row to compute statistics, got "
+                         f"shape {y.shape}")
+    shape = model.check_y(y, len(y), name="targets").shape   # (n, k)
+    scaling = fit_scaling(np.asarray(y, dtype=np.float64).reshape(shape))
+    model.target_scaling = scaling
     return scaling

@@ -2,13 +2,15 @@
 
 ``model.save("model.npz")`` (:meth:`scratchgd.MLP.save`) writes the file
 through :func:`scratchgd.npzfile.write_model`: the weights ``param_0,
-param_1, ...``, the input scaling, if any (``scale_mean``, ``scale_std``), and
+param_1, ...``, the input scaling, if any (``scale_mean``, ``scale_std``), the
+target scaling, if any (``target_mean``, ``target_std``, from version 2), and
 one JSON text ``meta`` (format, version, and the model's sizes, activation,
-loss and dtype). :func:`load_model` reads it with the validated reader of the
-same module (:func:`scratchgd.npzfile.read_npz`): a file that holds pickled
-objects, is truncated or forged, or has weights of the wrong shape is refused
-with a ``ValueError`` that names it, and nothing from it is ever run. A
-checkpoint is accepted wherever a model file is: its model part is the same.
+loss and dtype); files of version 1 (no target scaling) are read as before.
+:func:`load_model` reads it with the validated reader of the same module
+(:func:`scratchgd.npzfile.read_npz`): a file that holds pickled objects, is
+truncated or forged, or has weights of the wrong shape is refused with a
+``ValueError`` that names it, and nothing from it is ever run. A checkpoint
+is accepted wherever a model file is: its model part is the same.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from .npzfile import MODEL_FORMAT, MODEL_VERSION, read_meta, read_npz, read_scal
 def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     """The model saved at ``path`` by :meth:`MLP.save`, or the model of a checkpoint.
 
-    It predicts exactly as the saved one did: the same weights, dtype and
-    input scaling. ``backend`` chooses the kernels of the loaded model.
+    It predicts exactly as the saved one did: the same weights, dtype, and
+    input and target scaling. ``backend`` chooses the kernels of the loaded model.
 
     Raises
     ------
@@ -47,12 +49,14 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     meta = read_meta(arrays, fail)
     if meta.get("format") == _ckpt.FORMAT:
         ck = _ckpt.load(path)
-        return _build(ck.meta["model"], ck.params, ck.scaling, backend, fail)
+        return _build(ck.meta["model"], ck.params, (ck.scaling, ck.target_scaling), backend,
+                      fail)
     if meta.get("format") != MODEL_FORMAT:
         raise fail("is neither a scratchgd model file nor a checkpoint")
-    if meta.get("version") != MODEL_VERSION:
-        raise fail(f"has format version {meta.get('version')!r}; this scratchgd reads "
-                   f"version {MODEL_VERSION} only")
+    version = meta.get("version")
+    if type(version) is not int or not 1 <= version <= MODEL_VERSION:
+        raise fail(f"has format version {version!r}; this scratchgd reads versions 1 to "
+                   f"{MODEL_VERSION}")
     described = meta.get("model")
     if not isinstance(described, dict):
         raise fail("has a malformed 'model' entry")
@@ -61,19 +65,25 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     except KeyError as exc:
         raise fail(f"misses the entry {exc}") from None
     sizes = described["sizes"]
-    scaling = read_scaling(arrays, sizes[0], fail)
+    scalings = (read_scaling(arrays, sizes[0], fail),
+                read_scaling(arrays, sizes[-1], fail, "target") if version >= 2 else None)
     if arrays:
         raise fail(f"holds unexpected entries {sorted(arrays)}")
-    return _build(described, params, scaling, backend, fail)
+    return _build(described, params, scalings, backend, fail)
 
 
-def _build(described: dict, params: list[np.ndarray], scaling: object, backend: str,
+def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: str,
            fail: object) -> MLP:
+    """The model ``described``, with ``params`` and ``scalings`` (input, target)."""
     try:
         model = MLP(described["sizes"], described["activation"], described["loss"],
                     dtype=np.dtype(described["dtype"]).type, backend=backend)
     except (KeyError, TypeError, ValueError) as exc:
         raise fail(f"describes an impossible model: {exc}") from None
     model.params = [np.array(p) for p in params]
-    model.scaling = scaling
+    model.scaling = scalings[0]
+    try:
+        model.target_scaling = scalings[1]
+    except ValueError as exc:
+        raise fail(f"has an unusable target scaling: {exc}") from None
     return model

@@ -4,13 +4,16 @@ Model files (``model.save``, :func:`scratchgd.load_model`) and checkpoints
 (:mod:`scratchgd.checkpoint`) are one format family, written and read here:
 
 * the weights ``param_0, param_1, ...`` (``[W_1, b_1, ...]``);
-* the input scaling, if any (``scale_mean``, ``scale_std``, float64);
+* the input scaling, if any (``scale_mean``, ``scale_std``, float64), and the
+  target scaling, if any (``target_mean``, ``target_std``, float64; from
+  model format version 2 and checkpoint format version 4);
 * one JSON text ``meta`` with the format, its version and the model's
   description ``{"sizes", "activation", "loss", "dtype"}`` (:func:`describe_model`);
   a checkpoint adds the run's state (see :mod:`scratchgd.checkpoint`).
 
 A model file is exactly these entries (format ``MODEL_FORMAT``, version
-``MODEL_VERSION``), written by :func:`write_model`. Every file is read by
+``MODEL_VERSION``; version 1, without target scaling, is still read), written
+by :func:`write_model`. Every file is read by
 :func:`read_npz`, which checks each entry's header before reading it with
 ``allow_pickle=False``: a file that holds pickled objects, is truncated or
 forged, or has weights of the wrong shape is refused with a ``ValueError``
@@ -39,7 +42,8 @@ from . import _checks
 from .scaling import Scaling
 
 MODEL_FORMAT = "scratchgd-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+"""Version 2 added the target scaling (``target_mean``, ``target_std``); 1 had none."""
 
 
 def read_npz(path: str | os.PathLike, what: str = "file", content: bytes | None = None
@@ -144,7 +148,7 @@ def describe_model(model: Any) -> dict[str, Any]:
 
 
 def write_model(path: str | os.PathLike, model: Any) -> None:
-    """Write ``model`` (weights, description, scaling) to the model file ``path`` atomically."""
+    """Write ``model`` (weights, description, input and target scaling) to ``path`` atomically."""
     arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
     arrays.update(scaling_arrays(model))
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "model": describe_model(model)}
@@ -152,25 +156,37 @@ def write_model(path: str | os.PathLike, model: Any) -> None:
     write_npz_atomic(path, arrays)
 
 
+SCALINGS = {"scaling": "scale", "target_scaling": "target"}
+"""The model's scalings and the prefix of their entries ``{prefix}_mean``, ``{prefix}_std``."""
+
+
 def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
-    """The entries that store ``model.scaling``: ``scale_mean`` and ``scale_std``, or none."""
-    if model.scaling is None:
-        return {}
-    return {"scale_mean": model.scaling.mean, "scale_std": model.scaling.std}
+    """The entries that store ``model.scaling`` (``scale_mean``, ``scale_std``) and
+    ``model.target_scaling`` (``target_mean``, ``target_std``); none for a scaling that is ``None``."""
+    arrays = {}
+    for attribute, prefix in SCALINGS.items():
+        scaling = getattr(model, attribute)
+        if scaling is not None:
+            arrays.update({f"{prefix}_mean": scaling.mean, f"{prefix}_std": scaling.std})
+    return arrays
 
 
-def read_scaling(arrays: dict[str, np.ndarray], n_inputs: int, fail: Any) -> Scaling | None:
+def read_scaling(arrays: dict[str, np.ndarray], width: int, fail: Any,
+                 prefix: str = "scale") -> Scaling | None:
     """The :class:`~scratchgd.Scaling` stored by :func:`scaling_arrays` (popped), or ``None``.
 
+    ``prefix``: ``"scale"`` for the input scaling (``width`` = inputs ``d``),
+    ``"target"`` for the target scaling (``width`` = outputs ``k``).
     ``fail(message)`` makes the ``ValueError`` that names the file.
     """
-    mean, std = arrays.pop("scale_mean", None), arrays.pop("scale_std", None)
+    names = (f"{prefix}_mean", f"{prefix}_std")
+    mean, std = (arrays.pop(name, None) for name in names)
     if mean is None and std is None:
         return None
-    for name, value in (("scale_mean", mean), ("scale_std", std)):
-        if value is None or value.dtype != np.float64 or value.shape != (n_inputs,):
+    for name, value in zip(names, (mean, std), strict=True):
+        if value is None or value.dtype != np.float64 or value.shape != (width,):
             got = "nothing" if value is None else f"{value.dtype} {value.shape}"
-            raise fail(f"has {got} for {name}, expected float64 ({n_inputs},)")
+            raise fail(f"has {got} for {name}, expected float64 ({width},)")
     try:
         return Scaling(mean, std)
     except ValueError as exc:

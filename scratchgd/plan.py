@@ -5,8 +5,9 @@
 the ranks must agree on the run) and decides, once, what the loop uses: the
 data loader (the optimizer's, cut into chunks that fit ``memory_budget``,
 :func:`scratchgd.memory.budget_loader`), the iterations per training step
-``k``, the labels as the loss takes them, and the settings a checkpoint
-records and a resume must match.
+``k``, the labels as the loss takes them (regression targets scaled here,
+once, by the model's target scaling), and the settings a checkpoint records
+and a resume must match.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from . import _checks, memory
 from .checkpoint import optimizer_settings
 from .data import DataLoader, Dataset
 from .distributed import Group
+from .kernels import reference
 from .mlp import MLP
 from .optim import Optimizer
+from .scaling import Scaling
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class Plan:
     k : int
         Iterations per training step (``accumulate``; ``"epoch"`` is ``len(loader)``).
     y : array
-        The training labels or targets as the loss takes them (:meth:`MLP.check_y`).
+        The training labels or targets as the loss takes them (:meth:`MLP.check_y`);
+        targets scaled by the model's target scaling, if any (:func:`training_targets`).
     settings : dict
         What a checkpoint records and a resumed run must match
         (:meth:`scratchgd.checkpoint.Checkpoint.check`).
@@ -93,12 +97,32 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
                 "seed": int(args.seed), "rows": len(data),
                 "features": data.n_features, "track_noise": args.track_noise,
                 "scale": "none" if model.scaling is None else "standard",
+                "scale_targets": "none" if model.target_scaling is None else "standard",
                 "processes": 1 if group is None else group.size}
     reduce_dtype = _reduce_dtype(args.reduce_dtype)
     # None for float64 sums: older checkpoints, which lack the entry, read as None and load
     settings["reduce_dtype"] = "float32" if reduce_dtype == np.float32 else None
     return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
-                model.check_y(data.y, len(data), name="data.y"), settings, reduce_dtype)
+                training_targets(model, data, group), settings, reduce_dtype)
+
+
+def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> np.ndarray:
+    """``data.y`` as the network is trained to output it: checked, and scaled once.
+
+    Class labels and unscaled targets as :meth:`MLP.check_y` gives them; with
+    a target scaling, ``t = (y - mean) / std`` (:meth:`MLP.targets`): a copy
+    of the ``(n, k)`` targets, made once per run, so no kernel ever sees the
+    scaling. With a ``group``, every rank scales by rank 0's statistics (one
+    broadcast; :func:`scratchgd.engines.data_parallel.broadcast_model` then
+    gives every replica rank 0's target scaling too).
+    """
+    y = model.check_y(data.y, len(data), name="data.y")
+    scaling = model.target_scaling
+    if group is None or scaling is None:
+        return model.targets(y)
+    mean, std = group.bcast((scaling.mean.tolist(), scaling.std.tolist()))
+    scaling = Scaling(np.array(mean), np.array(std))
+    return reference.standardize(y, scaling.mean, scaling.std, model.dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:
@@ -204,6 +228,7 @@ def _description(args: FitArgs) -> dict[str, Any]:
             "model sizes": model.sizes, "activation": model.activation, "loss": model.loss,
             "dtype": np.dtype(model.dtype).name, "backend": model.backend,
             "input scaling": "none" if model.scaling is None else "standard",
+            "target scaling": "none" if model.target_scaling is None else "standard",
             "accumulate": args.accumulate, "epochs": args.epochs,
             "memory_budget": args.memory_budget,
             "validation rows": None if validation is None else len(validation),

@@ -9,7 +9,9 @@ training run produces are few, because :func:`scratchgd.kernels.compiled.span_in
 * the model's dtype: float32 or float64;
 * the dtype of ``X`` as stored: float32, float64 or uint8 (raw IDX pixels), in
   memory or memory-mapped read-only (one type: ``X`` is always passed as a
-  C-contiguous read-only view);
+  C-contiguous read-only view). Every other dtype (bool, integers, float16,
+  big-endian values) reaches the kernels as a uint8 view of its bytes, decoded
+  as it is gathered, so the uint8 combination covers it too;
 * momentum or none (a run without momentum does not compile the momentum step);
 * the number of layers (the weights are passed as a tuple, one item per layer).
 
@@ -37,8 +39,8 @@ from .train import evaluate, fit
 DTYPES = {"float32": np.float32, "float64": np.float64}
 """Model dtypes by name (``scratchgd train --dtype``)."""
 X_DTYPES = (np.float32, np.float64, np.uint8)
-"""The dtypes ``X`` arrives in from the documented file formats (``.npy``/``.npz``/CSV
-floats; IDX pixels scaled to float32 or raw uint8)."""
+"""The types ``X`` reaches the kernels in (:func:`scratchgd.kernels.compiled.x_input`):
+float32 and float64 as they are; uint8 pixels, and the bytes of any other dtype."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from .mlp import MLP
 from .optim import Optimizer
 from .plan import FitArgs, make_plan
 
-__all__ = ["EVAL_BATCH", "History", "evaluate", "fit"]
+__all__ = ["EVAL_BATCH", "History", "evaluate", "fit", "r_squared"]
 
 EVAL_BATCH = 1024
 """Rows per forward pass of :func:`evaluate`."""
@@ -46,12 +46,27 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``data`` (accuracy NaN for mse).
 
     ``loss = (1/n) sum_i l_i``; ``accuracy = (1/n) #{i : argmax z_i = y_i}``.
-    Computed in batches of ``EVAL_BATCH`` rows so memory stays bounded.
+    Computed in batches of ``EVAL_BATCH`` rows so memory stays bounded. With a
+    target scaling the loss is measured in its scaled units, as in training
+    (:meth:`MLP.targets`); :func:`scratchgd.regression_report` gives the
+    errors in the targets' own units.
+    """
+    loss, accuracy, _ = _evaluate(model, data)
+    return loss, accuracy
+
+
+def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
+    """:func:`evaluate`'s loss and accuracy, and (mse) R^2 averaged over outputs, in one pass.
+
+    R^2 is measured on the targets the network is trained to output; with a
+    target scaling that is the R^2 of the targets themselves (each output's
+    ``SS_res`` and ``SS_tot`` both scale by ``1 / std^2``), up to rounding.
+    NaN for cross_entropy.
     """
     _checks.instance("model", model, MLP)
     model.check_data(data, "data")
-    y = model.check_y(data.y, len(data), name="data.y")
-    loss_sum, correct = 0.0, 0
+    y = model.targets(model.check_y(data.y, len(data), name="data.y"))
+    loss_sum, correct, sse = 0.0, 0, np.zeros(model.n_outputs)
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
@@ -59,8 +74,24 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
-    accuracy = correct / len(data) if model.loss == "cross_entropy" else math.nan
-    return loss_sum / len(data), accuracy
+        else:
+            sse += ((z - y[rows]).astype(np.float64) ** 2).sum(axis=0)
+    if model.loss == "cross_entropy":
+        return loss_sum / len(data), correct / len(data), math.nan
+    y = y.astype(np.float64)
+    r2 = r_squared(sse, ((y - y.mean(axis=0)) ** 2).sum(axis=0))
+    return loss_sum / len(data), math.nan, float(r2.mean())
+
+
+def r_squared(ss_res: np.ndarray, ss_tot: np.ndarray) -> np.ndarray:
+    """Per output ``R^2 = 1 - SS_res / SS_tot``, scikit-learn's convention for constant targets.
+
+    ``SS_res = sum_i (y_ij - z_ij)^2``, ``SS_tot = sum_i (y_ij - mean_i y_ij)^2``;
+    where ``SS_tot = 0`` (a constant target), ``R^2`` is 1 if ``SS_res`` is 0 too, else 0.
+    """
+    ss_res, ss_tot = np.asarray(ss_res, dtype=np.float64), np.asarray(ss_tot, dtype=np.float64)
+    return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
+                    np.where(ss_res == 0, 1.0, 0.0))
 
 
 def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
@@ -77,8 +108,10 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     ----------
     model : MLP
         Trained in place. Its scaling, if any (``model.scaling``, see
-        :func:`scratchgd.standardize`), applies to every batch; it is part of a
-        checkpoint's settings.
+        :func:`scratchgd.standardize`), applies to every batch; its target
+        scaling (``model.target_scaling``, :func:`scratchgd.standardize_targets`)
+        to the targets, once at the start, so the losses of ``History`` are in
+        its scaled units. Both are part of a checkpoint's settings.
     data : Dataset
         Training set.
     optimizer : GD, SGD or MiniBatchSGD
@@ -95,7 +128,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         ``"epoch"``: one step per epoch, which is full-batch gradient descent
         computed batch by batch.
     validation : Dataset, optional
-        Evaluated after every epoch (``History.val_loss``, ``val_accuracy``).
+        Evaluated after every epoch (``History.val_loss``, ``val_accuracy``;
+        for mse also ``val_r2``).
     progress : bool
         Show a progress bar over iterations and print one line per epoch.
     seed : int
@@ -242,6 +276,8 @@ def _record_epoch(model: MLP, history: History, at: Position, n: int,
     history.iterations_at_epoch_end.append(history.iterations)
     history.samples_at_epoch_end.append(history.samples_seen)
     if validation is not None:
-        val_loss, val_accuracy = evaluate(model, validation)
+        val_loss, val_accuracy, val_r2 = _evaluate(model, validation)
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
+        if model.loss == "mse":
+            history.val_r2.append(val_r2)

@@ -57,13 +57,19 @@ def test_after_compile_the_first_training_run_compiles_nothing(tmp_path):
     np.save(tmp_path / "pixels.npy", pixels)  # raw uint8, memory-mapped read-only by --data
     np.save(tmp_path / "X.npy", (pixels / 255).astype(np.float32))
     np.save(tmp_path / "y.npy", np.arange(200) % 10)
+    np.save(tmp_path / "half.npy", (pixels / 255).astype(np.float16))  # decoded: the uint8 type
+    np.save(tmp_path / "big.npy", pixels.astype(">i2"))
     x32, u8, y = tmp_path / "X.npy", tmp_path / "pixels.npy", tmp_path / "y.npy"
+    f16, i16 = tmp_path / "half.npy", tmp_path / "big.npy"
     runs = [_train("--dtype", "float32"),
             _train("--dtype", "float32", "--momentum", "0.9", "--optimizer", "sgd"),
             _train("--dtype", "float32", "--data", str(x32), "--labels", str(y),
                    "--activation", "tanh", "--accumulate", "3"),
             _train("--dtype", "float32", "--data", str(u8), "--labels", str(y),
-                   "--optimizer", "gd", "--lr", "0.1")]
+                   "--optimizer", "gd", "--lr", "0.1"),
+            _train("--dtype", "float32", "--data", str(f16), "--labels", str(y)),
+            _train("--dtype", "float32", "--data", str(i16), "--labels", str(y), "--momentum",
+                   "0.9", "--optimizer", "sgd", "--lr", "0.001")]
     if importlib.util.find_spec("mpi4py"):  # one rank of mpiexec: the compiled data-parallel span
         runs.append(_train("--dtype", "float32", "--distributed", "--momentum", "0.9"))
     runs.append(_train("--dtype", "float64"))  # not compiled above: proves the counting works
@@ -90,12 +96,35 @@ def test_span_input_gives_one_type_per_dtype_whatever_the_layout(tmp_path):
     readonly.flags.writeable = False
     types = {_typeof_span_input(a) for a in (X, mapped, fortran, every_other, readonly)}
     assert len(types) == 1
-    (x_type, labels_type, targets_type), = types
+    (x_type, format_type, labels_type, targets_type), = types
     assert x_type == numba.types.Array(numba.float32, 2, "C", readonly=True)
+    assert format_type == numba.types.none
     assert labels_type == numba.types.Array(numba.int64, 1, "C")
-    # mse: the same three types (the unused labels are an empty int64 placeholder)
-    assert _typeof_span_input(X, "mse") == (x_type, labels_type, targets_type)
+    # mse: the same four types (the unused labels are an empty int64 placeholder)
+    assert _typeof_span_input(X, "mse") == (x_type, format_type, labels_type, targets_type)
     assert X.flags.writeable  # the caller's array is not touched
+
+
+def test_every_dtype_of_X_reaches_the_kernels_as_float32_float64_or_uint8_without_a_copy():
+    base = np.arange(-6, 6).reshape(4, 3)
+    types = set()
+    for dtype in ("f2", ">f2", "f4", ">f4", "f8", ">f8", "?", "u1", "i1", "i2", ">i2", "u2",
+                  "i4", ">i4", "u4", "i8", ">i8", "u8", ">u8"):
+        X = base.astype(dtype)
+        x_in, x_format, _, _ = compiled.span_input(X, np.zeros(4), "cross_entropy",
+                                                   np.dtype(np.float32))
+        assert np.shares_memory(x_in, X), dtype
+        types.add((numba.typeof(x_in), numba.typeof(x_format)))
+    fmt = numba.types.UniTuple(numba.int64, 3)
+    assert types == {(numba.types.Array(numba.float32, 2, "C", readonly=True), numba.types.none),
+                     (numba.types.Array(numba.float64, 2, "C", readonly=True), numba.types.none),
+                     (numba.types.Array(numba.uint8, 2, "C", readonly=True), fmt)}
+    wide = base.astype(np.longdouble)  # x86-64: 80-bit extended in 16 bytes; elsewhere float64
+    if wide.itemsize > 8:
+        with pytest.raises(TypeError, match=f"X of dtype {wide.dtype} cannot be read"):
+            compiled.span_input(wide, np.zeros(4), "cross_entropy", np.dtype(np.float32))
+    else:
+        assert compiled.x_input(wide)[1] == (compiled.FLOAT, 8, 0)
 
 
 def test_cases_cover_every_dtype_of_X_with_and_without_momentum():

@@ -180,7 +180,8 @@ def test_command_line_trains_on_every_rank_and_only_rank_0_prints(tmp_path):
 
 
 def test_command_line_regression_on_two_ranks_equals_one_process(tmp_path, capsys, monkeypatch):
-    """``--loss mse --distributed``: rank 0 prints the one-process run's epoch lines and R^2."""
+    """``--loss mse --distributed``: rank 0 prints the one-process run's epoch lines and R^2
+    (the targets scaled by rank 0's statistics on both ranks)."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 3)) * [1.0, 10.0, 100.0]
     np.savetxt(tmp_path / "X.txt", X)
@@ -206,3 +207,4 @@ def test_command_line_regression_on_two_ranks_equals_one_process(tmp_path, capsy
 
     assert output.count("test R^2") == 1 and results(output) == results(alone)
     assert "MLP([3, 8, 2]" in output and len(results(alone)) == 5
+    assert "target_scaling=standard" in output

@@ -78,6 +78,24 @@ def test_standardize_leaves_in_memory_data_untouched():
     np.testing.assert_array_equal(X, before)
 
 
+@pytest.mark.parametrize("shuffle", [True, False, "chunks"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_training_with_scaling_never_writes_into_the_data(shuffle, dtype):
+    """The Python engine scales a batch gathered by an index array in place (``fresh``): that
+    batch is a copy; rows taken as a slice (no shuffling) are a view, and are copied."""
+    X, y = wild_data(40)
+    X = X.astype(dtype)
+    before = X.copy()
+    model = sg.MLP([5, 4, 3], dtype=dtype)
+    sg.standardize(model, X)
+    sg.fit(model, sg.Dataset(X, y), sg.MiniBatchSGD(0.1, batch_size=8, shuffle=shuffle),
+           epochs=2, progress=False)
+    np.testing.assert_array_equal(X, before)
+    rows = X[[3, 1]]
+    assert model.inputs(rows, fresh=True) is rows          # scaled in place, no copy
+    assert model.inputs(X[:2]) is not X[:2] and np.array_equal(X, before)
+
+
 def test_bad_scaling_is_refused():
     model = sg.MLP([5, 3])
     with pytest.raises(ValueError, match="scaling has statistics of 2 features"):

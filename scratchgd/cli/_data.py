@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from .. import datasets
 from ..data import Dataset
-from ..mlp import MLP, standardize
+from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
 from ..scaling import range_spread
 
@@ -21,7 +20,7 @@ SPREAD_WARNING = 100.0
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
-    ``--header``; ``--loss``; ``--scale``."""
+    ``--header``; ``--loss``; ``--scale``; ``--scale-targets``."""
     parser.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
                         help="embedded data set, all classification (default: digits)")
     own = parser.add_argument_group(
@@ -49,12 +48,19 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cross_entropy: classification, the default, for integer class "
                         "labels; mse: regression (mean squared error) on real-valued targets, "
                         "one output per column of --labels; reports R^2 and RMSE. The targets "
-                        "are not scaled: on targets far from unit size lower --lr (about 1e-4 "
-                        "for values in the hundreds)")
+                        "are standardized with the model (see --scale-targets), so the default "
+                        "learning rate suits targets of any size")
     parser.add_argument("--scale", choices=("standard", "none"), default=None,
                         help="input scaling, part of the model: standard = (x - mean) / std with "
                         "each feature's statistics over the training rows (the default for "
                         "--data files); none (the default for the built-in data sets)")
+    parser.add_argument("--scale-targets", choices=("standard", "none"), default=None,
+                        help="--loss mse: target scaling, part of the model: standard (the "
+                        "default) trains on (y - mean) / std with each target's statistics over "
+                        "the training rows, and predictions are mapped back, z * std + mean; the "
+                        "losses printed are in these scaled units, R^2, RMSE and MAE in the "
+                        "targets' own. none: train on the raw targets (lower --lr for targets "
+                        "far from unit size)")
 
 
 def add_header_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -85,7 +91,7 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
     if not targets:
         check_labels(data, args.labels or args.data, args.loss)
     if args.test_data is None:
-        split = random_split if targets else datasets.stratified_split
+        split = datasets.random_split if targets else datasets.stratified_split
         return split(data, test_size=0.2, seed=args.seed)
     test = Dataset.from_file(args.test_data, args.test_labels, comm, args.header, targets)
     if not targets:
@@ -120,22 +126,6 @@ def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = 
                              f"train classes anyway")
 
 
-def random_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Split into train and test sets at random, for regression (nothing to stratify by).
-
-    ``ceil(test_size * n)`` rows, the first of a permutation drawn from
-    ``default_rng(seed)``, go to the test set, the rest to the training set,
-    both in that random order (copies in memory).
-    """
-    order = np.random.default_rng(seed).permutation(len(data))
-    n_test = math.ceil(test_size * len(data))
-    if not 0 < n_test < len(data):
-        raise ValueError(f"test_size={test_size} leaves an empty train or test set of the "
-                         f"{len(data)} rows")
-    test, train = order[:n_test], order[n_test:]
-    return Dataset(data.X[train], data.y[train]), Dataset(data.X[test], data.y[test])
-
-
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
     """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
     if train_set.is_classification:
@@ -168,7 +158,17 @@ def load_model_file(path: str) -> MLP:
 
 
 def scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:
-    """Give ``model`` the ``--scale`` it asks for; warn about unscaled wild features."""
+    """Give ``model`` the ``--scale`` and ``--scale-targets`` it asks for; warn about wild features.
+
+    The targets of a regressor (``--loss mse``) are standardized unless
+    ``--scale-targets none``; a classifier's labels are classes, which take no
+    target scaling (``--scale-targets`` is refused for them).
+    """
+    if args.scale_targets is not None and model.loss != "mse":
+        raise ValueError(f"--scale-targets {args.scale_targets} applies to regression "
+                         f"(--loss mse); class labels are not scaled")
+    if model.loss == "mse" and args.scale_targets != "none":
+        standardize_targets(model, train_set)
     mode = args.scale or ("standard" if args.data else "none")
     if mode == "standard":
         standardize(model, train_set)

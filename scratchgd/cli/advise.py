@@ -1,7 +1,7 @@
 """``scratchgd advise``: train briefly, measure the gradient noise scale, suggest batch sizes.
 
 Trains with ``scratchgd train``'s defaults (mini-batch SGD, batch 32, learning
-rate 0.1, one hidden layer of 128) for a few epochs with
+rate 0.1, or 0.002 for mse, one hidden layer of 128) for a few epochs with
 ``fit(track_noise=True)``, then measures ``B_simple`` with
 :func:`scratchgd.gradient_noise` and prints :func:`scratchgd.advise_batch_size`'s
 table: the steps and examples the model of McCandlish et al. (2018) predicts
@@ -32,8 +32,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="epochs to train before measuring (default: 5)")
     advise.add_argument("--batch-size", type=int, default=32,
                         help="batch size of the brief training (default: 32)")
-    advise.add_argument("--lr", type=float, default=DEFAULT_LR["minibatch"],
-                        help=f"learning rate (default: {DEFAULT_LR['minibatch']})")
+    advise.add_argument("--lr", type=float, default=None,
+                        help=f"learning rate (default: {DEFAULT_LR['cross_entropy']['minibatch']}, "
+                        f"with --loss mse {DEFAULT_LR['mse']['minibatch']})")
     advise.add_argument("--hidden", type=int, nargs="*", default=[128],
                         help="hidden layer widths (default: 128)")
     advise.add_argument("--backend", default="numpy", help="numpy (default) or numba")
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
                 loss=args.loss or "cross_entropy", seed=args.seed, backend=args.backend)
     scale(args, model, train_set)
-    optimizer = MiniBatchSGD(args.lr, batch_size=args.batch_size)
+    lr = DEFAULT_LR[model.loss]["minibatch"] if args.lr is None else args.lr
+    optimizer = MiniBatchSGD(lr, batch_size=args.batch_size)
     print(f"{args.data or args.dataset}: {len(train_set)} train rows; {model}; {optimizer}")
     history = fit(model, train_set, optimizer, epochs=args.epochs, progress=not args.no_progress,
                   seed=args.seed, track_noise=True)

@@ -5,6 +5,10 @@
   scikit-learn, CC BY 4.0), stored in the package as a compressed ``.npz``.
 * :func:`blobs`, :func:`spirals`, :func:`regression_1d` — small synthetic sets
   for tests and demos, generated from a seed.
+
+and the two ways to hold out a test set: :func:`stratified_split` (class
+labels: the class proportions kept) and :func:`random_split` (regression
+targets).
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def stratified_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Da
     test_rows = rng.permutation(test_rows)
     return Dataset(data.X[train_rows], data.y[train_rows]), Dataset(data.X[test_rows],
                                                                     data.y[test_rows])
+
+
+def random_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split into train and test sets at random: for regression, with no classes to stratify by.
+
+    ``ceil(test_size * n)`` rows, the first of a permutation drawn from
+    ``default_rng(seed)``, go to the test set, the rest to the training set,
+    both in that random order (copies in memory).
+    """
+    _checks.instance("data", data, Dataset)
+    test_size = _checks.finite_float("test_size", test_size, low=0.0, low_inclusive=False,
+                                     high=1.0)
+    order = np.random.default_rng(_checks.seed("seed", seed)).permutation(len(data))
+    n_test = math.ceil(test_size * len(data))
+    if not 0 < n_test < len(data):
+        raise ValueError(f"test_size={test_size} leaves an empty train or test set of the "
+                         f"{len(data)} rows")
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(data.X[train], data.y[train]), Dataset(data.X[test], data.y[test])
 
 
 def digits(test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -119,20 +119,24 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
 
 
 def broadcast_model(group: Group, model: MLP, optimizer: Optimizer) -> None:
-    """Copy rank 0's weights, input scaling and momentum buffers onto every rank, in place.
+    """Copy rank 0's weights, input and target scaling and momentum buffers onto every rank.
 
     As PyTorch DDP and Horovod do at the start of training: the replicas then
     start from the same bits whatever each rank's ``MLP(seed=...)`` drew, and
     scale their batches by rank 0's statistics (``model.scaling``; every rank
-    has one or none, checked before).
+    has one or none, checked before). The run's targets were scaled by rank
+    0's ``model.target_scaling`` already (:func:`scratchgd.plan.training_targets`);
+    the replicas take it too, so they predict and save alike.
     """
     for p in model.params:
         group.comm.Bcast(p, root=0)
-    if model.scaling is not None:
-        mean, std = np.array(model.scaling.mean), np.array(model.scaling.std)
-        group.comm.Bcast(mean, root=0)
-        group.comm.Bcast(std, root=0)
-        model.scaling = Scaling(mean, std)
+    for name in ("scaling", "target_scaling"):
+        scaling = getattr(model, name)
+        if scaling is not None:
+            mean, std = np.array(scaling.mean), np.array(scaling.std)
+            group.comm.Bcast(mean, root=0)
+            group.comm.Bcast(std, root=0)
+            setattr(model, name, Scaling(mean, std))
     if optimizer.momentum:
         for v in optimizer.buffers(model.params):
             group.comm.Bcast(v, root=0)

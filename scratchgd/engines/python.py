@@ -50,9 +50,10 @@ class PythonEngine(Engine):
         while at.iteration < stop:
             at.iteration += 1
             # 1. draw a batch (only its rows are read, scaled if the model scales its
-            #    inputs, cast to the model's dtype)
+            #    inputs, cast to the model's dtype; rows drawn by an index array are a
+            #    fresh copy, scaled in place)
             index = loader.batch_index(at.order, at.iteration - 1)
-            X_batch = model.inputs(loader.dataset.X[index])
+            X_batch = model.inputs(loader.dataset.X[index], fresh=isinstance(index, np.ndarray))
             y_batch = y[index]
             # 2-4. predict, loss, gradients: sums over the rows of the batch
             sq_norms = None if self.noise is None else np.zeros(len(X_batch))  # |grad l_i|^2

@@ -29,7 +29,10 @@ from scratchgd.distributed import run_threads
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "runs.npz"
 BACKENDS = ("numpy", "numba")
-HISTORY_FIELDS = [f.name for f in dataclasses.fields(sg.History) if f.name != "epoch_seconds"]
+# the History fields stored in runs.npz: all but the timings, and but those added after the
+# runs were stored (val_r2, issue 20), which the file cannot hold
+HISTORY_FIELDS = [f.name for f in dataclasses.fields(sg.History)
+                  if f.name not in ("epoch_seconds", "val_r2")]
 
 
 def data() -> tuple[sg.Dataset, sg.Dataset, sg.Dataset]:

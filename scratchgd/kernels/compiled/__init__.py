@@ -17,6 +17,8 @@ reference (NumPy)            compiled kernel                                 mod
 ``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient    ``layers``
                              norms)
 ``reference.standardize``    :func:`gather_batch` (scaling while gathering)  ``gather``
+``X.astype(dtype)``          :func:`decode_row` (ints, float16, big-endian   ``gather``
+                             values decoded from their bytes)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
                              :func:`plain_step_into` (momentum 0, one pass)
 ``engines.python``'s loop    :func:`train_span` (many iterations, one call)  ``span``
@@ -60,7 +62,19 @@ from .base import (
     use_blas,
 )
 from .cache import drop_stale_cache
-from .gather import gather_batch, scaling_inputs, span_input
+from .gather import (
+    AS_IS,
+    FLOAT,
+    SIGNED,
+    UNSIGNED,
+    decode_row,
+    gather_batch,
+    ieee_float64,
+    scaling_inputs,
+    span_input,
+    value_bits,
+    x_input,
+)
 from .layers import (
     activate,
     cross_entropy,
@@ -78,12 +92,12 @@ from .step import plain_step_into, sgd_step, take_step
 drop_stale_cache(train_span)
 
 __all__ = [
-    "ACTIVATION_CODE", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
-    "CROSS_ENTROPY", "DONE", "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE", "REASSOCIATE",
-    "RELU", "SIGMOID", "TANH", "UPDATE_NOT_FINITE", "activate", "add_rows", "blas_limit",
-    "blas_threads_for",
-    "cross_entropy", "dense_backward", "dense_forward", "dense_sq_norms", "fit_span",
-    "fit_span_parallel", "forward", "gather_batch", "jit", "loss_and_grads", "mse",
-    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span",
-    "train_span_parallel", "use_blas",
+    "ACTIVATION_CODE", "AS_IS", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
+    "CROSS_ENTROPY", "DONE", "FLOAT", "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE",
+    "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE",
+    "activate", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
+    "dense_backward", "dense_forward", "dense_sq_norms", "fit_span", "fit_span_parallel",
+    "forward", "gather_batch", "ieee_float64", "jit", "loss_and_grads", "mse", "plain_step_into",
+    "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span", "train_span_parallel",
+    "use_blas", "value_bits", "x_input",
 ]

@@ -233,11 +233,14 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     """All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``, as ``reference.forward``.
 
     ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``, one
-    :func:`dense_forward` call per layer.
+    :func:`dense_forward` call per layer. ``X`` of another dtype than the
+    weights' (ints, bool, float16) is first cast to theirs, as ``MLP.inputs``
+    casts (a copy of these rows; ``MLP`` passes ``X`` cast already).
     """
     act = ACTIVATION_CODE[activation]
     n_layers = len(params) // 2
-    a = np.require(X, requirements="CW")  # one layout (a read-only X is copied): one signature
+    # one dtype and layout (a read-only X is copied): one signature
+    a = np.require(X, params[0].dtype, requirements="CW")
     layers = [a]
     for layer in range(n_layers):
         W, b = params[2 * layer], params[2 * layer + 1]

@@ -92,7 +92,8 @@ others (an object-mode block would be compiled again in every process)."""
 
 @jit
 def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None,
-                        X: np.ndarray, labels: np.ndarray, targets: np.ndarray,
+                        X: np.ndarray, x_format: tuple | None, labels: np.ndarray,
+                        targets: np.ndarray,
                         order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
                         counts: np.ndarray, start: int, stop: int, k: int, lr: float,
                         momentum: float, act: int, loss: int, gWs: tuple, gbs: tuple,
@@ -102,7 +103,8 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
                         inv_std: np.ndarray) -> tuple[int, int, int]:
     """Training steps of iterations ``start .. stop - 1`` on this rank, one collective per step.
 
-    Iteration ``t``'s global batch is ``order[bounds[t]:bounds[t + 1]]``; this
+    Iteration ``t``'s global batch is ``order[bounds[t]:bounds[t + 1]]`` (rows of
+    ``X`` read as ``x_format`` says, see :func:`~.gather.span_input`); this
     rank's shard of it is ``order[lo[t - start]:lo[t - start] + counts[t - start]]``.
     For each step (``k`` iterations, or fewer at the epoch's end):
 
@@ -134,7 +136,7 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     widest = 1
     for t in range(stop - start):
         widest = max(widest, counts[t])
-    acts = [np.empty((widest, X.shape[1]), dtype)]
+    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
     deltas = []
     for layer in range(L):
         acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
@@ -149,7 +151,7 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     steps, done, status = 0, stop - start, DONE
     for first in range(start, stop, k):
         end = min(first + k, stop)
-        _shard_sums(Wc, bc, acts, deltas, gWs, gbs, X, labels, targets, order,
+        _shard_sums(Wc, bc, acts, deltas, gWs, gbs, X, x_format, labels, targets, order,
                     lo[first - start:end - start], counts[first - start:end - start], act, loss,
                     mean, inv_std, y_batch, t_batch, send_extra)
         if collective(key):
@@ -172,7 +174,8 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
 
 @jit(inline="always")
 def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: tuple,
-                X: np.ndarray, labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                X: np.ndarray, x_format: tuple | None, labels: np.ndarray,
+                targets: np.ndarray, order: np.ndarray,
                 lo: np.ndarray, counts: np.ndarray, act: int, loss: int, mean: np.ndarray,
                 inv_std: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray,
                 figures: np.ndarray) -> None:
@@ -202,8 +205,8 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
         n = counts[j]
         if n == 0:
             continue
-        gather_batch(X, labels, targets, order, lo[j], n, loss, mean, inv_std, acts[0],
-                     y_batch, t_batch)
+        gather_batch(X, x_format, labels, targets, order, lo[j], n, loss, mean, inv_std,
+                     acts[0], y_batch, t_batch)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch, n,
                                            act, loss, blas, rows > 0)
         figures[2 * j] = loss_sum
@@ -284,7 +287,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     widest = int(counts.max(initial=0))
     if order is None:
         order = np.arange(bounds[-1])
-    X, labels, targets = span_input(X, y, loss, dtype)
+    X, x_format, labels, targets = span_input(X, y, loss, dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
     mean, inv_std = scaling_inputs(scaling)
@@ -295,7 +298,8 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     try:
         with blas_limit(use_blas(widest), widest, Ws):
             done, steps, status = train_span_parallel(
-                Ws, bs, vWs, vbs, X, labels, targets, np.ascontiguousarray(order, dtype=np.int64),
+                Ws, bs, vWs, vbs, X, x_format, labels, targets,
+                np.ascontiguousarray(order, dtype=np.int64),
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
                 float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
                 tuple(grads[0::2]), tuple(grads[1::2]), collective.send_extra,

@@ -71,14 +71,15 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
 @jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
-               labels: np.ndarray,
+               x_format: tuple | None, labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
                loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
                inv_std: np.ndarray) -> tuple[int, int, int]:
     """Iterations ``start, ..., stop - 1`` of one epoch of training, in one call.
 
-    Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` and of
+    Batch ``t`` is the rows ``order[bounds[t]:bounds[t + 1]]`` of ``X`` (read as
+    ``x_format`` says, see :func:`~.gather.span_input`) and of
     ``labels`` (cross_entropy) or ``targets`` (mse; the other is unused). For
     each iteration ``t``: gather the batch (:func:`gather_batch`: scaled by
     ``mean`` and ``inv_std`` unless they are empty, cast to the weights' dtype),
@@ -114,7 +115,7 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     widest = 0
     for t in range(start, stop):
         widest = max(widest, bounds[t + 1] - bounds[t])
-    acts = [np.empty((widest, X.shape[1]), dtype)]
+    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
     deltas = []
     for layer in range(L):
         acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
@@ -130,8 +131,8 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
-        gather_batch(X, labels, targets, order, bounds[t], n, loss, mean, inv_std, x_batch,
-                     y_batch, t_batch)
+        gather_batch(X, x_format, labels, targets, order, bounds[t], n, loss, mean, inv_std,
+                     x_batch, y_batch, t_batch)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
@@ -201,7 +202,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
         blas = use_blas(widest)
     if order is None:
         order = np.arange(bounds[-1])
-    X, labels, targets = span_input(X, y, loss, params[0].dtype)
+    X, x_format, labels, targets = span_input(X, y, loss, params[0].dtype)
     Ws, bs = tuple(params[0::2]), tuple(params[1::2])
     vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
     mean, inv_std = scaling_inputs(scaling)
@@ -209,7 +210,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     correct = np.zeros(stop - start, dtype=np.int64)
     with blas_limit(blas, widest, Ws):
         done, steps, status = train_span(
-            Ws, bs, vWs, vbs, X, labels, targets,
+            Ws, bs, vWs, vbs, X, x_format, labels, targets,
             np.ascontiguousarray(order, dtype=np.int64),
             np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
             float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
