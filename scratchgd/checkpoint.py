@@ -46,6 +46,7 @@ import numpy as np
 from . import _checks
 from .npzfile import (
     describe_model,
+    is_version,
     read_meta,
     read_npz,
     read_scaling,
@@ -224,7 +225,7 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise ck.fail("is not a scratchgd checkpoint")
     version = meta.get("version")
-    if type(version) is not int or not OLDEST_VERSION <= version <= VERSION:
+    if not is_version(version, OLDEST_VERSION, VERSION):
         raise ck.fail(f"has format version {version!r}; this scratchgd reads versions "
                       f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
     try:

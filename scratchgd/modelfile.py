@@ -22,7 +22,15 @@ import numpy as np
 from . import _checks
 from . import checkpoint as _ckpt
 from .mlp import MLP
-from .npzfile import MODEL_FORMAT, MODEL_VERSION, read_meta, read_npz, read_scaling, read_weights
+from .npzfile import (
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    is_version,
+    read_meta,
+    read_npz,
+    read_scaling,
+    read_weights,
+)
 
 
 def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
@@ -54,7 +62,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     if meta.get("format") != MODEL_FORMAT:
         raise fail("is neither a scratchgd model file nor a checkpoint")
     version = meta.get("version")
-    if type(version) is not int or not 1 <= version <= MODEL_VERSION:
+    if not is_version(version, 1, MODEL_VERSION):
         raise fail(f"has format version {version!r}; this scratchgd reads versions 1 to "
                    f"{MODEL_VERSION}")
     described = meta.get("model")

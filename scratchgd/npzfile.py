@@ -210,6 +210,14 @@ def read_meta(arrays: dict[str, np.ndarray], fail: Any) -> dict[str, Any]:
     return meta
 
 
+def is_version(value: Any, oldest: int, newest: int) -> bool:
+    """Whether a file's ``meta["version"]`` is a whole number from ``oldest`` to ``newest``.
+
+    JSON's ``true`` reads as a bool, which Python counts as an int: it is not a version.
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and oldest <= value <= newest
+
+
 def read_weights(arrays: dict[str, np.ndarray], model: dict[str, Any], names: tuple[str, ...],
                  fail: Any) -> dict[str, list[np.ndarray]]:
     """The arrays ``{name}_0, {name}_1, ...`` for each of ``names``, popped from ``arrays``.

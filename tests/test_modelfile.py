@@ -143,6 +143,9 @@ def test_truncated_files_and_forged_headers_are_refused(tmp_path, model_file):
     ({"meta": np.array("{not json")}, "meta"),
     ({"meta": np.array(json.dumps({"format": "other"}))}, "neither"),
     ({"meta": np.array(json.dumps({"format": "scratchgd-model", "version": 0}))}, "version 0"),
+    ({"meta": np.array(json.dumps({"format": "scratchgd-model", "version": True}))}, "version True"),
+    ({"meta": np.array(json.dumps({"format": "scratchgd-model", "version": 1.0}))}, "version 1.0"),
+    ({"meta": np.array(json.dumps({"format": "scratchgd-model", "version": "2"}))}, "version '2'"),
     ({"meta": None}, "meta"),
     ({"extra": np.zeros(1)}, "unexpected"),
 ])
