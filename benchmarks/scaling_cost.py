@@ -68,10 +68,11 @@ def gather_seconds(X: np.ndarray, backend: str, scaling: sg.Scaling | None,
         labels, targets = np.zeros(len(X), np.int64), np.empty((0, 1), np.float32)
         x = np.empty((batch_size, X.shape[1]), np.float32)
         y, t = np.empty(batch_size, np.int64), np.empty((0, 1), np.float32)
+        values = np.empty(X.shape[1])
         for lo in range(0, len(X), batch_size):
             n = min(batch_size, len(X) - lo)
             compiled.gather_batch(X, None, labels, targets, order, lo, n,
-                                  compiled.CROSS_ENTROPY, mean, inv_std, x, y, t)
+                                  compiled.CROSS_ENTROPY, mean, inv_std, x, y, t, values)
     return time.process_time() - start
 
 

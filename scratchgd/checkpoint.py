@@ -46,12 +46,12 @@ import numpy as np
 from . import _checks
 from .npzfile import (
     describe_model,
-    is_version,
+    is_whole,
+    model_arrays,
     read_meta,
     read_npz,
     read_scaling,
     read_weights,
-    scaling_arrays,
     write_npz_atomic,
 )
 from .scaling import Scaling
@@ -71,12 +71,9 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     order or ``None``); ``settings`` are the ``fit`` arguments a resumed run
     must share (checked by :meth:`Checkpoint.check`).
     """
-    arrays: dict[str, np.ndarray] = {}
-    for i, p in enumerate(model.params):
-        arrays[f"param_{i}"] = p
+    arrays = model_arrays(model)
     for i, v in enumerate(optimizer.velocity or []):
         arrays[f"velocity_{i}"] = v
-    arrays.update(scaling_arrays(model))
     counters, lists = {}, {}
     for name, value in dataclasses.asdict(history).items():
         if isinstance(value, list):
@@ -225,7 +222,7 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise ck.fail("is not a scratchgd checkpoint")
     version = meta.get("version")
-    if not is_version(version, OLDEST_VERSION, VERSION):
+    if not is_whole(version, OLDEST_VERSION, VERSION):
         raise ck.fail(f"has format version {version!r}; this scratchgd reads versions "
                       f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
     try:

@@ -126,8 +126,9 @@ class Reduction:
     """The rank-order sum of ``n``-element buffers over a group, its buffers allocated once.
 
     ``Reduction(group, n, dtype)(buf, out)`` writes ``sum_p buf_p`` into
-    ``out``; a training run makes one and calls it every step
-    (:meth:`Group.sum_in_rank_order` makes one per call). ``scatter``: the
+    ``out``, its buffers kept between calls (:meth:`Group.sum_in_rank_order`
+    keeps one per buffer size and dtype; :meth:`Group.gather_sum` and
+    :meth:`Group.scatter_sum` make one per call). ``scatter``: the
     reduce-scatter of :meth:`Group.scatter_sum` (True) or the Allgather of
     :meth:`Group.gather_sum` (False); ``None`` chooses as
     :meth:`Group.sum_in_rank_order` does (the Allgather up to

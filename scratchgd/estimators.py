@@ -97,7 +97,9 @@ _PARAMETERS = """
         then ``max_iter=b`` equals one ``fit`` with ``max_iter=a + b``.
     verbose : bool, default=False
         Show ``sg.fit``'s progress bar and one line per epoch.
+"""
 
+_ATTRIBUTES = """
     Attributes
     ----------
     n_features_in_ : int
@@ -118,7 +120,9 @@ _PARAMETERS = """
         every ``sg.fit`` call joined; ``partial_fit`` adds one epoch each).
     model_ : scratchgd.MLP
         The trained network.
+"""
 
+_NOTES = """
     Notes
     -----
     Differences from ``sklearn.neural_network``'s MLP: the default is plain SGD
@@ -249,9 +253,9 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
 
     One output per class, also for two classes (scikit-learn's MLP has one
     logistic output there). ``predict`` is ``classes_[argmax(predict_proba)]``.
-    """ + _PARAMETERS + """    classes_ : ndarray
+    """ + _PARAMETERS + _ATTRIBUTES + """    classes_ : ndarray
         The class labels, sorted; output ``j`` of the network is ``classes_[j]``.
-""")
+""" + _NOTES)
 
     _loss = "cross_entropy"
 
@@ -319,7 +323,7 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         (``sg.standardize_targets``, ``model_.target_scaling``); ``predict``
         maps back, ``z * std + mean``. ``loss_curve_`` is then in the scaled
         units. ``False``: train on ``y`` as it is.
-""")
+""" + _ATTRIBUTES + _NOTES)
 
     _loss = "mse"
 

@@ -104,14 +104,13 @@ class Report(Hook):
 
 
 class EpochCallback(Hook):
-    """``fit(on_epoch_end=fn)``: ``fn(history)`` after every epoch, or nothing without ``fn``."""
+    """``fit(on_epoch_end=fn)``: ``fn(history)`` after every epoch."""
 
-    def __init__(self, fn: Callable[[History], object] | None) -> None:
+    def __init__(self, fn: Callable[[History], object]) -> None:
         self.fn = fn
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        if self.fn is not None:
-            self.fn(history)
+        self.fn(history)
 
 
 class Checkpoints(Hook):

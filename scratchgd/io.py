@@ -384,22 +384,19 @@ def read_any(data_path: PathLike, labels_path: PathLike | None = None,
     if kind == ".npz" and labels_path is not None:
         raise ValueError(f"{data_path}: a .npz file holds X and y together; "
                          f"do not give a labels file ({labels_path})")
-    if kind == ".npz":
-        X, y = read_npz(data_path)
-    elif kind == "idx":
-        X, y = read_idx_pair(data_path, labels_path)
-    elif kind in TEXT and labels_path is None:
+    if kind in (".npz", "idx"):
+        X, y = read_npz(data_path) if kind == ".npz" else read_idx_pair(data_path, labels_path)
+        return X, labels_or_targets(y, targets)
+    if kind in TEXT and labels_path is None:
         return read_csv(data_path, header=header, targets=targets)
-    elif kind in (".npy", *TEXT):
+    if kind in (".npy", *TEXT):
         X = read_npy(data_path) if kind == ".npy" else read_table(data_path, header)
         y = read_labels(labels_path, header, targets)
         if len(X) != len(y):
             raise ValueError(f"{labels_path} holds {len(y)} rows of labels but {data_path} "
                              f"holds {len(X)} rows of features: one row of labels per row")
         return X, y
-    else:
-        raise ValueError(f"{data_path}: unknown file type {kind!r}; expected {FORMATS}")
-    return X, labels_or_targets(y, targets)
+    raise ValueError(f"{data_path}: unknown file type {kind!r}; expected {FORMATS}")
 
 
 def read_features(path: PathLike, header: bool | None = None) -> np.ndarray:

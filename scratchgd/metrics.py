@@ -106,9 +106,9 @@ class RegressionReport:
     r2, rmse, mae : (k,) float64
         Per output ``j``, with ``SS_res = sum_i (y_ij - y_hat_ij)^2`` and
         ``SS_tot = sum_i (y_ij - mean_i y_ij)^2``: ``r2 = 1 - SS_res / SS_tot``
-        (1 if both are 0, and 0 if only ``SS_tot`` is: scikit-learn's
-        convention for a constant target), ``rmse = sqrt(SS_res / n)``,
-        ``mae = (1/n) sum_i |y_ij - y_hat_ij|`` (:func:`scratchgd.train.r_squared`).
+        (:func:`scratchgd.train.r_squared`: 1 if both are 0, and 0 if only
+        ``SS_tot`` is, scikit-learn's convention for a constant target),
+        ``rmse = sqrt(SS_res / n)``, ``mae = (1/n) sum_i |y_ij - y_hat_ij|``.
     rows : int
         ``n``.
 
@@ -144,15 +144,11 @@ def regression_report(model: MLP, data: Dataset) -> RegressionReport:
     errors are summed in float64.
     """
     _checks.instance("model", model, MLP)
-    _checks.instance("data", data, Dataset)
     if model.loss != "mse":
         raise ValueError(f"regression_report needs a regressor (mse), got a model with "
                          f"loss={model.loss!r}")
-    if data.n_features != model.n_inputs:
-        raise ValueError(f"data has {data.n_features} features but the model takes "
-                         f"{model.n_inputs}")
+    model.check_data(data)
     n, k = len(data), model.n_outputs
-    model.check_y(data.y, n, name="data.y")
     y = np.asarray(data.y, dtype=np.float64).reshape(n, k)
     sse, sae = np.zeros(k), np.zeros(k)
     for start in range(0, n, EVAL_BATCH):

@@ -213,18 +213,20 @@ class MLP:
             raise ValueError(f"{name} must be targets of shape (n, {k}) for mse, got {y.shape}")
         return np.asarray(y, dtype=self.dtype)
 
-    def check_data(self, data: object, name: str = "data") -> None:
+    def check_data(self, data: object, name: str = "data") -> np.ndarray:
         """Raise unless ``data`` is a :class:`~scratchgd.Dataset` this model can take.
 
         Its features must number ``d`` and fit the model's dtype, its labels or
-        targets must suit the loss (:meth:`check_y`).
+        targets must suit the loss. Returns ``data.y`` as the loss takes it
+        (:meth:`check_y`).
         """
         _checks.instance(name, data, Dataset)
         if data.n_features != self.n_inputs:
             raise ValueError(f"{name} has {data.n_features} features but the model takes "
                              f"{self.n_inputs}")
-        self.check_y(data.y, len(data), name=f"{name}.y")
+        y = self.check_y(data.y, len(data), name=f"{name}.y")
         self.check_range(f"{name}.X", data.X)
+        return y
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Raw outputs ``z_L``, shape ``(n, k)``: logits for cross_entropy, values for mse.
@@ -236,7 +238,7 @@ class MLP:
         return self._kernels.forward(self.params, self.check_X(X), self.activation)[-1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class labels ``argmax_j z_ij`` (cross_entropy) or values (mse), in the model's dtype.
+        """Class labels ``argmax_j z_ij`` (cross_entropy) or values (mse, in the model's dtype).
 
         mse: the outputs ``z``, or with a ``target_scaling`` the outputs mapped
         back to the targets' units, ``y_hat = z * std + mean`` (computed in float64).

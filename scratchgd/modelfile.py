@@ -25,7 +25,7 @@ from .mlp import MLP
 from .npzfile import (
     MODEL_FORMAT,
     MODEL_VERSION,
-    is_version,
+    is_whole,
     read_meta,
     read_npz,
     read_scaling,
@@ -62,7 +62,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     if meta.get("format") != MODEL_FORMAT:
         raise fail("is neither a scratchgd model file nor a checkpoint")
     version = meta.get("version")
-    if not is_version(version, 1, MODEL_VERSION):
+    if not is_whole(version, 1, MODEL_VERSION):
         raise fail(f"has format version {version!r}; this scratchgd reads versions 1 to "
                    f"{MODEL_VERSION}")
     described = meta.get("model")

@@ -160,7 +160,7 @@ def gradient_noise(model: MLP, data: Dataset, rows: int | None = None,
         not suit ``model``.
     """
     _checks.instance("model", model, MLP)
-    model.check_data(data, "data")
+    y = model.check_data(data, "data")
     seed = _checks.seed("seed", seed)
     rows = _checks.positive_int("rows", rows, allow_none=True)
     n = len(data)
@@ -168,7 +168,7 @@ def gradient_noise(model: MLP, data: Dataset, rows: int | None = None,
         raise ValueError("data has no rows: the gradient noise needs at least one")
     if rows is not None and not 2 <= rows <= n:
         raise ValueError(f"rows must be None or between 2 and the {n} rows of data, got {rows}")
-    y = model.targets(model.check_y(data.y, n, name="data.y"))  # as training sees them
+    y = model.targets(y)  # as training sees them
     if rows is None or rows == n:
         big, sq_sum, m = _moments(model, data, y, None)
         grad_sq = big / (m * m)

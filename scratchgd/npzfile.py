@@ -149,8 +149,7 @@ def describe_model(model: Any) -> dict[str, Any]:
 
 def write_model(path: str | os.PathLike, model: Any) -> None:
     """Write ``model`` (weights, description, input and target scaling) to ``path`` atomically."""
-    arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
-    arrays.update(scaling_arrays(model))
+    arrays = model_arrays(model)
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "model": describe_model(model)}
     arrays["meta"] = np.array(json.dumps(meta))
     write_npz_atomic(path, arrays)
@@ -160,10 +159,14 @@ SCALINGS = {"scaling": "scale", "target_scaling": "target"}
 """The model's scalings and the prefix of their entries ``{prefix}_mean``, ``{prefix}_std``."""
 
 
-def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
-    """The entries that store ``model.scaling`` (``scale_mean``, ``scale_std``) and
-    ``model.target_scaling`` (``target_mean``, ``target_std``); none for a scaling that is ``None``."""
-    arrays = {}
+def model_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The entries that store a model, in a model file and in a checkpoint alike.
+
+    Its weights (``param_0``, ``param_1``, ...), ``model.scaling``
+    (``scale_mean``, ``scale_std``) and ``model.target_scaling``
+    (``target_mean``, ``target_std``); none for a scaling that is ``None``.
+    """
+    arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
     for attribute, prefix in SCALINGS.items():
         scaling = getattr(model, attribute)
         if scaling is not None:
@@ -173,7 +176,7 @@ def scaling_arrays(model: Any) -> dict[str, np.ndarray]:
 
 def read_scaling(arrays: dict[str, np.ndarray], width: int, fail: Any,
                  prefix: str = "scale") -> Scaling | None:
-    """The :class:`~scratchgd.Scaling` stored by :func:`scaling_arrays` (popped), or ``None``.
+    """The :class:`~scratchgd.Scaling` stored by :func:`model_arrays` (popped), or ``None``.
 
     ``prefix``: ``"scale"`` for the input scaling (``width`` = inputs ``d``),
     ``"target"`` for the target scaling (``width`` = outputs ``k``).
@@ -210,12 +213,12 @@ def read_meta(arrays: dict[str, np.ndarray], fail: Any) -> dict[str, Any]:
     return meta
 
 
-def is_version(value: Any, oldest: int, newest: int) -> bool:
-    """Whether a file's ``meta["version"]`` is a whole number from ``oldest`` to ``newest``.
+def is_whole(value: Any, low: int, high: float = math.inf) -> bool:
+    """Whether a value read from a file's ``meta`` is a whole number in ``[low, high]``.
 
-    JSON's ``true`` reads as a bool, which Python counts as an int: it is not a version.
+    JSON's ``true`` reads as a bool, which Python counts as an int: it is not a number here.
     """
-    return isinstance(value, int) and not isinstance(value, bool) and oldest <= value <= newest
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def read_weights(arrays: dict[str, np.ndarray], model: dict[str, Any], names: tuple[str, ...],
@@ -228,8 +231,7 @@ def read_weights(arrays: dict[str, np.ndarray], model: dict[str, Any], names: tu
     """
     sizes, dtype = model["sizes"], model["dtype"]
     if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-                       for s in sizes)):
+            or not all(is_whole(s, 1) for s in sizes)):
         raise fail(f"has layer sizes {sizes!r}")
     if dtype not in ("float32", "float64"):
         raise fail(f"has dtype {dtype!r}")

@@ -26,7 +26,6 @@ from .distributed import Group
 from .kernels import reference
 from .mlp import MLP
 from .optim import Optimizer
-from .scaling import Scaling
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,7 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     if group is None or scaling is None:
         return model.targets(y)
     mean, std = group.bcast((scaling.mean.tolist(), scaling.std.tolist()))
-    scaling = Scaling(np.array(mean), np.array(std))
-    return reference.standardize(y, scaling.mean, scaling.std, model.dtype)
+    return reference.standardize(y, np.array(mean), np.array(std), model.dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:

@@ -23,14 +23,13 @@ from .history import History  # noqa: E402
 
 
 def plot_history(history: History, path: str | os.PathLike | None = None,
-                 title: str | None = None, test_r2: list[float] | None = None) -> Figure:
+                 title: str | None = None) -> Figure:
     """Loss and accuracy (or R^2) curves of one run: a figure of two panels.
 
     Left: the batch loss of every iteration (faint), the epoch loss and, if
     recorded, the validation loss, against epochs. Right: training and
     validation accuracy against epochs (classification), or for a regressor
-    ``test_r2``, one R^2 per epoch (NaN where none was measured), if given.
-    Saved to ``path`` when given.
+    validated every epoch, ``history.val_r2``. Saved to ``path`` when given.
     """
     fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = range(1, history.epochs + 1)
@@ -42,8 +41,8 @@ def plot_history(history: History, path: str | os.PathLike | None = None,
         ax_loss.plot(epochs, history.val_loss, "s-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     ax_loss.legend()
-    if test_r2 is not None:
-        ax_right.plot(epochs, test_r2, "s-", color="C1", label="validation")
+    if history.val_r2:
+        ax_right.plot(epochs, history.val_r2, "s-", color="C1", label="validation")
         ax_right.axhline(0.0, color="0.6", lw=0.8)
         ax_right.legend()
         ax_right.set(xlabel="epoch", ylabel="R^2", title="R^2 (mean over outputs)")

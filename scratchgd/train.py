@@ -64,8 +64,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
     NaN for cross_entropy.
     """
     _checks.instance("model", model, MLP)
-    model.check_data(data, "data")
-    y = model.targets(model.check_y(data.y, len(data), name="data.y"))
+    y = model.targets(model.check_data(data, "data"))
     loss_sum, correct, sse = 0.0, 0, np.zeros(model.n_outputs)
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
@@ -243,7 +242,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     # non-finite values are caught explicitly (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), Report(
             progress, epochs, len(loader), history, at, checkpoint) as report:
-        hooks = [hook for hook in (noise, report, checkpoints, EpochCallback(on_epoch_end)) if hook]
+        callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
+        hooks = [hook for hook in (noise, report, checkpoints, callback) if hook]
         while at.epoch <= epochs:  # an epoch: every row drawn once
             start = time.perf_counter()
             if at.iteration == 0:

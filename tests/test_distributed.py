@@ -317,7 +317,7 @@ def test_a_version_2_checkpoint_is_refused_naming_its_version(tmp_path):
 
     path = tmp_path / "run.npz"
     train(checkpoint=path)
-    arrays = sg.checkpoint.read_npz(path)
+    arrays = sg.npzfile.read_npz(path)
     meta = json.loads(str(arrays["meta"]))
     meta["version"] = 2
     arrays["meta"] = np.array(json.dumps(meta))

@@ -78,7 +78,7 @@ def gathered(X, dtype, scaled=False):
     out = np.empty((n, d), dtype)
     compiled.gather_batch(x_in, x_format, labels, targets, np.arange(n), 0, n,
                           compiled.CROSS_ENTROPY, mean, inv_std, out, np.empty(n, np.int64),
-                          np.empty((0, 1), dtype))
+                          np.empty((0, 1), dtype), np.empty(d))
     return out
 
 

@@ -202,11 +202,11 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
         print(f"resuming from {args.checkpoint}")
     log = args.log if group is None or group.rank == 0 else None  # rank 0 alone writes files
     # the checkpoint is read for its epoch count only when a log must be kept in step with it
-    progress = not args.no_progress
-    on_epoch_end = EpochLog(not progress, args.epochs, log, _resumed_epochs(args) if log else 0)
+    on_epoch_end = EpochLog(args.no_progress, args.epochs, log,
+                            _resumed_epochs(args) if log else 0)
     start = time.perf_counter()
     history = fit(model, train_set, optimizer, epochs=args.epochs, accumulate=args.accumulate,
-                  validation=test_set, progress=progress, seed=args.seed,
+                  validation=test_set, progress=not args.no_progress, seed=args.seed,
                   checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                   resume=args.resume, memory_budget=args.memory_budget,
                   on_epoch_end=on_epoch_end, comm=None if group is None else group.comm)
@@ -223,8 +223,7 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if args.plot and (group is None or group.rank == 0):
         from ..plots import plot_history
 
-        plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}",
-                     test_r2=history.val_r2 if regression else None)
+        plot_history(history, args.plot, title=f"{args.data or args.dataset}, {optimizer}")
         print(f"wrote {args.plot}")
     if args.save and (group is None or group.rank == 0):
         model.save(args.save)

@@ -41,13 +41,9 @@ def stratified_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Da
     if not data.is_classification:
         raise ValueError(f"data must hold class labels to stratify by, got y of shape "
                          f"{data.y.shape}")
-    test_size = _checks.finite_float("test_size", test_size, low=0.0, low_inclusive=False,
-                                     high=1.0)
+    n_test = _test_rows(data, test_size)
     rng = np.random.default_rng(_checks.seed("seed", seed))
     classes, counts = np.unique(data.y, return_counts=True)
-    n_test = math.ceil(test_size * len(data))
-    if not 0 < n_test < len(data):
-        raise ValueError(f"test_size={test_size} leaves an empty train or test set")
     share = counts * n_test / len(data)
     per_class = np.floor(share).astype(int)
     extra = np.argsort(-(share - per_class), kind="stable")[: n_test - per_class.sum()]
@@ -70,15 +66,21 @@ def random_split(data: Dataset, test_size: float, seed: int = 0) -> tuple[Datase
     both in that random order (copies in memory).
     """
     _checks.instance("data", data, Dataset)
+    n_test = _test_rows(data, test_size)
+    order = np.random.default_rng(_checks.seed("seed", seed)).permutation(len(data))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(data.X[train], data.y[train]), Dataset(data.X[test], data.y[test])
+
+
+def _test_rows(data: Dataset, test_size: float) -> int:
+    """``ceil(test_size * n)``, the rows of a split's test set; ``ValueError`` if a set is empty."""
     test_size = _checks.finite_float("test_size", test_size, low=0.0, low_inclusive=False,
                                      high=1.0)
-    order = np.random.default_rng(_checks.seed("seed", seed)).permutation(len(data))
     n_test = math.ceil(test_size * len(data))
     if not 0 < n_test < len(data):
         raise ValueError(f"test_size={test_size} leaves an empty train or test set of the "
                          f"{len(data)} rows")
-    test, train = order[:n_test], order[n_test:]
-    return Dataset(data.X[train], data.y[train]), Dataset(data.X[test], data.y[test])
+    return n_test
 
 
 def digits(test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:

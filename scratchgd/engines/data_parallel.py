@@ -175,7 +175,7 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
         if hi == lo:
             continue
         index = slice(lo, hi) if order is None else order[lo:hi]
-        X_batch = model.inputs(loader.dataset.X[index])
+        X_batch = model.inputs(loader.dataset.X[index], fresh=order is not None)
         batch_loss, grads, z = model._kernels.loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
         figures[t, 0] = batch_loss

@@ -125,24 +125,28 @@ def decode_row(raw: np.ndarray, x_format: X_FORMAT, out: np.ndarray) -> None:
 def gather_batch(X: np.ndarray, x_format: X_FORMAT | None, labels: np.ndarray,
                  targets: np.ndarray, order: np.ndarray, lo: int, n: int, loss: int,
                  mean: np.ndarray, inv_std: np.ndarray, x_batch: np.ndarray,
-                 y_batch: np.ndarray, t_batch: np.ndarray) -> None:
+                 y_batch: np.ndarray, t_batch: np.ndarray, values: np.ndarray) -> None:
     """Copy the batch of rows ``order[lo:lo + n]`` into the first ``n`` rows of the buffers.
 
     ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
     input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
     arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
-    float64 and rounded once to ``x_batch``'s dtype (``reference.standardize``
-    rounds after its subtraction too, and divides by ``std``, so the two may
-    differ in the last bit). ``X`` is read as it is (``x_format`` ``None`` or
-    AS_IS) or its rows decoded from their bytes (:func:`decode_row`). The label
-    (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes along.
+    float64 and rounded once to ``x_batch``'s dtype. ``reference.standardize``
+    rounds after its subtraction too and divides by ``std``: for a float64
+    model the two may differ in the last bit; for a float32 one the reference
+    works in float32 (``X``, ``mean`` and ``std`` rounded to float32 first), so
+    the two differ by up to about ``|mean| / std * 2^-24``. ``X`` is read as it
+    is (``x_format`` ``None`` or AS_IS) or its rows decoded from their bytes
+    (:func:`decode_row`; ``values``, ``d`` float64 elements, holds a decoded
+    row to scale: a buffer of the caller's, not allocated per batch). The
+    label (``y_batch``, cross_entropy) or target row (``t_batch``, mse) goes
+    along.
     Invariants: reads ``X``, ``labels``, ``targets`` only at the batch's rows;
     writes only the buffers; without scaling ``x_batch[r]`` is what
     ``X[row].astype(x_batch.dtype)`` holds.
     """
     scaled = len(mean) > 0
     d = x_batch.shape[1]
-    values = np.empty(d if scaled else 0)  # a decoded row, in float64, to scale
     for r in range(n):
         row = order[lo + r]
         if x_format is None or x_format[0] == AS_IS:  # numba prunes the rest for None

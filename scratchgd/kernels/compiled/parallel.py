@@ -46,9 +46,16 @@ import numpy as np
 
 from ..._arrays import views_like
 from ...scaling import Scaling
-from .base import ACTIVATION_CODE, BLAS_MIN_ROWS, LOSS_CODE, MSE, blas_limit, jit, use_blas
+from .base import ACTIVATION_CODE, BLAS_MIN_ROWS, LOSS_CODE, blas_limit, jit, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
-from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, _copy_back, _forward_backward
+from .span import (
+    DONE,
+    LOSS_NOT_FINITE,
+    UPDATE_NOT_FINITE,
+    _batch_buffers,
+    _copy_back,
+    _forward_backward,
+)
 from .step import take_step
 
 COLLECTIVE_FAILED = 3
@@ -132,28 +139,21 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     ``start + iterations`` raised; its exception is kept under ``key``).
     """
     L = len(Ws)
-    dtype = Ws[0].dtype
     widest = 1
     for t in range(stop - start):
         widest = max(widest, counts[t])
-    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
-    deltas = []
-    for layer in range(L):
-        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
-        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    acts, deltas, y_batch, t_batch, values = _batch_buffers(Ws, widest, labels, targets, loss)
     Wc = [Ws[layer] for layer in range(L)]  # the current weights, swapped with Wn, bn
     bc = [bs[layer] for layer in range(L)]
     Wn = [np.empty_like(W) for W in Ws]
     bn = [np.empty_like(b) for b in bs]
     swapped = False
-    y_batch = np.empty(widest, labels.dtype)
-    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
     steps, done, status = 0, stop - start, DONE
     for first in range(start, stop, k):
         end = min(first + k, stop)
         _shard_sums(Wc, bc, acts, deltas, gWs, gbs, X, x_format, labels, targets, order,
                     lo[first - start:end - start], counts[first - start:end - start], act, loss,
-                    mean, inv_std, y_batch, t_batch, send_extra)
+                    mean, inv_std, y_batch, t_batch, values, send_extra)
         if collective(key):
             done, status = first - start, COLLECTIVE_FAILED
             break
@@ -178,7 +178,7 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
                 targets: np.ndarray, order: np.ndarray,
                 lo: np.ndarray, counts: np.ndarray, act: int, loss: int, mean: np.ndarray,
                 inv_std: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray,
-                figures: np.ndarray) -> None:
+                values: np.ndarray, figures: np.ndarray) -> None:
     """This rank's part of one step: its shards' gradient sums, loss sums, correct counts.
 
     Shard ``j`` (the step's ``j``-th iteration) is ``order[lo[j]:lo[j] + counts[j]]``.
@@ -206,7 +206,7 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
         if n == 0:
             continue
         gather_batch(X, x_format, labels, targets, order, lo[j], n, loss, mean, inv_std,
-                     acts[0], y_batch, t_batch)
+                     acts[0], y_batch, t_batch, values)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch, n,
                                            act, loss, blas, rows > 0)
         figures[2 * j] = loss_sum

@@ -8,7 +8,7 @@ per batch:
 ==============================  ==================================================
 reference (NumPy)               compiled kernel
 ==============================  ==================================================
-``PythonEngine.run_span``      :func:`train_span` (many iterations, one call),
+``PythonEngine.run_span``       :func:`train_span` (many iterations, one call),
                                 called by :func:`fit_span`
 ``reference.loss_and_grads``    :func:`_forward_backward` (one iteration, its
                                 gradients added to the sums)
@@ -69,6 +69,27 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
     return loss_sum, correct
 
 
+@jit(inline="always")
+def _batch_buffers(Ws: tuple, widest: int, labels: np.ndarray, targets: np.ndarray, loss: int
+                   ) -> tuple[list, list, np.ndarray, np.ndarray, np.ndarray]:
+    """The buffers of a batch of up to ``widest`` rows, allocated once per span.
+
+    ``acts`` (``a_0`` -- the gathered batch -- to ``z_L``) and ``deltas`` (one
+    per layer), in the weights' dtype; the batch's labels (cross_entropy) or
+    targets (mse; zero rows otherwise); and one row of ``X`` decoded to
+    float64 (:func:`~.gather.gather_batch`'s ``values``).
+    """
+    dtype = Ws[0].dtype
+    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
+    deltas = []
+    for layer in range(len(Ws)):
+        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    y_batch = np.empty(widest, labels.dtype)
+    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
+    return acts, deltas, y_batch, t_batch, np.empty(Ws[0].shape[0])
+
+
 @jit
 def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
                x_format: tuple | None, labels: np.ndarray,
@@ -110,29 +131,22 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
     Unless DONE, the weights are the last finite ones.
     """
     L = len(Ws)
-    dtype = Ws[0].dtype
     last = len(bounds) - 2
     widest = 0
     for t in range(start, stop):
         widest = max(widest, bounds[t + 1] - bounds[t])
-    acts = [np.empty((widest, Ws[0].shape[0]), dtype)]
-    deltas = []
-    for layer in range(L):
-        acts.append(np.empty((widest, Ws[layer].shape[1]), dtype))
-        deltas.append(np.empty((widest, Ws[layer].shape[1]), dtype))
+    acts, deltas, y_batch, t_batch, values = _batch_buffers(Ws, widest, labels, targets, loss)
     Wc = [Ws[layer] for layer in range(L)]  # the current weights: the caller's, or the
     bc = [bs[layer] for layer in range(L)]  # buffers they were swapped with
     gWs = [np.empty_like(W) for W in Ws]
     gbs = [np.empty_like(b) for b in bs]
     swapped = False
-    y_batch = np.empty(widest, labels.dtype)
-    t_batch = np.empty((widest if loss == MSE else 0, targets.shape[1]), dtype)
     x_batch = acts[0]
     rows, steps = 0, 0
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
         gather_batch(X, x_format, labels, targets, order, bounds[t], n, loss, mean, inv_std,
-                     x_batch, y_batch, t_batch)
+                     x_batch, y_batch, t_batch, values)
         loss_sum, hits = _forward_backward(Wc, bc, acts, deltas, gWs, gbs, y_batch, t_batch,
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum

@@ -39,41 +39,39 @@ def _mean_and_check(w: np.ndarray, s: np.ndarray, g: np.ndarray, v: np.ndarray, 
         if rows != 1:
             mean = mean / m
         g[i] = mean
-        step = mu * v[i] + mean if momentum else mean
-        new = w[i] - lr_ * step
+        new = w[i] - lr_ * (mu * v[i] + mean)
         finite &= new - new == 0  # False for inf and NaN
     return finite
 
 
 @jit
 def _commit(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, momentum: float) -> None:
-    """``v <- momentum v + g`` (if momentum), ``w <- w - lr v`` (flat arrays)."""
+    """``v <- momentum v + g``, ``w <- w - lr v`` (flat arrays)."""
     t = w.dtype.type
     lr_, mu = t(lr), t(momentum)
     for i in range(w.size):
-        step = g[i]
-        if momentum:
-            step = mu * v[i] + step
-            v[i] = step
+        step = mu * v[i] + g[i]
+        v[i] = step
         w[i] -= lr_ * step
 
 
 @jit
 def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tuple, vWs: tuple,
              vbs: tuple, lr: float, momentum: float, rows: int) -> bool:
-    """One training step in place, PyTorch's momentum convention; False if it would diverge.
+    """One training step with momentum in place, PyTorch's convention; False if it would diverge.
 
     With ``g = sum / rows`` for every parameter (its gradient sum in ``sWs``,
     ``sbs``)::
 
-        v <- momentum * v + g          (skipped when momentum == 0: v is g)
+        v <- momentum * v + g
         w <- w - lr * v
 
+    A step without momentum is :func:`plain_step_into` (:func:`take_step`
+    chooses by whether there are momentum buffers).
     Invariant: all or nothing for weights and velocities. The means ``g`` are
     written into ``gWs, gbs`` first (which may be the sums themselves: they
     are used up) and every new weight is checked; if one is not finite, no
     weight or velocity is written and False is returned.
-    ``vWs, vbs`` are not read or written when momentum is 0.
     Constants are cast to the weights' dtype, as NumPy does.
     """
     for layer in range(len(Ws)):
