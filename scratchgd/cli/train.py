@@ -179,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _setup(args: argparse.Namespace, group: distributed.Group | None
+def setup(args: argparse.Namespace, group: distributed.Group | None = None
            ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
-    """The training and test sets, optimizer and model ``args`` name."""
+    """The training and test sets, optimizer and model ``args`` name (the playground's too)."""
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
@@ -193,9 +193,9 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
 
 def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if group is None:
-        train_set, test_set, optimizer, model = _setup(args, None)
+        train_set, test_set, optimizer, model = setup(args, None)
     else:
-        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
+        train_set, test_set, optimizer, model = group.agree(lambda: setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
