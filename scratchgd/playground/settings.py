@@ -175,7 +175,7 @@ def check(body: dict[str, Any], defaults: argparse.Namespace,
     step_bytes = memory.estimate(model, plan.loader.rows_per_batch, optimizer=optimizer)
     if step_bytes > LIMITS["step_bytes"]:
         raise SettingError(f"a training step would need {memory.format_bytes(step_bytes)}, more "
-                           f"than the {memory.format_bytes(LIMITS['step_bytes'])} a page may use: "
+                           f"than the {LIMITS['step_bytes'] // 2**20} MiB a page may use: "
                            f"a smaller batch_size or hidden, or a memory_budget", "batch_size")
     settings = {key: getattr(args, key) for key in KEYS if key != "dataset"}
     settings.update(dataset="file" if args.data else args.dataset, loss=model.loss,
