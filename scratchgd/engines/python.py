@@ -71,7 +71,7 @@ class PythonEngine(Engine):
                     total += g
             rows += len(X_batch)
             at.loss_sum += batch_loss
-            if model.loss == "cross_entropy":
+            if model.classifier:
                 at.correct += int((z.argmax(axis=1) == y_batch).sum())
             history.iterations += 1
             history.samples_seen += len(X_batch)
