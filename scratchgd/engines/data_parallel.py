@@ -183,6 +183,6 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
             break
         for total, g in zip(grad_sum, grads, strict=True):
             total += g
-        if model.loss == "cross_entropy":
+        if model.classifier:
             figures[t, 1] = (z.argmax(axis=1) == y[index]).sum()
     return np.concatenate([g.ravel() for g in grad_sum] + [figures.ravel()]).astype(reduce_dtype)
