@@ -418,7 +418,7 @@ def _check_history(ck: Checkpoint, history: dict[str, Any], regressor: bool) -> 
                           ("samples_at_epoch_end", "samples_seen")):
         values = history[name]
         if (not all(is_whole(v, 0, history[counter]) for v in values)
-                or any(a > b for a, b in zip(values, values[1:]))):
+                or any(np.diff(values) < 0)):
             raise ck.fail(f"has history {name} that is not whole numbers rising to at most "
                           f"{counter}={history[counter]}")
 
