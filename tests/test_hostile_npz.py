@@ -16,7 +16,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,30 +33,48 @@ HANG_SECONDS = 60
 DATA = sg.datasets.blobs(n=90, seed=1)
 
 
+REAPER = """
+import os, signal, subprocess, sys, time
+peak_file, timeout, args = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+process = subprocess.Popen(args)
+deadline = time.monotonic() + timeout
+while True:
+    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+    if pid:
+        break
+    if time.monotonic() > deadline:
+        process.kill()
+        process.wait()
+        sys.exit(124)
+    time.sleep(0.02)
+with open(peak_file, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs a command and writes its own peak RSS (KiB, from ``os.wait4``) to a file.
+
+A small process of its own, because Linux carries a process's peak RSS across
+``exec``: a child forked straight from the test process would report at
+least the test process's size.
+"""
+
+
 def child(args: list, cwd: Path, timeout: float = HANG_SECONDS) -> tuple[int, str, float]:
     """Run ``python -m scratchgd *args``; its exit status, stderr and own peak RSS in MB.
 
-    The child is reaped with ``os.wait4``, whose resource usage is that one
-    child's; one still running after ``timeout`` seconds is killed and fails the test.
+    A child still running after ``timeout`` seconds is killed and fails the test.
     """
     env = {**os.environ, "PYTHONPATH": str(Path(sg.__file__).parents[1])}
+    peak_file = cwd / "peak.txt"
     with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "scratchgd", *map(str, args)],
-                                   stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
-                                   env=env)
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            pytest.fail(f"scratchgd {' '.join(map(str, args))} hung for {timeout} s")
-        time.sleep(0.02)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return (process.returncode, (cwd / "stderr.txt").read_text(errors="replace"),
-            usage.ru_maxrss / 1024)
+        status = subprocess.run([sys.executable, "-c", REAPER, str(peak_file), str(timeout),
+                                 sys.executable, "-m", "scratchgd", *map(str, args)],
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
+                                env=env).returncode
+    if status == 124:
+        pytest.fail(f"scratchgd {' '.join(map(str, args))} hung for {timeout} s")
+    return (status, (cwd / "stderr.txt").read_text(errors="replace"),
+            int(peak_file.read_text()) / 1024)
 
 
 def assert_one_line(status: int, err: str, peak: float, *words: str) -> None:
