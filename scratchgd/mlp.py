@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _checks, kernels, npzfile
 from .activations import ACTIVATIONS
 from .data import Dataset
+from .errors import CompiledFallbackWarning
 from .kernels import reference
 from .losses import LOSSES
 from .scaling import Scaling, fit_scaling
@@ -33,6 +36,8 @@ class MLP:
         Dtype of weights and computation.
     backend : {"numpy", "numba"}
         ``"numpy"`` is the readable reference in ``scratchgd.kernels.reference``.
+        ``"numba"`` with an activation or loss that has no compiled twin runs
+        the reference kernels, with a :class:`~scratchgd.CompiledFallbackWarning`.
 
     Attributes
     ----------
@@ -82,7 +87,11 @@ class MLP:
         self.sizes = sizes
         self.dtype = dtype
         self.seed = seed
-        self._kernels = kernels.load(self.backend)
+        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        if missing is not None:
+            warnings.warn(CompiledFallbackWarning(
+                f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
+                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
         self.params = self._init_params(np.random.default_rng(self.seed))
         self._scaling: Scaling | None = None
         self._target_scaling: Scaling | None = None
@@ -306,7 +315,11 @@ class MLP:
         self.__dict__.update(state)
         self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
         self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
-        self._kernels = kernels.load(self.backend)
+        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        if missing is not None:
+            warnings.warn(CompiledFallbackWarning(
+                f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
+                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
 
     def save(self, path: str) -> None:
         """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
