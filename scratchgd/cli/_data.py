@@ -145,9 +145,19 @@ def loss_of(args: argparse.Namespace) -> str:
 
 
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
-    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
+    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets.
+
+    More classes than training rows is refused: such labels are values (or a
+    typo such as one label of 5000000), and the output layer they ask for
+    could outgrow memory.
+    """
     if train_set.is_classification:
-        return max(train_set.n_classes, test_set.n_classes)
+        classes = max(train_set.n_classes, test_set.n_classes)
+        if classes > len(train_set):
+            raise ValueError(f"the labels make {classes} classes (0 to {classes - 1}), more "
+                             f"than the {len(train_set)} training rows: a classifier needs rows "
+                             f"of its classes; if the labels are values, pass --loss mse")
+        return classes
     k, k_test = train_set.y.shape[1], test_set.y.shape[1]
     if k_test != k:
         raise ValueError(f"the training targets have {k} columns but the test targets {k_test}")

@@ -58,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "does not fit")
     train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=next(iter(OPTIMIZERS)),
                        help=", ".join(f"{kind.name}: {kind.help}" for kind in OPTIMIZERS.values())
-                       + " (default: the first)")
+                       + f" (default: {next(iter(OPTIMIZERS))})")
     train.add_argument("--batch-size", type=int, default=None,
                        help="rows per iteration for "
                        + ", ".join(f"{k.name} (default: {k.batch_size})"
@@ -73,7 +73,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="iterations per training step, or 'epoch' (default: 1)")
     train.add_argument("--hidden", type=int, nargs="*", default=[128],
                        help="hidden layer widths (default: 128)")
-    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
+                       help="of every hidden layer (default: relu)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     train.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
                        help="numpy (default: the readable reference, starts in half a second) or "
