@@ -28,9 +28,12 @@ from .mlp import MLP
 from .optim import Optimizer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitArgs:
-    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check."""
+    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check.
+
+    Built by keyword only, so no reordering of the fields can bind a value to another name.
+    """
 
     model: MLP
     data: Dataset
