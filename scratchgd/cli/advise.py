@@ -18,7 +18,7 @@ from ..mlp import MLP
 from ..noise import advice_table, default_batch_sizes, gradient_noise
 from ..optim import MiniBatchSGD
 from ..train import fit
-from ._data import add_data_arguments, load, n_outputs, scale
+from ._data import add_data_arguments, load, loss_of, n_outputs, scale
 from .train import DEFAULT_LR
 
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``scratchgd advise``; return the exit status."""
     train_set, test_set = load(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
-                loss=args.loss or "cross_entropy", seed=args.seed, backend=args.backend)
+                loss=loss_of(args), seed=args.seed, backend=args.backend)
     scale(args, model, train_set)
     lr = DEFAULT_LR[model.loss]["minibatch"] if args.lr is None else args.lr
     optimizer = MiniBatchSGD(lr, batch_size=args.batch_size)

@@ -16,7 +16,7 @@ from ..metrics import regression_report
 from ..mlp import MLP
 from ..optim import GD, SGD, MiniBatchSGD, Optimizer
 from ..train import evaluate, fit
-from ._data import add_data_arguments, load, n_outputs, scale
+from ._data import add_data_arguments, load, loss_of, n_outputs, scale
 
 DEFAULT_LR = {"cross_entropy": {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5},
               "mse": {"minibatch": 0.002, "sgd": 0.0002, "gd": 0.01}}
@@ -97,7 +97,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _optimizer(args: argparse.Namespace) -> Optimizer:
-    lr = DEFAULT_LR[args.loss or "cross_entropy"][args.optimizer] if args.lr is None else args.lr
+    lr = DEFAULT_LR[loss_of(args)][args.optimizer] if args.lr is None else args.lr
     if args.optimizer != "minibatch" and args.batch_size is not None:
         raise ValueError(f"--batch-size applies to --optimizer minibatch, not {args.optimizer} "
                          f"(gd uses the full data set, sgd one sample)")
@@ -185,7 +185,7 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
-                activation=args.activation, loss=args.loss or "cross_entropy", seed=args.seed,
+                activation=args.activation, loss=loss_of(args), seed=args.seed,
                 dtype=np.dtype(args.dtype).type, backend=args.backend)
     scale(args, model, train_set)
     return train_set, test_set, optimizer, model
