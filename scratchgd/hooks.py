@@ -200,7 +200,7 @@ class Checkpoints(Hook):
 
     def _save(self, history: History, at: Position) -> None:
         _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
-                   self.plan.settings, None if self.noise is None else self.noise.sums())
+                   self.plan.settings, noise=None if self.noise is None else self.noise.sums())
 
     def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
         """History and position of the run saved in the checkpoint, its state restored.

@@ -147,8 +147,8 @@ def _moments(model: MLP, data: Dataset, y: np.ndarray, index: np.ndarray | None
         rows = (slice(start, min(start + BLOCK_ROWS, m)) if index is None
                 else index[start:start + BLOCK_ROWS])
         X = model.inputs(data.X[rows])
-        norms = RowNorms(len(X), model._kernels)
-        _, grads, _ = model._kernels.loss_and_grads(model.params, X, y[rows], model.activation,
+        norms = RowNorms(len(X), model.kernels)
+        _, grads, _ = model.kernels.loss_and_grads(model.params, X, y[rows], model.activation,
                                                     model.loss, norms)
         for total, g in zip(grad_sum, grads, strict=True):
             total += g

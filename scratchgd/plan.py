@@ -123,7 +123,7 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     if group is None or scaling is None:
         return model.targets(y)
     mean, std = group.bcast((scaling.mean.tolist(), scaling.std.tolist()))
-    return reference.standardize(y, np.array(mean), np.array(std), model.dtype)
+    return reference.apply_scaling(y, np.array(mean), np.array(std), model.dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:

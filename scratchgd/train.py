@@ -69,7 +69,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
-        z = model._kernels.forward(model.params, X, model.activation)[-1]
+        z = model.kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSS[model.loss](z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())

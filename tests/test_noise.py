@@ -38,8 +38,8 @@ def test_per_example_norm_formula_equals_a_loop_of_single_rows(backend, problem)
     sizes, activation, loss, X, y, seed = problem
     model = sg.MLP(sizes, activation=activation, loss=loss, seed=seed, backend=backend)
     brute = (per_row_grads(model, sg.Dataset(X, y)) ** 2).sum(axis=1)
-    norms = noise.RowNorms(len(X), model._kernels)
-    model._kernels.loss_and_grads(model.params, X, model.check_y(y, len(X)), activation, loss,
+    norms = noise.RowNorms(len(X), model.kernels)
+    model.kernels.loss_and_grads(model.params, X, model.check_y(y, len(X)), activation, loss,
                                   norms)
     np.testing.assert_allclose(norms.sq_norms, brute, rtol=1e-10, atol=1e-300)
 
@@ -222,8 +222,8 @@ def test_track_noise_leaves_the_run_unchanged_and_skips_a_one_row_batch():
     model = sg.MLP([64, 8, 10], seed=0)
     loader = sg.MiniBatchSGD(0.1, batch_size=32).loader(data, seed=0)
     index = loader.batch_index(loader.epoch_order(), 0)
-    norms = noise.RowNorms(32, model._kernels)
-    _, grads, _ = model._kernels.loss_and_grads(model.params, data.X[index], data.y[index],
+    norms = noise.RowNorms(32, model.kernels)
+    _, grads, _ = model.kernels.loss_and_grads(model.params, data.X[index], data.y[index],
                                                 "relu", "cross_entropy", norms)
     assert h_tracked.b_simple == [noise_scale(*batch_estimates(grads, norms.sq_norms))]
 

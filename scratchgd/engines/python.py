@@ -57,8 +57,8 @@ class PythonEngine(Engine):
             at.iteration += 1
             X_batch = model.inputs(X_rows, fresh=at.order is not None)
             # 2-4. predict, loss, gradients: sums over the rows of the batch
-            norms = None if self.noise is None else RowNorms(len(X_batch), model._kernels)
-            batch_loss, grads, z = model._kernels.loss_and_grads(
+            norms = None if self.noise is None else RowNorms(len(X_batch), model.kernels)
+            batch_loss, grads, z = model.kernels.loss_and_grads(
                 model.params, X_batch, y_batch, model.activation, model.loss, norms)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)

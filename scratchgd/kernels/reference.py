@@ -23,21 +23,18 @@ LayerObserver = Callable[[np.ndarray, np.ndarray], object]
 """Called as ``observe(a_prev, delta)`` for each layer by :func:`backward`."""
 
 
-def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: type,
-                fresh: bool = False) -> np.ndarray:
+def apply_scaling(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: type,
+                  fresh: bool = False) -> np.ndarray:
     """The input scaling, a fixed first operation: ``a_0 = (X - mean) / std``.
 
-    ``mean`` and ``std`` are float64 ``(d,)`` (``MLP.scaling``); applied to
-    each batch as it is gathered. The batch is copied once into the model's
-    ``dtype`` and scaled in place, in that dtype (a float32 model subtracts
-    and divides by the statistics rounded to float32: float32 arithmetic on a
-    float32 batch, where mixing in the float64 statistics would cast every
-    value to float64 and back, twice, and cost a fifth of an epoch), so the
-    data set is never changed and no float64 temporary of the batch is made.
-    ``fresh``: ``X`` is a batch just gathered, which nothing else holds
-    (``data.X[index_array]``), so when it has the model's dtype it is scaled
-    in place, without that copy (a second batch-sized allocation, which can
-    cost as much as the scaling itself).
+    ``mean`` and ``std`` are float64 ``(d,)`` (``MLP.scaling``, which
+    :func:`scratchgd.standardize` fits); applied to each batch as it is
+    gathered. The batch is copied once into the model's ``dtype`` and scaled
+    in place, in that dtype (a float32 model divides by the statistics rounded
+    to float32), so the data set is never changed and no float64 temporary of
+    the batch is made. ``fresh``: ``X`` is a batch just gathered, which nothing
+    else holds (``data.X[index_array]``), so when it has the model's dtype it
+    is scaled in place, without that copy.
     """
     a0 = np.asarray(X, dtype=dtype) if fresh else np.array(X, dtype=dtype)  # the batch's own
     a0 -= np.asarray(mean, dtype=dtype)     # a_0 = (X - mean) / std
