@@ -31,7 +31,7 @@ from .data import Dataset
 from .distributed import Group
 from .history import History, Position
 from .hooks import Checkpoints, EpochCallback, Hook, NoiseTracker, Report, call, check_hooks, span_end
-from .losses import LOSS
+from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
 from .plan import FitArgs, make_plan
@@ -70,7 +70,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
         z = model.kernels.forward(model.params, X, model.activation)[-1]
-        loss_sum += LOSS[model.loss](z, y[rows])[0]
+        loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
         else:

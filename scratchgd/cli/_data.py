@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import datasets
 from ..data import Dataset
+from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
 from ..scaling import range_spread
@@ -49,7 +50,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--test-labels", metavar="FILE", default=None,
                      help="labels of --test-data, when they are in a file of their own")
     add_header_argument(own)
-    parser.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
+    parser.add_argument("--loss", choices=tuple(LOSSES), default=None,
                         help="cross_entropy: classification, the default, for integer class "
                         "labels; mse: regression (mean squared error) on real-valued targets, "
                         "one output per column of --labels; reports R^2 and RMSE. The targets "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..kernels import BACKENDS
 from ..mlp import MLP
 from ..noise import advice_table, default_batch_sizes, gradient_noise
 from ..optim import MiniBatchSGD
@@ -37,7 +38,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         f"with --loss mse {DEFAULT_LR['mse']['minibatch']})")
     advise.add_argument("--hidden", type=int, nargs="*", default=[128],
                         help="hidden layer widths (default: 128)")
-    advise.add_argument("--backend", default="numpy", help="numpy (default) or numba")
+    advise.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
+                        help="numpy (default) or numba")
     advise.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     advise.add_argument("--rows", type=int, default=None,
                         help="measure B_simple on this many rows drawn at random (default: all)")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..activations import DERIVATIVE, FORWARD
-from ..losses import LOSS
+from ..activations import ACTIVATIONS
+from ..losses import LOSSES
 
 LayerObserver = Callable[[np.ndarray, np.ndarray], object]
 """Called as ``observe(a_prev, delta)`` for each layer by :func:`backward`."""
@@ -48,7 +48,7 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``. The last item
     is the network's raw output; the others are kept for the backward pass.
     """
-    f = FORWARD[activation]
+    f = ACTIVATIONS[activation].forward
     n_layers = len(params) // 2
     layers = [X]
     for layer in range(n_layers):
@@ -73,7 +73,7 @@ def backward(params: list[np.ndarray], layers: list[np.ndarray], dz: np.ndarray,
     ``observe(a_{l-1}, delta_l)`` (the gradient noise builds its per-example
     norms from them: :class:`scratchgd.noise.RowNorms`).
     """
-    df = DERIVATIVE[activation]
+    df = ACTIVATIONS[activation].derivative
     grads: list[np.ndarray] = [np.empty(0)] * len(params)
     delta = dz
     for layer in range(len(params) // 2 - 1, -1, -1):
@@ -96,5 +96,5 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     (``observe``: see :func:`backward`). Pure: reads ``params``, writes nothing.
     """
     layers = forward(params, X, activation)
-    loss_sum, dz = LOSS[loss](layers[-1], y)
+    loss_sum, dz = LOSSES[loss].function(layers[-1], y)
     return loss_sum, backward(params, layers, dz, activation, observe), layers[-1]
