@@ -58,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "does not fit")
     train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=next(iter(OPTIMIZERS)),
                        help=", ".join(f"{kind.name}: {kind.help}" for kind in OPTIMIZERS.values())
-                       + " (default: the first)")
+                       + f" (default: {next(iter(OPTIMIZERS))})")
     train.add_argument("--batch-size", type=int, default=None,
                        help="rows per iteration for "
                        + ", ".join(f"{k.name} (default: {k.batch_size})"
@@ -73,7 +73,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="iterations per training step, or 'epoch' (default: 1)")
     train.add_argument("--hidden", type=int, nargs="*", default=[128],
                        help="hidden layer widths (default: 128)")
-    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
+                       help="of every hidden layer (default: relu)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     train.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
                        help="numpy (default: the readable reference, starts in half a second) or "
@@ -187,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _setup(args: argparse.Namespace, group: distributed.Group | None
+def setup(args: argparse.Namespace, group: distributed.Group | None = None
            ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
-    """The training and test sets, optimizer and model ``args`` name."""
+    """The training and test sets, optimizer and model ``args`` name (the playground's too)."""
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
@@ -201,9 +202,9 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
 
 def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if group is None:
-        train_set, test_set, optimizer, model = _setup(args, None)
+        train_set, test_set, optimizer, model = setup(args, None)
     else:
-        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
+        train_set, test_set, optimizer, model = group.agree(lambda: setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
