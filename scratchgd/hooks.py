@@ -8,8 +8,8 @@ start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or 
 before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due), then
                    the ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
-end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch), then
-                   ``fit``'s ``hooks``
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then ``fit``'s ``hooks``
 end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
                    line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
                    (``fit``'s ``on_epoch_end``), then ``fit``'s ``hooks``
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from . import _checks
 from . import checkpoint as _ckpt
+from .data import Dataset
 from .distributed import Group
 from .errors import StopTraining
 from .history import History, Position, epoch_line
@@ -89,6 +90,22 @@ class NoiseTracker(Hook):
     def end_of_epoch(self, history: History, at: Position) -> None:
         history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
                                 if at.noise_batches else math.nan)
+
+
+class MappedFiles(Hook):
+    """Memory-mapped training or validation data: its files checked after every span.
+
+    :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
+    shrunk below what its map needs, before the next span (or the epoch's
+    validation) reads past its end, which would kill the process by SIGBUS.
+    """
+
+    def __init__(self, *datasets: Dataset | None) -> None:
+        self.datasets = [data for data in datasets if data is not None]
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        for data in self.datasets:
+            data.check_files()
 
 
 class Report(Hook):

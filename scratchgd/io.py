@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,18 @@ def _named_errors(path: PathLike) -> Iterator[None]:
                          f"{exc})") from None
 
 
+def mapped_file(arr: np.ndarray) -> tuple[str, int] | None:
+    """``(file name, bytes needed)`` if ``arr`` is (a view of) a memory map of a file, else ``None``.
+
+    The bytes needed are the map's end in the file: its offset plus its size.
+    """
+    while isinstance(arr, np.ndarray):
+        if isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap):
+            return arr.filename, arr.offset + arr.nbytes
+        arr = arr.base
+    return None
+
+
 def read_npz(path: PathLike, x_key: str = "X", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """Arrays ``x_key`` and ``y_key`` of a ``.npz`` archive, read into memory.
 
@@ -218,7 +231,8 @@ def read_idx(path: PathLike, mmap: bool = True) -> np.ndarray:
             offset, nbytes = 4 + 4 * ndim, math.prod(shape) * dtype.itemsize
             declared = f"shape {shape} of {dtype}"
             if not gzipped:
-                _check_length(path, "IDX header", declared, offset + nbytes, os.fstat(stream.fileno()).st_size)
+                _check_length(path, "IDX header", declared, offset + nbytes,
+                              os.fstat(stream.fileno()).st_size)
                 if mmap and nbytes:
                     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
             _fits(path, declared, nbytes)
