@@ -118,10 +118,12 @@ class Inflating:
         self.stream, self.out = gzip.GzipFile(fileobj=self.raw, mode="rb"), 0
 
     def read(self, size: int) -> bytes:
-        return self._counted(self.stream.read(size))
+        """At most ``min(size, GZIP_ALLOWANCE)`` bytes (fewer only at the end)."""
+        return self._counted(self.stream.read(min(size, GZIP_ALLOWANCE)))
 
     def readinto(self, buffer: memoryview) -> int:
-        return self._counted(self.stream.readinto(buffer))
+        """Fill at most ``GZIP_ALLOWANCE`` bytes of ``buffer``; the count filled."""
+        return self._counted(self.stream.readinto(buffer[:GZIP_ALLOWANCE]))
 
     def _counted(self, result: bytes | int) -> bytes | int:
         self.out += result if isinstance(result, int) else len(result)

@@ -5,8 +5,9 @@ point              collaborators (in this order)
 =================  =============================================================================
 start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
                    :class:`Report` (opens the progress bar; says where a resumed run stands)
-before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due), then
-                   the ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
+before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then the
+                   ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
 end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch),
                    :class:`MappedFiles` (memory-mapped data not truncated), then ``fit``'s ``hooks``
@@ -93,7 +94,7 @@ class NoiseTracker(Hook):
 
 
 class MappedFiles(Hook):
-    """Memory-mapped training or validation data: its files checked after every span.
+    """Memory-mapped training or validation data: its files checked before and after every span.
 
     :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
     shrunk below what its map needs, before the next span (or the epoch's
@@ -102,6 +103,9 @@ class MappedFiles(Hook):
 
     def __init__(self, *datasets: Dataset | None) -> None:
         self.datasets = [data for data in datasets if data is not None]
+
+    def span_steps(self, history: History, at: Position) -> None:
+        self.end_of_span(history, at)
 
     def end_of_span(self, history: History, at: Position) -> None:
         for data in self.datasets:

@@ -80,7 +80,8 @@ def read_npy(path: PathLike, mmap: bool = True) -> np.ndarray:
         if mmap:
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
         _fits(path, f"shape {shape} of {dtype}", nbytes)
-        return _read_into(fh, np.empty(shape, dtype, order=order), path)
+        return _read_into(fh, np.empty(shape, dtype, order=order), path, ".npy header",
+                          f"shape {shape} of {dtype}")
 
 
 _PICKLED = "; objects are pickled data, which scratchgd never loads"
@@ -103,15 +104,23 @@ def _fits(path: PathLike, declared: str, nbytes: int) -> None:
                          f"{limit / 2**30:.3g} GiB of memory this process may use")
 
 
-def _read_into(stream: object, out: np.ndarray, path: PathLike) -> np.ndarray:
-    """Fill ``out``'s bytes from ``stream``, as they come (memory grows only with what is read)."""
+def _read_into(stream: object, out: np.ndarray, path: PathLike, header: str,
+               declared: str) -> np.ndarray:
+    """Fill ``out``'s bytes from ``stream``, as they come (memory grows only with what is read).
+
+    Refuses a stream that ends early, or goes on after them: ``header`` says ``declared``.
+    """
     view = memoryview(out.reshape(-1, order="A")).cast("B")
     filled = 0
     while filled < len(view):
         got = stream.readinto(view[filled:])
         if not got:
-            raise ValueError(f"{path}: truncated: {filled} of {len(view)} bytes of data")
+            break
         filled += got
+    if filled < len(view) or stream.read(1):
+        raise ValueError(f"{path}: {header} says {declared} ({len(view)} bytes of data) but "
+                         f"the data holds {'fewer' if filled < len(view) else 'more'}: "
+                         f"{'truncated' if filled < len(view) else 'trailing bytes'}")
     return out
 
 
@@ -236,16 +245,7 @@ def read_idx(path: PathLike, mmap: bool = True) -> np.ndarray:
                 if mmap and nbytes:
                     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
             _fits(path, declared, nbytes)
-            data = np.empty(shape, dtype)
-            try:
-                _read_into(stream, data, path)
-            except ValueError:
-                raise ValueError(f"{path}: IDX header says {declared} ({nbytes} bytes of "
-                                 f"data) but the data holds fewer: truncated") from None
-            if stream.read(1):
-                raise ValueError(f"{path}: IDX header says {declared} ({nbytes} bytes of "
-                                 f"data) but the data holds more: trailing bytes")
-            return data
+            return _read_into(stream, np.empty(shape, dtype), path, "IDX header", declared)
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
             raise ValueError(f"{path}: corrupt gzip stream: {exc}") from None
 

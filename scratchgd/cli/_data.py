@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from .. import datasets
+from .. import _files, datasets
 from ..data import Dataset
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
@@ -129,7 +128,12 @@ def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = 
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
     """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
     if train_set.is_classification:
-        return max(train_set.n_classes, test_set.n_classes)
+        classes = max(train_set.n_classes, test_set.n_classes)
+        if classes > len(train_set):
+            raise ValueError(f"the labels name {classes} classes (the largest is {classes - 1}) "
+                             f"but the training set has {len(train_set)} rows, fewer than one "
+                             f"per class; if the labels are values to predict, pass --loss mse")
+        return classes
     k, k_test = train_set.y.shape[1], test_set.y.shape[1]
     if k_test != k:
         raise ValueError(f"the training targets have {k} columns but the test targets {k_test}")
@@ -151,9 +155,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--model {path}: no such file")
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
+    so is a path that is not a regular file, saying what it is)."""
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        raise ValueError(f"--model {path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(f"--model {exc}") from None
     return load_model(path)
 
 
