@@ -149,6 +149,19 @@ def open_data(path: str | os.PathLike) -> Iterator[tuple[BinaryIO | Inflating, b
         yield (Inflating(path, fh) if gzipped else fh), gzipped
 
 
+@contextlib.contextmanager
+def named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn what a hostile file can raise deep inside a reader into one line naming the file:
+    ``MemoryError``, ``OverflowError`` and ``RecursionError`` become a ``ValueError``."""
+    try:
+        yield
+    except MemoryError:
+        raise ValueError(f"{os.fspath(path)}: not enough memory to read it") from None
+    except (OverflowError, RecursionError) as exc:
+        raise ValueError(f"{os.fspath(path)}: not a readable data file ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
 def physical_memory() -> int:
     """Bytes of physical memory of this machine (``UNKNOWN_MEMORY`` where it cannot be asked)."""
     try:

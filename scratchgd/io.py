@@ -27,11 +27,9 @@ Which readers keep the data on disk:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import mmap
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +54,7 @@ def read_npy(path: PathLike, mmap: bool = True) -> np.ndarray:
     indexed; without, the declared size must fit in the memory this process
     may use (:func:`scratchgd._files.memory_limit`) before it is read.
     """
-    with _named_errors(path), _files.open_regular(path) as fh:
+    with _files.named_errors(path), _files.open_regular(path) as fh:
         try:
             version = np.lib.format.read_magic(fh)
             read_header = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -124,18 +122,6 @@ def _read_into(stream: object, out: np.ndarray, path: PathLike, header: str,
     return out
 
 
-@contextlib.contextmanager
-def _named_errors(path: PathLike) -> Iterator[None]:
-    """Turn what a hostile file can raise deep inside a reader into one line naming the file."""
-    try:
-        yield
-    except MemoryError:
-        raise ValueError(f"{path}: not enough memory to read it") from None
-    except (OverflowError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a readable data file ({type(exc).__name__}: "
-                         f"{exc})") from None
-
-
 def mapped_file(arr: np.ndarray) -> tuple[str, int] | None:
     """``(file name, bytes needed)`` if ``arr`` is (a view of) a memory map of a file, else ``None``.
 
@@ -155,7 +141,7 @@ def read_npz(path: PathLike, x_key: str = "X", y_key: str = "y") -> tuple[np.nda
     files and checkpoints (every entry's header checked against its size and
     the memory limit before anything is inflated; nothing unpickled).
     """
-    with _named_errors(path):
+    with _files.named_errors(path):
         _files.regular_size(path)
         arrays = npzfile.read_npz(path, "data file")
     missing = [key for key in (x_key, y_key) if key not in arrays]
@@ -225,7 +211,7 @@ def read_idx(path: PathLike, mmap: bool = True) -> np.ndarray:
     :class:`scratchgd._files.Inflating`.
     """
     path = Path(path)
-    with _named_errors(path), _files.open_data(path) as (stream, gzipped):
+    with _files.named_errors(path), _files.open_data(path) as (stream, gzipped):
         try:
             head = stream.read(4)
             if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_DTYPES:
@@ -375,7 +361,7 @@ def read_features(path: PathLike, header: bool | None = None) -> np.ndarray:
     if kind == ".npy":
         return read_npy(path)
     if kind == ".npz":
-        with _named_errors(path):
+        with _files.named_errors(path):
             _files.regular_size(path)
             arrays = npzfile.read_npz(path, "data file")
         if "X" not in arrays:

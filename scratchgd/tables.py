@@ -18,6 +18,7 @@ number, a value that is not finite (NaN, inf, or beyond float64's range).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import warnings
@@ -140,50 +141,44 @@ def read_table(path: str | os.PathLike, header: bool | None = None,
         regular file. A missing file raises ``FileNotFoundError``.
     """
     path = Path(path)
-    blocks = content_blocks(path)
-    try:
-        pending: list[Lines] = []   # read before the delimiter and header are decided
-        for block in blocks:
-            pending.append(block)
-            if sum(map(len, pending)) >= 2:
-                break
-        first = [line for block in pending for line in block][:2]
-        if not first:
-            raise ValueError(f"{path}: no rows of numbers (the file is empty, or blank lines "
-                             f"and # comments only)")
-        if delimiter is None:
-            delimiter = _delimiter_of([text for _, text in first])
-        if header is None:
-            header = not _numbers(first[0][1], delimiter)
-        parts, shape = [], None
-        for block in itertools.chain(pending, blocks):
-            if header and block and block[0] == first[0]:
-                block = block[1:]
-            if not block:
-                continue
-            part = _parse(path, block, delimiter, shape)
-            shape = (shape[0] if shape else block[0][0], part.shape[1])
-            parts.append(part)
-            _check_size(path, block[-1][0], sum(map(len, parts)), part.shape[1])
-    except (OSError, EOFError) as exc:   # gzip.BadGzipFile is an OSError
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable text table (plain or gzipped UTF-8 text): "
-                         f"{exc}") from None
-    finally:
-        blocks.close()
-    if not parts:
-        raise ValueError(f"{path}: no rows of numbers after the header line {first[0][0]}")
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _check_size(path: Path, line: int, rows: int, width: int) -> None:
-    """Refuse a table whose rows so far, concatenated at the end, would not fit in memory."""
-    limit = _files.memory_limit()
-    if 2 * 8 * rows * width > limit:
-        raise ValueError(f"{path}, line {line}: {rows} rows of {width} numbers so far, more "
-                         f"than the {limit / 2**30:.3g} GiB of memory this process may use "
-                         f"can read (save it as .npy to read it memory-mapped)")
+    with _files.named_errors(path), contextlib.closing(content_blocks(path)) as blocks:
+        try:
+            pending: list[Lines] = []   # read before the delimiter and header are decided
+            for block in blocks:
+                pending.append(block)
+                if sum(map(len, pending)) >= 2:
+                    break
+            first = [line for block in pending for line in block][:2]
+            if not first:
+                raise ValueError(f"{path}: no rows of numbers (the file is empty, or blank lines "
+                                 f"and # comments only)")
+            if delimiter is None:
+                delimiter = _delimiter_of([text for _, text in first])
+            if header is None:
+                header = not _numbers(first[0][1], delimiter)
+            parts, shape, rows, limit = [], None, 0, _files.memory_limit()
+            for block in itertools.chain(pending, blocks):
+                if header and block and block[0] == first[0]:
+                    block = block[1:]
+                if not block:
+                    continue
+                part = _parse(path, block, delimiter, shape)
+                shape = (shape[0] if shape else block[0][0], part.shape[1])
+                parts.append(part)
+                rows += len(part)
+                if 2 * 8 * rows * part.shape[1] > limit:   # the blocks, then their join
+                    raise ValueError(f"{path}, line {block[-1][0]}: {rows} rows of "
+                                     f"{part.shape[1]} numbers so far, more than the "
+                                     f"{limit / 2**30:.3g} GiB of memory this process may use "
+                                     f"can read (save it as .npy to read it memory-mapped)")
+        except (OSError, EOFError) as exc:   # gzip.BadGzipFile is an OSError
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path}: not a readable text table (plain or gzipped UTF-8 text): "
+                             f"{exc}") from None
+        if not parts:
+            raise ValueError(f"{path}: no rows of numbers after the header line {first[0][0]}")
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _parse(path: Path, block: Lines, delimiter: str | None,
