@@ -37,3 +37,15 @@ class StopTraining(Exception):
     ``iteration_loss`` up to that step, its per-epoch lists for the epochs
     finished. The model keeps the weights of that step.
     """
+
+
+class CompiledFallbackWarning(UserWarning):
+    """``backend="numba"`` met something its compiled code does not implement exactly.
+
+    An optimizer that overrides ``Optimizer.step``, ``buffers`` or ``reset``; a
+    data loader that overrides how batches are drawn; an activation or loss
+    without a compiled twin. The model or the run then uses the NumPy reference
+    kernels (:func:`scratchgd.fit`: the Python engine on them), so the weights
+    are those of ``backend="numpy"``, bit for bit; the message says why. Turn
+    it into an error with ``warnings.simplefilter("error", CompiledFallbackWarning)``.
+    """

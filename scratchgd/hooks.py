@@ -170,6 +170,8 @@ class Checkpoints(Hook):
         self.path, self.group = path, group
         self.every = None if path is None or every == "epoch" else every
         self.writes = path is not None and (group is None or group.rank == 0)  # rank 0 writes
+        # the data set's identity, stored in every checkpoint and checked on resume
+        self.data = None if path is None else _ckpt.fingerprint(plan.loader.dataset)
 
     def resume(self, resume: bool) -> tuple[History, Position]:
         """The History and Position the run starts from: fresh, or those of the checkpoint.
@@ -202,7 +204,7 @@ class Checkpoints(Hook):
 
     def _save(self, history: History, at: Position) -> None:
         _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
-                   self.plan.settings)
+                   self.plan.settings, data=self.data)
 
     def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
         """History and position of the run saved in the checkpoint, its state restored.
@@ -210,7 +212,7 @@ class Checkpoints(Hook):
         ``content``: the file's bytes as rank 0 read and broadcast them.
         """
         saved = _ckpt.load(self.path, content)
-        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings)
+        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings, self.data)
         try:
             history = History(**saved.history)
             at = Position(order=saved.order, **saved.position)

@@ -41,7 +41,7 @@ from .hooks import (
     check_hooks,
     span_end,
 )
-from .losses import LOSS
+from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
 from .plan import FitArgs, make_plan
@@ -80,7 +80,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
-        loss_sum += LOSS[model.loss](z, y[rows])[0]
+        loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
         else:
@@ -302,9 +302,21 @@ def _record_epoch(model: MLP, history: History, at: Position, n: int,
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
     history.samples_at_epoch_end.append(history.samples_seen)
-    if validation is not None:
-        val_loss, val_accuracy, val_r2 = _evaluate(model, validation)
-        history.val_loss.append(val_loss)
-        history.val_accuracy.append(val_accuracy)
-        if model.loss == "mse":
-            history.val_r2.append(val_r2)
+    _record_validation(model, history, validation)
+
+
+def _record_validation(model: MLP, history: History, validation: Dataset | None) -> None:
+    """Record the validation figures of the epoch just finished, NaN for one without ``validation``.
+
+    The lists stay empty until an epoch is validated; from then on they hold
+    one value per epoch (NaN for each epoch trained without ``validation``,
+    before or after), so a run resumed with or without ``validation`` keeps
+    them as long as ``epoch_loss``. ``val_r2`` is recorded for mse only.
+    """
+    if validation is None and not history.val_loss:
+        return
+    figures = _evaluate(model, validation) if validation is not None else (math.nan,) * 3
+    lists = [history.val_loss, history.val_accuracy] + [history.val_r2] * (model.loss == "mse")
+    for values, value in zip(lists, figures[:len(lists)], strict=True):
+        values.extend([math.nan] * (history.epochs - 1 - len(values)))  # epochs not validated
+        values.append(value)

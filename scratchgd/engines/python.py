@@ -3,15 +3,17 @@
 Read this one first: every step of the article's cycle is a numbered line
 below, and an iteration is literally one item of the data loader
 (:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does the arithmetic (NumPy for
-``backend="numpy"``, compiled for ``"numba"`` when ``fit(track_noise=True)``
-needs per-example gradient norms); the loop, the accumulation and the update
-are here.
+``backend="numpy"``, and for ``"numba"`` when the compiled engines fall back,
+see :func:`scratchgd.engines.choose`; compiled for ``"numba"`` when
+``fit(track_noise=True)`` needs per-example gradient norms); the loop, the
+accumulation and the update are here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -39,8 +41,9 @@ class PythonEngine(Engine):
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int, noise: BatchObserver | None = None) -> None:
-        super().__init__(model, optimizer, loader, y, k)
+                 k: int, noise: BatchObserver | None = None,
+                 kernels: ModuleType | None = None) -> None:
+        super().__init__(model, optimizer, loader, y, k, kernels)
         self.noise = noise
 
     def run_span(self, at: Position, stop: int, history: History,
@@ -57,7 +60,7 @@ class PythonEngine(Engine):
             X_batch = model.inputs(X_rows, fresh=at.order is not None)
             # 2-4. predict, loss, gradients: sums over the rows of the batch
             sq_norms = None if self.noise is None else np.zeros(len(X_batch))  # |grad l_i|^2
-            batch_loss, grads, z = model._kernels.loss_and_grads(
+            batch_loss, grads, z = self.kernels.loss_and_grads(
                 model.params, X_batch, y_batch, model.activation, model.loss, sq_norms)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
@@ -71,7 +74,7 @@ class PythonEngine(Engine):
                     total += g
             rows += len(X_batch)
             at.loss_sum += batch_loss
-            if model.loss == "cross_entropy":
+            if model.classifier:
                 at.correct += int((z.argmax(axis=1) == y_batch).sum())
             history.iterations += 1
             history.samples_seen += len(X_batch)
