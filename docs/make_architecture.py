@@ -32,8 +32,8 @@ LAYERS = [
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),
     ("training", ("history", "engines", "plan", "hooks", "train")),
-    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "cli", "__main__",
-              PACKAGE)),
+    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "playground", "cli",
+              "__main__", PACKAGE)),
 ]
 """The layers, lowest first, and the top-level modules or subpackages each holds.
 

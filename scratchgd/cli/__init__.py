@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import TrainingDiverged
-from . import advise, compile, evaluate, predict, train
+from . import advise, compile, evaluate, playground, predict, train
 
-COMMANDS = (train, predict, evaluate, advise, compile)
+COMMANDS = (train, predict, evaluate, advise, compile, playground)
 """The command modules, in the order ``scratchgd --help`` lists them."""
 
 

@@ -20,6 +20,9 @@ SPREAD_WARNING = 100.0
 DATASETS = ("digits", "spirals", "blobs", "regression_1d")
 """The embedded data sets of ``--dataset``; ``regression_1d`` is regression (``--loss mse``)."""
 
+GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
+"""Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
@@ -163,12 +166,9 @@ def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
-    if name == "regression_1d":
-        return datasets.random_split(datasets.regression_1d(n=400, seed=seed), test_size=0.2,
-                                     seed=seed)
-    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
-            else datasets.blobs(n=600, seed=seed))
-    return datasets.stratified_split(data, test_size=0.2, seed=seed)
+    data = getattr(datasets, name)(n=GENERATED_ROWS[name], seed=seed)
+    split = datasets.random_split if name == "regression_1d" else datasets.stratified_split
+    return split(data, test_size=0.2, seed=seed)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

@@ -215,13 +215,13 @@ def check_writable(flag: str, path: str | None) -> None:
     os.unlink(probe)
 
 
-def _setup(args: argparse.Namespace, group: distributed.Group | None
-           ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
-    """The training and test sets, optimizer and model ``args`` name; output paths checked."""
+def setup(args: argparse.Namespace, group: distributed.Group | None = None
+          ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
+    """The training and test sets, optimizer and model ``args`` name (the playground's too);
+    the output paths among them checked first (:func:`check_writable`)."""
     if group is None or group.rank == 0:  # rank 0 alone writes files
-        for flag, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
-                           ("--plot", args.plot)):
-            check_writable(flag, path)
+        for flag in ("--save", "--checkpoint", "--plot"):
+            check_writable(flag, getattr(args, flag[2:], None))
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
@@ -233,9 +233,9 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
 
 def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if group is None:
-        train_set, test_set, optimizer, model = _setup(args, None)
+        train_set, test_set, optimizer, model = setup(args, None)
     else:
-        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
+        train_set, test_set, optimizer, model = group.agree(lambda: setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
