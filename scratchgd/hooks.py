@@ -5,11 +5,12 @@ point              collaborators (in this order)
 =================  =============================================================================
 start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
                    :class:`Report` (opens the progress bar; says where a resumed run stands)
-before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due), then
-                   the ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
+before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then the
+                   ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
-end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch), then
-                   ``fit``'s ``hooks``
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then ``fit``'s ``hooks``
 end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
                    line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
                    (``fit``'s ``on_epoch_end``), then ``fit``'s ``hooks``
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import _checks
 from . import checkpoint as _ckpt
+from .data import Dataset
 from .distributed import Group
 from .errors import StopTraining
 from .history import History, Position, epoch_line
@@ -105,6 +107,25 @@ class NoiseTracker(Hook):
         """Continue the epoch's sums of a checkpoint (:meth:`sums`' names)."""
         self.grad_sq, self.trace_cov = sums["noise_grad_sq"], sums["noise_trace_cov"]
         self.batches = sums["noise_batches"]
+
+
+class MappedFiles(Hook):
+    """Memory-mapped training or validation data: its files checked before and after every span.
+
+    :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
+    shrunk below what its map needs, before the next span (or the epoch's
+    validation) reads past its end, which would kill the process by SIGBUS.
+    """
+
+    def __init__(self, *datasets: Dataset | None) -> None:
+        self.datasets = [data for data in datasets if data is not None]
+
+    def span_steps(self, history: History, at: Position) -> None:
+        self.end_of_span(history, at)
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        for data in self.datasets:
+            data.check_files()
 
 
 class Report(Hook):

@@ -30,7 +30,17 @@ from . import _checks, engines
 from .data import Dataset
 from .distributed import Group
 from .history import History, Position
-from .hooks import Checkpoints, EpochCallback, Hook, NoiseTracker, Report, call, check_hooks, span_end
+from .hooks import (
+    Checkpoints,
+    EpochCallback,
+    Hook,
+    MappedFiles,
+    NoiseTracker,
+    Report,
+    call,
+    check_hooks,
+    span_end,
+)
 from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
@@ -261,7 +271,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     with np.errstate(over="ignore", invalid="ignore"), Report(
             progress, epochs, len(loader), history, at, checkpoint) as report:
         callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
-        hooks = [hook for hook in (noise, report, checkpoints, callback) if hook] + hooks
+        files = MappedFiles(data, validation)
+        hooks = [hook for hook in (noise, report, checkpoints, files, callback) if hook] + hooks
         stopped = False  # a hook raised StopTraining
         while at.epoch <= epochs and not stopped:  # an epoch: every row drawn once
             start = time.perf_counter()
