@@ -27,7 +27,7 @@ MAX_LINES = 500
 
 LAYERS = [
     ("foundation", ("errors", "_files", "_checks", "_arrays", "_registry", "activations", "losses",
-                    "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
+                    "tables", "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),

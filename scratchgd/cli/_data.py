@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from .. import datasets
+from .. import _files, datasets
 from ..data import Dataset
 from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
@@ -179,9 +178,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--model {path}: no such file")
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
+    so is a path that is not a regular file, saying what it is)."""
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        raise ValueError(f"--model {path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(f"--model {exc}") from None
     return load_model(path)
 
 
