@@ -179,8 +179,9 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
-    if not os.path.isfile(path):
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``;
+    a FIFO, a device or a folder is refused by :func:`load_model`, saying which)."""
+    if not os.path.exists(path):
         raise ValueError(f"--model {path}: no such file")
     return load_model(path)
 
