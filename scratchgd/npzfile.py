@@ -168,8 +168,13 @@ def _check_entries(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
     """The bytes of the array the entry ``info`` declares, after its header is checked."""
-    with archive.open(info) as member:
-        head = io.BytesIO(member.read(min(info.file_size, HEADER_CAP)))
+    with archive.open(info) as member:  # only the header is read: magic, its length, itself
+        start = member.read(8)
+        size = member.read(2 if start[6:7] == b"\x01" else 4)
+        length = int.from_bytes(size, "little")
+        if length > HEADER_CAP:
+            raise ValueError(f"entry {info.filename!r} declares a .npy header of {length} bytes")
+        head = io.BytesIO(start + size + member.read(length))
     version = np.lib.format.read_magic(head)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(head)
@@ -214,9 +219,12 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
     renames it over ``path`` (atomic on POSIX and Windows), then fsyncs the
     folder so the rename itself survives a power cut. A process killed before
     the rename leaves the old file untouched (and possibly the temporary file,
-    which :func:`remove_temporaries` deletes).
+    which :func:`remove_temporaries` deletes). A ``path`` that exists and is not
+    a regular file (a FIFO, a device, a folder) is refused (``ValueError``), not replaced.
     """
     path = os.fspath(path)
+    if os.path.exists(path):  # a FIFO or a device such as /dev/null is never replaced by a file
+        _files.regular_size(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                      suffix=".tmp")
