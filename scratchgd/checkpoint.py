@@ -104,16 +104,22 @@ def fingerprint(data: Any) -> dict[str, Any]:
     return {"rows": n, "features": X.shape[1], "targets": k, "sampled_rows": m,
             "sha256": digest.hexdigest()}
 
+NOISE = {"noise_grad_sq": 0.0, "noise_trace_cov": 0.0, "noise_batches": 0}
+"""The gradient-noise sums of the epoch in progress, stored with the position (format
+version 2 on; ``fit(track_noise=True)``'s :class:`scratchgd.hooks.NoiseTracker`): zero without."""
+
 
 def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, history: Any,
-         position: Any, settings: dict[str, Any], data: dict[str, Any] | None = None) -> None:
+         position: Any, settings: dict[str, Any], data: dict[str, Any] | None = None,
+         noise: dict[str, float | int] | None = None) -> None:
     """Write the state of a training run to ``path`` atomically.
 
     ``history`` and ``position`` are dataclasses (``History`` and the loop's
     position in the epoch, with an ``order`` field holding the epoch's row
     order or ``None``); ``settings`` are the ``fit`` arguments a resumed run
     must share (checked by :meth:`Checkpoint.check`); ``data`` the
-    :func:`fingerprint` of ``loader.dataset`` (computed if not given).
+    :func:`fingerprint` of ``loader.dataset`` (computed if not given);
+    ``noise`` the sums of :data:`NOISE` (zeros if ``None``), stored with the position.
     """
     arrays = model_arrays(model)
     for i, v in enumerate(optimizer.velocity or []):
@@ -128,6 +134,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
             counters[name] = value
     place = {f.name: getattr(position, f.name) for f in dataclasses.fields(position)}
     order = place.pop("order")
+    place.update(NOISE if noise is None else noise)
     if order is not None:
         arrays["order"] = order
     meta = {
@@ -174,7 +181,7 @@ class Checkpoint:
     velocity : list of arrays like ``params``, or ``None`` before the first momentum step.
     order : int array or None, the row order of the epoch in progress.
     history : dict of ``History`` fields.
-    position : dict of the loop's position fields (``order`` excluded).
+    position : dict of the loop's position fields (``order`` excluded) and the :data:`NOISE` sums.
     """
 
     path: str

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from .. import datasets
+from .. import _files, datasets
 from ..data import Dataset
 from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
@@ -20,6 +19,9 @@ SPREAD_WARNING = 100.0
 
 DATASETS = ("digits", "spirals", "blobs", "regression_1d")
 """The embedded data sets of ``--dataset``; ``regression_1d`` is regression (``--loss mse``)."""
+
+GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
+"""Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,12 +166,9 @@ def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
-    if name == "regression_1d":
-        return datasets.random_split(datasets.regression_1d(n=400, seed=seed), test_size=0.2,
-                                     seed=seed)
-    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
-            else datasets.blobs(n=600, seed=seed))
-    return datasets.stratified_split(data, test_size=0.2, seed=seed)
+    data = getattr(datasets, name)(n=GENERATED_ROWS[name], seed=seed)
+    split = datasets.random_split if name == "regression_1d" else datasets.stratified_split
+    return split(data, test_size=0.2, seed=seed)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -179,10 +178,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``;
-    a FIFO, a device or a folder is refused by :func:`load_model`, saying which)."""
-    if not os.path.exists(path):
-        raise ValueError(f"--model {path}: no such file")
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
+    so is a path that is not a regular file, saying what it is)."""
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        raise ValueError(f"--model {path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(f"--model {exc}") from None
     return load_model(path)
 
 
