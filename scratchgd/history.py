@@ -103,10 +103,8 @@ class Position:
     """Where a run stands: in epoch ``epoch`` (1-based), ``iteration`` batches done.
 
     ``order`` is the epoch's row order (``DataLoader.epoch_order``), drawn when
-    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums,
-    and ``noise_grad_sq``, ``noise_trace_cov`` the sums of the per-batch noise
-    estimates over its ``noise_batches`` batches (``fit(track_noise=True)``).
-    A checkpoint stores exactly this, always at a step boundary.
+    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums.
+    A checkpoint stores this, always at a step boundary.
     """
 
     epoch: int = 1
@@ -114,9 +112,6 @@ class Position:
     order: np.ndarray | None = None
     loss_sum: float = 0.0
     correct: int = 0
-    noise_grad_sq: float = 0.0
-    noise_trace_cov: float = 0.0
-    noise_batches: int = 0
 
     def next_epoch(self) -> Position:
         """The position at the start of the epoch after this one."""

@@ -35,7 +35,7 @@ from types import TracebackType
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, _files
 from . import checkpoint as _ckpt
 from .data import Dataset
 from .distributed import Group
@@ -76,21 +76,37 @@ class NoiseTracker(Hook):
 
     Every batch of ``B >= 2`` rows gives unbiased estimates of ``|G|^2`` and
     ``tr(Sigma)`` (:func:`scratchgd.noise.batch_estimates`); they are summed
-    over the epoch in ``at`` and divided when it ends
-    (:func:`scratchgd.noise.noise_scale`). A one-row batch carries no estimate.
+    over the epoch here (``grad_sq``, ``trace_cov``, over ``batches`` batches)
+    and divided when it ends (:func:`scratchgd.noise.noise_scale`). A one-row
+    batch carries no estimate. A checkpoint stores the sums of the epoch in
+    progress (:meth:`sums`, :meth:`restore`).
     """
 
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
+    def __init__(self) -> None:
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0
+
+    def add(self, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
         """Add the estimates of one batch: its gradient sums and ``|grad l_i|^2`` per row."""
         if len(sq_norms) > 1:
             grad_sq, trace_cov = batch_estimates(grads, sq_norms)
-            at.noise_grad_sq += grad_sq
-            at.noise_trace_cov += trace_cov
-            at.noise_batches += 1
+            self.grad_sq += grad_sq
+            self.trace_cov += trace_cov
+            self.batches += 1
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
-                                if at.noise_batches else math.nan)
+        history.b_simple.append(noise_scale(self.grad_sq, self.trace_cov)
+                                if self.batches else math.nan)
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0  # the next epoch's
+
+    def sums(self) -> dict[str, float | int]:
+        """The epoch's sums under the names a checkpoint stores them with its position."""
+        return {"noise_grad_sq": self.grad_sq, "noise_trace_cov": self.trace_cov,
+                "noise_batches": self.batches}
+
+    def restore(self, sums: dict[str, float | int]) -> None:
+        """Continue the epoch's sums of a checkpoint (:meth:`sums`' names)."""
+        self.grad_sq, self.trace_cov = sums["noise_grad_sq"], sums["noise_trace_cov"]
+        self.batches = sums["noise_batches"]
 
 
 class MappedFiles(Hook):
@@ -162,12 +178,15 @@ class Checkpoints(Hook):
     ``checkpoint_every``-th step, or after every epoch, and once more when
     training ends. With a ``group`` only rank 0 writes; on resume rank 0 reads
     the file and sends its bytes, so no rank needs a shared file system.
+    ``noise``: the run's :class:`NoiseTracker`, whose sums of the epoch in
+    progress a checkpoint carries (zeros without one).
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, plan: Plan, epochs: int,
-                 path: str | os.PathLike | None, every: int | str, group: Group | None) -> None:
+                 path: str | os.PathLike | None, every: int | str, group: Group | None,
+                 noise: NoiseTracker | None = None) -> None:
         self.model, self.optimizer, self.plan, self.epochs = model, optimizer, plan, epochs
-        self.path, self.group = path, group
+        self.path, self.group, self.noise = path, group, noise
         self.every = None if path is None or every == "epoch" else every
         self.writes = path is not None and (group is None or group.rank == 0)  # rank 0 writes
         # the data set's identity, stored in every checkpoint and checked on resume
@@ -204,7 +223,8 @@ class Checkpoints(Hook):
 
     def _save(self, history: History, at: Position) -> None:
         _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
-                   self.plan.settings, data=self.data)
+                   self.plan.settings, data=self.data,
+                   noise=None if self.noise is None else self.noise.sums())
 
     def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
         """History and position of the run saved in the checkpoint, its state restored.
@@ -215,7 +235,8 @@ class Checkpoints(Hook):
         saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings, self.data)
         try:
             history = History(**saved.history)
-            at = Position(order=saved.order, **saved.position)
+            at = Position(order=saved.order, **{key: value for key, value in
+                                                saved.position.items() if key not in _ckpt.NOISE})
         except TypeError as exc:
             raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
         needed = at.epoch if at.iteration else history.epochs
@@ -223,6 +244,8 @@ class Checkpoints(Hook):
             raise ValueError(f"checkpoint {os.fspath(self.path)!r} has reached epoch {needed}, "
                              f"beyond epochs={self.epochs}")
         saved.restore(self.model, self.optimizer, self.plan.loader)
+        if self.noise is not None:
+            self.noise.restore(saved.position)
         return history, at
 
 
@@ -268,9 +291,17 @@ def span_end(hooks: list[Hook], history: History, at: Position, k: int, last: in
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume).
+
+    Only a regular file whose size fits this process's memory is read
+    (:mod:`scratchgd._files`): a FIFO or a device is refused, never read.
+    """
     try:
-        with open(path, "rb") as f:
+        size = _files.regular_size(path)
+        _checks.fits_in_memory("checkpoint", os.fspath(path), size)
+        with _files.open_regular(path) as f:
             return f.read()
     except FileNotFoundError:
         return None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {exc}") from None

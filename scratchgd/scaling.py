@@ -13,7 +13,7 @@ the data:
 * :func:`scratchgd.standardize` (in :mod:`scratchgd.mlp`, which knows both the
   model and the data) stores them in ``model.scaling``; from then on every
   batch is scaled as it is gathered, ``a_0 = (x - mean) / std``
-  (:func:`scratchgd.kernels.reference.standardize`, and the gathering loop of
+  (:func:`scratchgd.kernels.reference.apply_scaling`, and the gathering loop of
   the compiled backend), by ``fit``, ``evaluate``, ``predict`` and the
   estimators alike, and the statistics are saved with the weights.
 

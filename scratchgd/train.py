@@ -79,7 +79,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
-        z = model._kernels.forward(model.params, X, model.activation)[-1]
+        z = model.kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
@@ -253,15 +253,19 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     hooks = check_hooks(hooks)
     group = None if comm is None else Group(comm)
     # start of run: every argument checked (alike on every rank) before anything changes
-    plan = make_plan(FitArgs(model, data, optimizer, epochs, accumulate, validation, progress,
-                             seed, checkpoint, checkpoint_every, resume, memory_budget,
-                             track_noise, rng, on_epoch_end, reduce_dtype), group)
+    plan = make_plan(FitArgs(
+        model=model, data=data, optimizer=optimizer, epochs=epochs, accumulate=accumulate,
+        validation=validation, progress=progress, seed=seed, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every, resume=resume, memory_budget=memory_budget,
+        track_noise=track_noise, rng=rng, on_epoch_end=on_epoch_end,
+        reduce_dtype=reduce_dtype), group)
     loader = plan.loader
     noise = NoiseTracker() if track_noise else None
     engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise,
                             plan.reduce_dtype)
     engine.start()
-    checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group)
+    checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group,
+                              noise)
     history, at = checkpoints.resume(resume)  # a fresh run, or the checkpoint's, weights restored
     # non-finite values are caught explicitly (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), Report(
