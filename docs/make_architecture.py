@@ -26,14 +26,14 @@ MAX_LINES = 500
 """The most lines a module of the package may have."""
 
 LAYERS = [
-    ("foundation", ("errors", "_checks", "_arrays", "activations", "losses", "io", "scaling",
-                    "npzfile", "kernels", "threadcomm", "distributed")),
+    ("foundation", ("errors", "_files", "_checks", "_arrays", "_registry", "activations", "losses",
+                    "tables", "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),
     ("training", ("history", "engines", "plan", "hooks", "train")),
-    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "cli", "__main__",
-              PACKAGE)),
+    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "playground", "cli",
+              "__main__", PACKAGE)),
 ]
 """The layers, lowest first, and the top-level modules or subpackages each holds.
 

@@ -5,32 +5,41 @@ point              collaborators (in this order)
 =================  =============================================================================
 start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
                    :class:`Report` (opens the progress bar; says where a resumed run stands)
+before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then the
+                   ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
-end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch)
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then ``fit``'s ``hooks``
 end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
                    line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
-                   (``fit``'s ``on_epoch_end``)
+                   (``fit``'s ``on_epoch_end``), then ``fit``'s ``hooks``
 =================  =============================================================================
 
-A collaborator is a :class:`Hook`: ``end_of_span(history, at)`` and
-``end_of_epoch(history, at)``, each doing nothing unless overridden; ``at`` is
-the position where the span or epoch ended. A new one is a subclass and an
-item of the loop's list of hooks. (The memory budget acts earlier, when the
-run is planned: :mod:`scratchgd.plan`.)
+A collaborator is a :class:`Hook`: ``span_steps(history, at)``,
+``end_of_span(history, at)`` and ``end_of_epoch(history, at)``, each doing
+nothing unless overridden; ``at`` is where the span is about to start, or where
+the span or epoch ended. A new built-in one is a subclass and an item of the
+loop's list of hooks; a caller's own is passed as ``fit(hooks=[...])`` and may
+end the run by raising :class:`scratchgd.StopTraining` after a span or an epoch. (The memory budget acts
+earlier, when the run is planned: :mod:`scratchgd.plan`.)
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _checks, _files
 from . import checkpoint as _ckpt
+from .data import Dataset
 from .distributed import Group
+from .errors import StopTraining
 from .history import History, Position, epoch_line
 from .mlp import MLP
 from .noise import batch_estimates, noise_scale
@@ -40,7 +49,20 @@ from .plan import Plan
 
 
 class Hook:
-    """A collaborator of the loop, called at the end of every span and every epoch."""
+    """A collaborator of the loop, called before and after every span and after every epoch.
+
+    ``fit(hooks=[...])`` adds the caller's own after the built-in ones.
+    ``end_of_span`` and ``end_of_epoch`` may raise :class:`scratchgd.StopTraining`
+    to end the run there, at a training-step boundary.
+    """
+
+    def span_steps(self, history: History, at: Position) -> int | None:
+        """The most training steps the next span may run (>= 1), or ``None`` for no limit.
+
+        The span runs to the epoch's end or the smallest limit of any hook.
+        Cutting a run into spans changes none of its results.
+        """
+        return None
 
     def end_of_span(self, history: History, at: Position) -> None:
         """After a span of whole training steps, ``at`` on a step boundary."""
@@ -54,21 +76,56 @@ class NoiseTracker(Hook):
 
     Every batch of ``B >= 2`` rows gives unbiased estimates of ``|G|^2`` and
     ``tr(Sigma)`` (:func:`scratchgd.noise.batch_estimates`); they are summed
-    over the epoch in ``at`` and divided when it ends
-    (:func:`scratchgd.noise.noise_scale`). A one-row batch carries no estimate.
+    over the epoch here (``grad_sq``, ``trace_cov``, over ``batches`` batches)
+    and divided when it ends (:func:`scratchgd.noise.noise_scale`). A one-row
+    batch carries no estimate. A checkpoint stores the sums of the epoch in
+    progress (:meth:`sums`, :meth:`restore`).
     """
 
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
+    def __init__(self) -> None:
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0
+
+    def add(self, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
         """Add the estimates of one batch: its gradient sums and ``|grad l_i|^2`` per row."""
         if len(sq_norms) > 1:
             grad_sq, trace_cov = batch_estimates(grads, sq_norms)
-            at.noise_grad_sq += grad_sq
-            at.noise_trace_cov += trace_cov
-            at.noise_batches += 1
+            self.grad_sq += grad_sq
+            self.trace_cov += trace_cov
+            self.batches += 1
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
-                                if at.noise_batches else math.nan)
+        history.b_simple.append(noise_scale(self.grad_sq, self.trace_cov)
+                                if self.batches else math.nan)
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0  # the next epoch's
+
+    def sums(self) -> dict[str, float | int]:
+        """The epoch's sums under the names a checkpoint stores them with its position."""
+        return {"noise_grad_sq": self.grad_sq, "noise_trace_cov": self.trace_cov,
+                "noise_batches": self.batches}
+
+    def restore(self, sums: dict[str, float | int]) -> None:
+        """Continue the epoch's sums of a checkpoint (:meth:`sums`' names)."""
+        self.grad_sq, self.trace_cov = sums["noise_grad_sq"], sums["noise_trace_cov"]
+        self.batches = sums["noise_batches"]
+
+
+class MappedFiles(Hook):
+    """Memory-mapped training or validation data: its files checked before and after every span.
+
+    :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
+    shrunk below what its map needs, before the next span (or the epoch's
+    validation) reads past its end, which would kill the process by SIGBUS.
+    """
+
+    def __init__(self, *datasets: Dataset | None) -> None:
+        self.datasets = [data for data in datasets if data is not None]
+
+    def span_steps(self, history: History, at: Position) -> None:
+        self.end_of_span(history, at)
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        for data in self.datasets:
+            data.check_files()
 
 
 class Report(Hook):
@@ -121,14 +178,19 @@ class Checkpoints(Hook):
     ``checkpoint_every``-th step, or after every epoch, and once more when
     training ends. With a ``group`` only rank 0 writes; on resume rank 0 reads
     the file and sends its bytes, so no rank needs a shared file system.
+    ``noise``: the run's :class:`NoiseTracker`, whose sums of the epoch in
+    progress a checkpoint carries (zeros without one).
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, plan: Plan, epochs: int,
-                 path: str | os.PathLike | None, every: int | str, group: Group | None) -> None:
+                 path: str | os.PathLike | None, every: int | str, group: Group | None,
+                 noise: NoiseTracker | None = None) -> None:
         self.model, self.optimizer, self.plan, self.epochs = model, optimizer, plan, epochs
-        self.path, self.group = path, group
+        self.path, self.group, self.noise = path, group, noise
         self.every = None if path is None or every == "epoch" else every
         self.writes = path is not None and (group is None or group.rank == 0)  # rank 0 writes
+        # the data set's identity, stored in every checkpoint and checked on resume
+        self.data = None if path is None else _ckpt.fingerprint(plan.loader.dataset)
 
     def resume(self, resume: bool) -> tuple[History, Position]:
         """The History and Position the run starts from: fresh, or those of the checkpoint.
@@ -146,18 +208,9 @@ class Checkpoints(Hook):
         content = self.group.bcast(_read_bytes(self.path) if self.group.rank == 0 else None)
         return fresh if content is None else self.group.agree(lambda: self._restore(content))
 
-    def span_end(self, at: Position, history: History) -> int:
-        """The iteration that ends the next span of the epoch.
-
-        The end of the epoch, or sooner the iteration whose training step is the
-        next multiple of ``checkpoint_every`` steps, where a checkpoint is due.
-        Spans start and end on step boundaries: a step is taken every ``k``
-        iterations.
-        """
-        last = len(self.plan.loader)
-        if self.every is None:
-            return last
-        return min(last, at.iteration + (self.every - history.steps % self.every) * self.plan.k)
+    def span_steps(self, history: History, at: Position) -> int | None:
+        """Steps to the next multiple of ``checkpoint_every`` steps, where a checkpoint is due."""
+        return None if self.every is None else self.every - history.steps % self.every
 
     def end_of_span(self, history: History, at: Position) -> None:
         if self.writes and at.iteration < len(self.plan.loader):  # due inside the epoch
@@ -170,7 +223,8 @@ class Checkpoints(Hook):
 
     def _save(self, history: History, at: Position) -> None:
         _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
-                   self.plan.settings)
+                   self.plan.settings, data=self.data,
+                   noise=None if self.noise is None else self.noise.sums())
 
     def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
         """History and position of the run saved in the checkpoint, its state restored.
@@ -178,10 +232,11 @@ class Checkpoints(Hook):
         ``content``: the file's bytes as rank 0 read and broadcast them.
         """
         saved = _ckpt.load(self.path, content)
-        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings)
+        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings, self.data)
         try:
             history = History(**saved.history)
-            at = Position(order=saved.order, **saved.position)
+            at = Position(order=saved.order, **{key: value for key, value in
+                                                saved.position.items() if key not in _ckpt.NOISE})
         except TypeError as exc:
             raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
         needed = at.epoch if at.iteration else history.epochs
@@ -189,13 +244,64 @@ class Checkpoints(Hook):
             raise ValueError(f"checkpoint {os.fspath(self.path)!r} has reached epoch {needed}, "
                              f"beyond epochs={self.epochs}")
         saved.restore(self.model, self.optimizer, self.plan.loader)
+        if self.noise is not None:
+            self.noise.restore(saved.position)
         return history, at
 
 
+def check_hooks(hooks: Iterable[Hook]) -> list[Hook]:
+    """``fit``'s ``hooks`` as a list, each a :class:`Hook`, else ``TypeError``."""
+    if isinstance(hooks, Hook) or not isinstance(hooks, Iterable):
+        raise TypeError(f"hooks must be a list of scratchgd.hooks.Hook, got {hooks!r}")
+    hooks = list(hooks)
+    for hook in hooks:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"hooks must hold scratchgd.hooks.Hook objects, got {hook!r}")
+    return hooks
+
+
+def call(hooks: list[Hook], point: str, history: History, at: Position) -> bool:
+    """Call ``point`` (``"end_of_span"`` or ``"end_of_epoch"``) of every hook, in order.
+
+    Returns whether one raised :class:`scratchgd.StopTraining`; the hooks after it
+    are called all the same, so each sees where the run ends.
+    """
+    stop = False
+    for hook in hooks:
+        try:
+            getattr(hook, point)(history, at)
+        except StopTraining:
+            stop = True
+    return stop
+
+
+def span_end(hooks: list[Hook], history: History, at: Position, k: int, last: int) -> int:
+    """The iteration that ends the next span: ``last`` (the epoch's), or sooner a hook's limit.
+
+    A hook's limit of ``s`` steps is ``at.iteration + s * k``: spans start and
+    end on step boundaries, a step taken every ``k`` iterations.
+    """
+    stop = last
+    for hook in hooks:
+        steps = hook.span_steps(history, at)
+        if steps is not None:
+            stop = min(stop, at.iteration + _checks.positive_int(
+                f"{type(hook).__name__}.span_steps()", steps) * k)
+    return stop
+
+
 def _read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume).
+
+    Only a regular file whose size fits this process's memory is read
+    (:mod:`scratchgd._files`): a FIFO or a device is refused, never read.
+    """
     try:
-        with open(path, "rb") as f:
+        size = _files.regular_size(path)
+        _checks.fits_in_memory("checkpoint", os.fspath(path), size)
+        with _files.open_regular(path) as f:
             return f.read()
     except FileNotFoundError:
         return None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {exc}") from None

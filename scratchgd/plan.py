@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, memory
+from . import _checks, _files, memory
 from .checkpoint import optimizer_settings
 from .data import DataLoader, Dataset
 from .distributed import Group
@@ -28,9 +28,12 @@ from .mlp import MLP
 from .optim import Optimizer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitArgs:
-    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check."""
+    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check.
+
+    Built by keyword only, so no reordering of the fields can bind a value to another name.
+    """
 
     model: MLP
     data: Dataset
@@ -120,7 +123,7 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     if group is None or scaling is None:
         return model.targets(y)
     mean, std = group.bcast((scaling.mean.tolist(), scaling.std.tolist()))
-    return reference.standardize(y, np.array(mean), np.array(std), model.dtype)
+    return reference.apply_scaling(y, np.array(mean), np.array(std), model.dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:
@@ -213,6 +216,11 @@ def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_ever
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
     if os.path.isdir(checkpoint):
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
+    if os.path.exists(checkpoint):  # a FIFO or a device is never read, nor replaced by a file
+        try:
+            _files.regular_size(checkpoint)
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {exc}") from None
     _checks.count_or_epoch("checkpoint_every", checkpoint_every)
 
 

@@ -14,16 +14,18 @@ import pytest
 from test_checkpoint import MakesMarker, rewrite, write_forged_header
 
 import scratchgd as sg
+from scratchgd import activations
 from scratchgd import checkpoint as ck
+from scratchgd.losses import LOSSES
 
 
 def trained(backend="numpy", dtype=np.float64, scale=True, loss="cross_entropy"):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4)) * [1, 10, 100, 1000]
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
-    if loss == "mse":
+    if not LOSSES[loss].classes:
         y = X[:, :2] / [1, 10]
-    model = sg.MLP([4, 6, y.shape[1] if loss == "mse" else 3], loss=loss, seed=1, dtype=dtype,
+    model = sg.MLP([4, 6, 3 if y.ndim == 1 else y.shape[1]], loss=loss, seed=1, dtype=dtype,
                    backend=backend)
     data = sg.Dataset(X, y)
     if scale:
@@ -35,7 +37,7 @@ def trained(backend="numpy", dtype=np.float64, scale=True, loss="cross_entropy")
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("scale", [True, False])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("loss", tuple(LOSSES))
 def test_save_and_load_predict_exactly_the_same(tmp_path, dtype, scale, loss):
     model, X = trained(dtype=dtype, scale=scale, loss=loss)
     model.save(tmp_path / "model.npz")
@@ -48,6 +50,18 @@ def test_save_and_load_predict_exactly_the_same(tmp_path, dtype, scale, loss):
     fast = sg.load_model(tmp_path / "model.npz", backend="numba")
     assert fast.backend == "numba"
     np.testing.assert_allclose(fast.forward(X), model.forward(X), rtol=1e-4)
+
+
+def test_a_file_naming_an_unregistered_activation_is_refused_in_one_line(tmp_path, leaky_relu,
+                                                                        monkeypatch):
+    model = sg.MLP([3, 4, 2], "leaky_relu", seed=0)
+    model.save(tmp_path / "model.npz")
+    assert sg.load_model(tmp_path / "model.npz").activation == "leaky_relu"
+    monkeypatch.delitem(activations.ACTIVATIONS, "leaky_relu")   # a scratchgd without it
+    with pytest.raises(ValueError) as refused:
+        sg.load_model(tmp_path / "model.npz")
+    message = str(refused.value)
+    assert "'leaky_relu'" in message and "not registered" in message and "\n" not in message
 
 
 def test_a_checkpoint_is_a_model_file(tmp_path):

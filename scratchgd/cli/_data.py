@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from .. import datasets
+from .. import _files, datasets
 from ..data import Dataset
+from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
 from ..scaling import range_spread
@@ -17,12 +17,20 @@ from ..scaling import range_spread
 SPREAD_WARNING = 100.0
 """``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""
 
+DATASETS = ("digits", "spirals", "blobs", "regression_1d")
+"""The embedded data sets of ``--dataset``; ``regression_1d`` is regression (``--loss mse``)."""
+
+GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
+"""Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
     ``--header``; ``--loss``; ``--scale``; ``--scale-targets``."""
-    parser.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
-                        help="embedded data set, all classification (default: digits)")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="embedded data set (default: digits); regression_1d is y = sin(3x) "
+                        "plus noise, a regression set (--loss mse, its default), the others "
+                        "classification")
     own = parser.add_argument_group(
         "your own data (instead of --dataset)",
         "Files by extension: a text table (.csv or .txt, comma- or whitespace-separated, "
@@ -44,7 +52,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--test-labels", metavar="FILE", default=None,
                      help="labels of --test-data, when they are in a file of their own")
     add_header_argument(own)
-    parser.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
+    parser.add_argument("--loss", choices=tuple(LOSSES), default=None,
                         help="cross_entropy: classification, the default, for integer class "
                         "labels; mse: regression (mean squared error) on real-valued targets, "
                         "one output per column of --labels; reports R^2 and RMSE. The targets "
@@ -82,9 +90,10 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
-        if args.loss == "mse":
-            raise ValueError("--loss mse needs --data with regression targets; the built-in "
-                             "data sets are classification")
+        if args.loss is not None and (args.loss == "mse") != (args.dataset == "regression_1d"):
+            raise ValueError(f"--loss {args.loss} does not suit --dataset {args.dataset}: "
+                             f"regression_1d takes --loss mse, the other built-in data sets "
+                             f"(classification) cross_entropy")
         return _embedded(args.dataset, args.seed)
     targets = args.loss == "mse"
     data = Dataset.from_file(args.data, args.labels, comm, args.header, targets)
@@ -126,10 +135,28 @@ def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = 
                              f"train classes anyway")
 
 
+def loss_of(args: argparse.Namespace) -> str:
+    """The loss the flags ask for: ``--loss``, else mse for ``--dataset regression_1d``,
+    else cross_entropy."""
+    if args.loss is not None:
+        return args.loss
+    return "mse" if args.data is None and args.dataset == "regression_1d" else "cross_entropy"
+
+
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
-    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
+    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets.
+
+    More classes than training rows is refused: such labels are values (or a
+    typo such as one label of 5000000), and the output layer they ask for
+    could outgrow memory.
+    """
     if train_set.is_classification:
-        return max(train_set.n_classes, test_set.n_classes)
+        classes = max(train_set.n_classes, test_set.n_classes)
+        if classes > len(train_set):
+            raise ValueError(f"the labels make {classes} classes (0 to {classes - 1}), more "
+                             f"than the {len(train_set)} training rows: a classifier needs rows "
+                             f"of its classes; if the labels are values, pass --loss mse")
+        return classes
     k, k_test = train_set.y.shape[1], test_set.y.shape[1]
     if k_test != k:
         raise ValueError(f"the training targets have {k} columns but the test targets {k_test}")
@@ -139,9 +166,9 @@ def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
-    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
-            else datasets.blobs(n=600, seed=seed))
-    return datasets.stratified_split(data, test_size=0.2, seed=seed)
+    data = getattr(datasets, name)(n=GENERATED_ROWS[name], seed=seed)
+    split = datasets.random_split if name == "regression_1d" else datasets.stratified_split
+    return split(data, test_size=0.2, seed=seed)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -151,9 +178,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--model {path}: no such file")
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
+    so is a path that is not a regular file, saying what it is)."""
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        raise ValueError(f"--model {path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(f"--model {exc}") from None
     return load_model(path)
 
 

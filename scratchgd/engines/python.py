@@ -1,16 +1,19 @@
 """The reference engine: the training cycle in Python, one batch at a time.
 
 Read this one first: every step of the article's cycle is a numbered line
-below. The backend's ``loss_and_grads`` does the arithmetic (NumPy for
-``backend="numpy"``, compiled for ``"numba"`` when ``fit(track_noise=True)``
-needs per-example gradient norms); the loop, the accumulation and the update
-are here.
+below, and an iteration is literally one item of the data loader
+(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does the arithmetic (NumPy for
+``backend="numpy"``, and for ``"numba"`` when the compiled engines fall back,
+see :func:`scratchgd.engines.choose`; compiled for ``"numba"`` when
+``fit(track_noise=True)`` needs per-example gradient norms); the loop, the
+accumulation and the update are here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +22,7 @@ from ..data import DataLoader
 from ..errors import TrainingDiverged
 from ..history import History, Position
 from ..mlp import MLP
+from ..noise import RowNorms
 from ..optim import Optimizer
 from .base import Engine
 
@@ -26,7 +30,7 @@ from .base import Engine
 class BatchObserver(Protocol):
     """Sees every batch's gradient sum and per-example squared gradient norms (track_noise)."""
 
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None: ...
+    def add(self, grads: list[np.ndarray], sq_norms: np.ndarray) -> None: ...
 
 
 class PythonEngine(Engine):
@@ -38,8 +42,9 @@ class PythonEngine(Engine):
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int, noise: BatchObserver | None = None) -> None:
-        super().__init__(model, optimizer, loader, y, k)
+                 k: int, noise: BatchObserver | None = None,
+                 kernels: ModuleType | None = None) -> None:
+        super().__init__(model, optimizer, loader, y, k, kernels)
         self.noise = noise
 
     def run_span(self, at: Position, stop: int, history: History,
@@ -47,22 +52,21 @@ class PythonEngine(Engine):
         model, optimizer, loader, y, k = self.model, self.optimizer, self.loader, self.y, self.k
         grad_sum, rows = None, 0
         last = len(loader)
-        while at.iteration < stop:
+        # 1. draw a batch: an item of the loader (the batches of ``for X, y in loader``,
+        #    from iteration at.iteration on); only its rows are read. The network's input
+        #    is those rows scaled if the model scales its inputs, in the model's dtype
+        #    (rows drawn by an index array are a fresh copy, scaled in place)
+        for X_rows, y_batch in loader.batches(at.order, at.iteration, stop, y):
             at.iteration += 1
-            # 1. draw a batch (only its rows are read, scaled if the model scales its
-            #    inputs, cast to the model's dtype; rows drawn by an index array are a
-            #    fresh copy, scaled in place)
-            index = loader.batch_index(at.order, at.iteration - 1)
-            X_batch = model.inputs(loader.dataset.X[index], fresh=isinstance(index, np.ndarray))
-            y_batch = y[index]
+            X_batch = model.inputs(X_rows, fresh=at.order is not None)
             # 2-4. predict, loss, gradients: sums over the rows of the batch
-            sq_norms = None if self.noise is None else np.zeros(len(X_batch))  # |grad l_i|^2
-            batch_loss, grads, z = model._kernels.loss_and_grads(
-                model.params, X_batch, y_batch, model.activation, model.loss, sq_norms)
+            norms = None if self.noise is None else RowNorms(len(X_batch), self.kernels)
+            batch_loss, grads, z = self.kernels.loss_and_grads(
+                model.params, X_batch, y_batch, model.activation, model.loss, norms)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
-            if self.noise is not None:
-                self.noise.add(at, grads, sq_norms)
+            if self.noise is not None:  # |grad l_i|^2 of every row, from the backward pass
+                self.noise.add(grads, norms.sq_norms)
             # 5. accumulate gradient sums and row counts
             if grad_sum is None:
                 grad_sum = grads
@@ -71,7 +75,7 @@ class PythonEngine(Engine):
                     total += g
             rows += len(X_batch)
             at.loss_sum += batch_loss
-            if model.loss == "cross_entropy":
+            if model.classifier:
                 at.correct += int((z.argmax(axis=1) == y_batch).sum())
             history.iterations += 1
             history.samples_seen += len(X_batch)

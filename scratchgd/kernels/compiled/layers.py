@@ -10,7 +10,7 @@ reference (NumPy)               compiled kernel
 ``f(a @ W + b)``                :func:`dense_forward` (bias and ``f`` fused)
 ``f(z)``                        :func:`activate` (in place)
 ``a.T @ delta``, ...            :func:`dense_backward` (``f'`` fused)
-``sq_norms += ...``             :func:`dense_sq_norms` (per-example gradient norms)
+``noise.layer_sq_norms``        :func:`dense_sq_norms` (per-example gradient norms)
 ``losses.cross_entropy``        :func:`cross_entropy` (stable softmax)
 ``losses.mse``                  :func:`mse`
 ``reference.forward``           :func:`forward` (one ``dense_forward`` per layer)
@@ -25,21 +25,37 @@ the digits' pixels and of relu's outputs are zero); batches of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from .base import ACTIVATION_CODE, LINEAR, REASSOCIATE, RELU, TANH, jit, use_blas
+from .base import (
+    CROSS_ENTROPY,
+    LINEAR,
+    REASSOCIATE,
+    RELU,
+    SIGMOID,
+    TANH,
+    activation_code,
+    jit,
+    loss_code,
+    use_blas,
+)
 
 
 @jit
 def activate(z: np.ndarray, act: int) -> None:
-    """``z <- f(z)`` in place, element-wise; ``act`` is a code of ``ACTIVATION_CODE`` or LINEAR.
+    """``z <- f(z)`` in place, element-wise; ``act`` is RELU, TANH, SIGMOID or LINEAR.
 
     relu ``max(0, z)`` (NaN stays NaN, as in NumPy); tanh ``tanh(z)``;
     sigmoid ``(1 + tanh(z / 2)) / 2``; LINEAR leaves ``z`` alone. Constants are
-    cast to ``z``'s dtype, so float32 stays float32.
+    cast to ``z``'s dtype, so float32 stays float32. Any other code raises
+    ``ValueError`` before a value is written.
     """
     if act == LINEAR:
         return
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("activate: unknown activation code")
     t = z.dtype.type
     half, one, zero = t(0.5), t(1.0), t(0.0)
     n, m = z.shape
@@ -104,8 +120,11 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
     batch of an accumulation, so the sums never need zeroing); rows are
     processed one after another.
     Pass ``delta_prev`` with zero rows for the first layer (no delta needed).
-    ``blas`` picks ``np.dot`` for the two products instead of the loops.
+    ``blas`` picks ``np.dot`` for the two products instead of the loops. A code
+    ``act`` other than RELU, TANH, SIGMOID raises ``ValueError`` before a value is written.
     """
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("dense_backward: unknown activation code")
     n, fan_in = a_prev.shape
     fan_out = W.shape[1]
     t = W.dtype.type
@@ -163,7 +182,9 @@ def dense_sq_norms(a_prev: np.ndarray, delta: np.ndarray, sq_norms: np.ndarray) 
     this layer is ``a_prev_r delta_r^T`` (weights) and ``delta_r`` (bias).
     Shapes: ``a_prev (n, fan_in)``, ``delta (n, fan_out)``, ``sq_norms (n,)``
     float64. Invariants: reads ``a_prev`` and ``delta``; writes only ``sq_norms``;
-    each row's sums are taken in the layer's dtype, as the reference does.
+    each row's sums are taken in the layer's dtype, as its NumPy twin
+    :func:`scratchgd.noise.layer_sq_norms` does, which picks this kernel for the
+    numba backend.
     """
     n, fan_in = a_prev.shape
     fan_out = delta.shape[1]
@@ -237,7 +258,7 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     weights' (ints, bool, float16) is first cast to theirs, as ``MLP.inputs``
     casts (a copy of these rows; ``MLP`` passes ``X`` cast already).
     """
-    act = ACTIVATION_CODE[activation]
+    act = activation_code(activation)
     n_layers = len(params) // 2
     # one dtype and layout (a read-only X is copied): one signature
     a = np.require(X, params[0].dtype, requirements="CW")
@@ -252,21 +273,21 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
 
 
 def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
-                   loss: str, sq_norms: np.ndarray | None = None
+                   loss: str, observe: Callable[[np.ndarray, np.ndarray], object] | None = None
                    ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Summed loss over the rows of ``X``, its gradients, and the raw outputs.
 
     ``L = sum_i l_i``, as ``reference.loss_and_grads``: :func:`forward`, then
     :func:`cross_entropy` or :func:`mse` for ``dL/dz_L``, then
-    :func:`dense_backward` layer by layer. Pure: reads ``params``, writes nothing
-    but ``sq_norms``, which, if given (``(n,)`` float64 zeros), receives every
-    row's ``|grad l_i|^2`` through :func:`dense_sq_norms`, layer by layer.
+    :func:`dense_backward` layer by layer, ``observe(a_prev, delta)`` (if given)
+    shown each layer's input and delta first, as ``reference.backward`` shows
+    them. Pure: reads ``params``, writes nothing.
     """
-    act = ACTIVATION_CODE[activation]
+    act = activation_code(activation)
     layers = forward(params, X, activation)
     z = layers[-1]
     delta = np.empty_like(z)
-    if loss == "cross_entropy":
+    if loss_code(loss) == CROSS_ENTROPY:
         loss_sum = cross_entropy(z, np.ascontiguousarray(y), delta)
     else:
         loss_sum = mse(z, np.ascontiguousarray(y, dtype=z.dtype), delta)
@@ -274,8 +295,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     for layer in range(len(params) // 2 - 1, -1, -1):
         a_prev = layers[layer]
         below = np.empty_like(a_prev) if layer > 0 else np.empty((0, a_prev.shape[1]), z.dtype)
-        if sq_norms is not None:
-            dense_sq_norms(a_prev, delta, sq_norms)
+        if observe is not None:
+            observe(a_prev, delta)
         dense_backward(a_prev, delta, params[2 * layer], act, grads[2 * layer],
                        grads[2 * layer + 1], below, use_blas(len(a_prev)), False)
         delta = below
