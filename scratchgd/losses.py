@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["LOSS", "LOSSES", "cross_entropy", "log_softmax", "mse"]
+
 LOSSES = ("cross_entropy", "mse")
 
 

@@ -23,6 +23,8 @@ from . import _checks
 from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
+__all__ = ["GD", "SGD", "MiniBatchSGD", "Optimizer"]
+
 
 class Optimizer:
     """The shared update rule; subclasses fix how batches are drawn.

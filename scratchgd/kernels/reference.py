@@ -17,6 +17,8 @@ import numpy as np
 from ..activations import DERIVATIVE, FORWARD
 from ..losses import LOSS
 
+__all__ = ["backward", "forward", "loss_and_grads", "standardize"]
+
 
 def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: type,
                 fresh: bool = False) -> np.ndarray:
