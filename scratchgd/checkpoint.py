@@ -116,7 +116,7 @@ def optimizer_settings(optimizer: Any) -> dict[str, Any]:
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read by :func:`load`: well-formed, not yet checked against a run.
+    """A checkpoint read by :func:`~scratchgd.checkpoint.load` (not yet checked against a run).
 
     Attributes
     ----------

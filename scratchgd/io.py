@@ -137,7 +137,7 @@ def read_table(path: PathLike, header: bool | None = None,
                delimiter: str | None = None) -> np.ndarray:
     """Every column of a text file of numbers, ``(n, columns)`` float64, in memory.
 
-    The file may be gzipped (:func:`_open_text`). Blank lines and ``#``
+    The file may be gzipped (``_open_text``). Blank lines and ``#``
     comments are skipped. ``delimiter``: ``None`` detects it, a comma if the
     first line of numbers is comma-separated, else runs of blanks (spaces or
     tabs); any other string is used as given. ``header``: ``True`` skips the

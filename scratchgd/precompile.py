@@ -3,8 +3,8 @@
 Numba compiles a kernel the first time it is called with a new combination of
 argument types and, with ``cache=True``, stores the machine code on disk
 (``__pycache__`` next to the package, or ``NUMBA_CACHE_DIR``). The types a
-training run produces are few, because :func:`scratchgd.kernels.compiled.span_input` and
-:func:`~scratchgd.kernels.compiled.forward` normalise array layouts first: what varies is
+training run produces are few, because ``scratchgd.kernels.compiled.span_input`` and
+``forward`` normalise array layouts first: what varies is
 
 * the model's dtype: float32 or float64;
 * the dtype of ``X`` as stored: float32, float64 or uint8 (raw IDX pixels), in
