@@ -43,7 +43,7 @@ nb_execution_mode = "off"          # the stored outputs; tests/test_notebook.py 
 nb_merge_streams = True
 
 autosummary_generate = True
-autodoc_typehints = "signature"
+autodoc_typehints = "none"          # numpydoc's parameter lists give the types
 autodoc_member_order = "bysource"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -74,9 +74,11 @@ html_css_files = ["site.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navigation_with_keys": False,
+    "header_links_before_dropdown": 4,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
+html_sidebars = {"**": [], "api/**": ["sidebar-nav-bs"]}   # a left column only in the API
 html_math_renderer = "mathml"
