@@ -26,8 +26,8 @@ MAX_LINES = 500
 """The most lines a module of the package may have."""
 
 LAYERS = [
-    ("foundation", ("errors", "_checks", "_arrays", "activations", "losses", "io", "scaling",
-                    "npzfile", "kernels", "threadcomm", "distributed")),
+    ("foundation", ("errors", "_files", "_checks", "_arrays", "_registry", "activations", "losses",
+                    "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),

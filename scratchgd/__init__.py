@@ -7,7 +7,7 @@ descent (``GD``), stochastic gradient descent (``SGD``) and mini-batch SGD
 
 from . import datasets
 from .data import DataLoader, Dataset
-from .errors import TrainingDiverged
+from .errors import CompiledFallbackWarning, StopTraining, TrainingDiverged
 from .gradcheck import gradient_check, numerical_grads
 from .metrics import (
     ClassificationReport,
@@ -25,8 +25,9 @@ from .train import History, evaluate, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "GD", "MLP", "SGD", "ClassificationReport", "DataLoader", "Dataset", "GradientNoise",
-    "History", "MiniBatchSGD", "Optimizer", "RegressionReport", "Scaling", "TrainingDiverged",
+    "GD", "MLP", "SGD", "ClassificationReport", "CompiledFallbackWarning", "DataLoader", "Dataset",
+    "GradientNoise", "History", "MiniBatchSGD", "Optimizer", "RegressionReport", "Scaling",
+    "StopTraining", "TrainingDiverged",
     "advise_batch_size", "classification_report", "datasets", "evaluate", "fit",
     "gradient_check", "gradient_noise", "load_model", "numerical_grads", "regression_report",
     "standardize", "standardize_targets",

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from . import _files
+
 
 def _show(value: object) -> str:
     text = repr(value)
@@ -67,23 +69,17 @@ def path(name: str, value: object) -> str | os.PathLike:
     return value
 
 
-def physical_memory() -> int:
-    """Bytes of physical memory of this machine (1 TiB where it cannot be asked)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 2**40
-
-
 def fits_in_memory(name: str, value: object, nbytes: int) -> None:
-    """Raise ``ValueError`` if ``nbytes`` needed for ``value`` exceed physical memory.
+    """Raise ``ValueError`` if ``nbytes`` needed for ``value`` exceed the memory this process
+    may use (:func:`scratchgd._files.memory_limit`: physical memory, cgroup, ``ulimit -v``).
 
     Checked before allocating, so an impossible size is a clear error rather
     than a ``MemoryError`` (or a machine that swaps) half-way through.
     """
-    if nbytes > physical_memory():
+    limit = _files.memory_limit()
+    if nbytes > limit:
         raise ValueError(f"{name}={_show(value)} needs {nbytes / 2**30:.3g} GiB, more than "
-                         f"this machine's {physical_memory() / 2**30:.3g} GiB of memory")
+                         f"the {limit / 2**30:.3g} GiB of memory this process may use")
 
 
 def float_dtype(name: str, value: object) -> type:

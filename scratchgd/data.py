@@ -293,10 +293,27 @@ class DataLoader:
         for iteration in range(len(self)):
             yield self.batch_index(order, iteration)
 
+    def batches(self, order: np.ndarray | None, start: int = 0, stop: int | None = None,
+                y: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches ``start .. stop - 1`` (0-based) of an epoch drawn as ``order``, as ``(X, y)``.
+
+        Batch ``i`` is the rows :meth:`batch_index` gives, ``X[index]`` and
+        ``y[index]``: the items of ``for X, y in loader`` (which is
+        ``batches(epoch_order())``), here from any point of the epoch, as
+        :func:`scratchgd.fit` needs when it resumes mid-epoch. ``stop``
+        defaults to ``len(loader)``; ``y`` replaces the data set's labels (the
+        run's prepared targets, one row per row of ``X``). The rows of an
+        index array are a fresh copy (``order`` not ``None``); those of a
+        slice are a view.
+        """
+        y = self.dataset.y if y is None else y
+        for iteration in range(start, len(self) if stop is None else stop):
+            index = self.batch_index(order, iteration)
+            yield self.dataset.X[index], y[index]
+
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One epoch of ``(X_batch, y_batch)`` pairs."""
-        for index in self.batch_indices():
-            yield self.dataset[index]
+        """One epoch of ``(X_batch, y_batch)`` pairs: :meth:`batches` of a fresh :meth:`epoch_order`."""
+        yield from self.batches(self.epoch_order())
 
     def __repr__(self) -> str:
         return (f"DataLoader(n={len(self.dataset)}, batch_size={self.batch_size}, "

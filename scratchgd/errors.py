@@ -25,3 +25,27 @@ class TrainingDiverged(FloatingPointError):
                  loss: float | None = None, history: Any = None) -> None:
         super().__init__(message)
         self.epoch, self.iteration, self.loss, self.history = epoch, iteration, loss, history
+
+
+class StopTraining(Exception):
+    """Raised by a hook of :func:`scratchgd.fit` to end the run where it stands.
+
+    A :class:`scratchgd.hooks.Hook` raises it from ``end_of_span`` or
+    ``end_of_epoch`` (so always at a training-step boundary); ``fit`` calls
+    the remaining hooks of that point, finishes the epoch if its last step was
+    taken, and returns the :class:`~scratchgd.History` so far: its counters and
+    ``iteration_loss`` up to that step, its per-epoch lists for the epochs
+    finished. The model keeps the weights of that step.
+    """
+
+
+class CompiledFallbackWarning(UserWarning):
+    """``backend="numba"`` met something its compiled code does not implement exactly.
+
+    An optimizer that overrides ``Optimizer.step``, ``buffers`` or ``reset``; a
+    data loader that overrides how batches are drawn; an activation or loss
+    without a compiled twin. The model or the run then uses the NumPy reference
+    kernels (:func:`scratchgd.fit`: the Python engine on them), so the weights
+    are those of ``backend="numpy"``, bit for bit; the message says why. Turn
+    it into an error with ``warnings.simplefilter("error", CompiledFallbackWarning)``.
+    """

@@ -199,7 +199,7 @@ class _MLPEstimator(BaseEstimator):
         optimizer = self._new_optimizer()
         hidden = self._hidden()
         activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
-        _checks.choice("activation", activation, ACTIVATIONS + tuple(ACTIVATION_ALIASES))
+        _checks.choice("activation", activation, (*ACTIVATIONS, *ACTIVATION_ALIASES))
         dtype = _checks.float_dtype("dtype", self.dtype)
         backend = _checks.choice("backend", self.backend, tuple(kernels.BACKENDS))
         accumulate = _checks.count_or_epoch("accumulate", self.accumulate)

@@ -5,32 +5,39 @@ point              collaborators (in this order)
 =================  =============================================================================
 start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
                    :class:`Report` (opens the progress bar; says where a resumed run stands)
+before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due), then
+                   the ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
-end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch)
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch), then
+                   ``fit``'s ``hooks``
 end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
                    line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
-                   (``fit``'s ``on_epoch_end``)
+                   (``fit``'s ``on_epoch_end``), then ``fit``'s ``hooks``
 =================  =============================================================================
 
-A collaborator is a :class:`Hook`: ``end_of_span(history, at)`` and
-``end_of_epoch(history, at)``, each doing nothing unless overridden; ``at`` is
-the position where the span or epoch ended. A new one is a subclass and an
-item of the loop's list of hooks. (The memory budget acts earlier, when the
-run is planned: :mod:`scratchgd.plan`.)
+A collaborator is a :class:`Hook`: ``span_steps(history, at)``,
+``end_of_span(history, at)`` and ``end_of_epoch(history, at)``, each doing
+nothing unless overridden; ``at`` is where the span is about to start, or where
+the span or epoch ended. A new built-in one is a subclass and an item of the
+loop's list of hooks; a caller's own is passed as ``fit(hooks=[...])`` and may
+end the run by raising :class:`scratchgd.StopTraining` after a span or an epoch. (The memory budget acts
+earlier, when the run is planned: :mod:`scratchgd.plan`.)
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _checks
 from . import checkpoint as _ckpt
 from .distributed import Group
+from .errors import StopTraining
 from .history import History, Position, epoch_line
 from .mlp import MLP
 from .noise import batch_estimates, noise_scale
@@ -42,7 +49,20 @@ __all__ = ["Checkpoints", "EpochCallback", "Hook", "NoiseTracker", "Report"]
 
 
 class Hook:
-    """A collaborator of the loop, called at the end of every span and every epoch."""
+    """A collaborator of the loop, called before and after every span and after every epoch.
+
+    ``fit(hooks=[...])`` adds the caller's own after the built-in ones.
+    ``end_of_span`` and ``end_of_epoch`` may raise :class:`scratchgd.StopTraining`
+    to end the run there, at a training-step boundary.
+    """
+
+    def span_steps(self, history: History, at: Position) -> int | None:
+        """The most training steps the next span may run (>= 1), or ``None`` for no limit.
+
+        The span runs to the epoch's end or the smallest limit of any hook.
+        Cutting a run into spans changes none of its results.
+        """
+        return None
 
     def end_of_span(self, history: History, at: Position) -> None:
         """After a span of whole training steps, ``at`` on a step boundary."""
@@ -148,18 +168,9 @@ class Checkpoints(Hook):
         content = self.group.bcast(_read_bytes(self.path) if self.group.rank == 0 else None)
         return fresh if content is None else self.group.agree(lambda: self._restore(content))
 
-    def span_end(self, at: Position, history: History) -> int:
-        """The iteration that ends the next span of the epoch.
-
-        The end of the epoch, or sooner the iteration whose training step is the
-        next multiple of ``checkpoint_every`` steps, where a checkpoint is due.
-        Spans start and end on step boundaries: a step is taken every ``k``
-        iterations.
-        """
-        last = len(self.plan.loader)
-        if self.every is None:
-            return last
-        return min(last, at.iteration + (self.every - history.steps % self.every) * self.plan.k)
+    def span_steps(self, history: History, at: Position) -> int | None:
+        """Steps to the next multiple of ``checkpoint_every`` steps, where a checkpoint is due."""
+        return None if self.every is None else self.every - history.steps % self.every
 
     def end_of_span(self, history: History, at: Position) -> None:
         if self.writes and at.iteration < len(self.plan.loader):  # due inside the epoch
@@ -192,6 +203,47 @@ class Checkpoints(Hook):
                              f"beyond epochs={self.epochs}")
         saved.restore(self.model, self.optimizer, self.plan.loader)
         return history, at
+
+
+def check_hooks(hooks: Iterable[Hook]) -> list[Hook]:
+    """``fit``'s ``hooks`` as a list, each a :class:`Hook`, else ``TypeError``."""
+    if isinstance(hooks, Hook) or not isinstance(hooks, Iterable):
+        raise TypeError(f"hooks must be a list of scratchgd.hooks.Hook, got {hooks!r}")
+    hooks = list(hooks)
+    for hook in hooks:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"hooks must hold scratchgd.hooks.Hook objects, got {hook!r}")
+    return hooks
+
+
+def call(hooks: list[Hook], point: str, history: History, at: Position) -> bool:
+    """Call ``point`` (``"end_of_span"`` or ``"end_of_epoch"``) of every hook, in order.
+
+    Returns whether one raised :class:`scratchgd.StopTraining`; the hooks after it
+    are called all the same, so each sees where the run ends.
+    """
+    stop = False
+    for hook in hooks:
+        try:
+            getattr(hook, point)(history, at)
+        except StopTraining:
+            stop = True
+    return stop
+
+
+def span_end(hooks: list[Hook], history: History, at: Position, k: int, last: int) -> int:
+    """The iteration that ends the next span: ``last`` (the epoch's), or sooner a hook's limit.
+
+    A hook's limit of ``s`` steps is ``at.iteration + s * k``: spans start and
+    end on step boundaries, a step taken every ``k`` iterations.
+    """
+    stop = last
+    for hook in hooks:
+        steps = hook.span_steps(history, at)
+        if steps is not None:
+            stop = min(stop, at.iteration + _checks.positive_int(
+                f"{type(hook).__name__}.span_steps()", steps) * k)
+    return stop
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes | None:

@@ -15,15 +15,63 @@ mse
 With ``reduction="mean"`` these equal PyTorch's ``CrossEntropyLoss()`` and
 ``MSELoss()`` (which averages over all ``n*k`` elements, i.e. the mean over rows
 of the per-row mean above).
+
+:data:`LOSSES` is the registry the rest of the package reads (``MLP``'s
+choices, the reference kernels, ``memory.estimate``, the compiled kernels'
+dispatch, the command line, the tests); a new loss is one :class:`Loss` passed
+to :func:`register`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["LOSS", "LOSSES", "cross_entropy", "log_softmax", "mse"]
+from ._registry import Registry, check_steps
 
-LOSSES = ("cross_entropy", "mse")
+__all__ = ["LEDGER_UNITS", "LOSSES", "Loss", "cross_entropy", "log_softmax", "mse", "register",
+           "unregister"]
+
+LEDGER_UNITS = ("outputs", "rows", "index")
+"""The arrays of a loss's memory walk: ``(n, k)`` and ``(n,)`` in the model's
+dtype, and ``(n,)`` int64 (a row index)."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One loss: everything the package needs to know about it.
+
+    Attributes
+    ----------
+    name : str
+        What ``MLP(loss=...)``, model files and ``--loss`` call it.
+    function : callable
+        ``(z, y) -> (loss_sum, dz)``: the SUM of the per-sample losses over the
+        rows of the outputs ``z: (n, k)`` and its gradient ``dL/dz``.
+    classes : bool
+        True: ``y`` are integer class labels ``(n,)`` (a classifier, at least
+        2 outputs); False: real targets ``(n, k)`` (a regressor).
+    lr_scale : float
+        The command line's default learning rates are the optimizer's
+        (``optim.OPTIMIZERS``) times this.
+    steps : tuple of (str, str)
+        The arrays ``function`` allocates and frees, in order, ending with
+        ``dz`` alive (what ``memory.estimate`` counts): pairs ``(step, unit)``
+        of ``_registry.LEDGER_STEPS`` and :data:`LEDGER_UNITS`.
+    compiled : int or None
+        Its code in the compiled kernels (``kernels/compiled``), or ``None``:
+        no compiled twin, and ``backend="numba"`` runs the reference kernels
+        with a :class:`~scratchgd.CompiledFallbackWarning`.
+    """
+
+    name: str
+    function: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+    classes: bool
+    lr_scale: float
+    steps: tuple[tuple[str, str], ...]
+    compiled: int | None = None
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -86,4 +134,38 @@ def mse(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return float((diff * diff).sum()) / k, (2 / k) * diff
 
 
-LOSS = {"cross_entropy": cross_entropy, "mse": mse}
+LOSSES = Registry("loss", Loss)
+"""The registered losses by name, in the order they were registered."""
+
+
+def register(loss: Loss) -> Loss:
+    """Add ``loss`` to :data:`LOSSES`; returns it. Undone by :func:`unregister`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If it is not a :class:`Loss`, its name is taken, its memory steps are
+        unknown, or its compiled code is another's.
+    """
+    if isinstance(loss, Loss):
+        check_steps("loss.steps", loss.steps, LEDGER_UNITS)
+    return LOSSES.add(loss)
+
+
+def unregister(name: str) -> None:
+    """Remove the loss ``name`` from :data:`LOSSES`."""
+    LOSSES.remove(name)
+
+
+_A, _F = "alloc", "free"
+register(Loss("cross_entropy", cross_entropy, classes=True, lr_scale=1.0, compiled=0, steps=(
+    (_A, "rows"), (_A, "outputs"), (_F, "rows"),        # m = z[rows, top]; shifted = z - m
+    (_A, "outputs"), (_A, "rows"), (_F, "outputs"),     # exp(shifted); .sum(axis=1)
+    (_A, "rows"), (_F, "rows"),                         # log1p(...)
+    (_A, "outputs"), (_F, "rows"), (_F, "outputs"),     # logp = shifted - log1p(...)
+    (_A, "index"), (_A, "rows"), (_F, "rows"),          # rows = arange(n); logp[rows, y]
+    (_A, "outputs"), (_A, "rows"), (_F, "rows"),        # dz = exp(logp); dz[rows, y] -= 1
+    (_F, "outputs"), (_F, "index"))))                   # logp, rows
+register(Loss("mse", mse, classes=False, lr_scale=0.02, compiled=1, steps=(
+    (_A, "outputs"), (_A, "outputs"), (_F, "outputs"),  # diff = z - y; diff * diff
+    (_A, "outputs"), (_F, "outputs"))))                 # dz = (2/k) diff; diff freed

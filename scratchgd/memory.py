@@ -26,7 +26,9 @@ import re
 import numpy as np
 
 from . import _checks
+from .activations import ACTIVATIONS
 from .data import DataLoader, Dataset
+from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
 
@@ -92,57 +94,27 @@ class _Ledger:
             self.free(nbytes)
 
 
-def _activation(ledger: _Ledger, activation: str, size: int) -> None:
-    """``a = f(z)`` of ``activations.FORWARD``; leaves ``a`` (``size`` bytes) alive."""
-    if activation == "sigmoid":          # 0.5 * (1 + tanh(0.5 * z))
-        ledger.alloc(size)               # t1 = 0.5 * z
-        ledger.alloc(size)               # t2 = tanh(t1)
-        ledger.free(size)
-        ledger.onto_temporary(size)      # 1 + t2
-        ledger.onto_temporary(size)      # a = 0.5 * (...)
-    else:                                # maximum(z, 0) or tanh(z)
-        ledger.alloc(size)
+    def walk(self, steps: tuple[tuple[str, str], ...], sizes: dict[str, int]) -> None:
+        """Take ``steps``, ``(step, unit)`` pairs (``activations.LEDGER_STEPS``), on arrays
+        of ``sizes[unit]`` bytes."""
+        take = {"alloc": self.alloc, "free": self.free, "elide": self.onto_temporary}
+        for step, unit in steps:
+            take[step](sizes[unit])
+
+
+def _activation(ledger: _Ledger, activation: str, size: int, count: int) -> None:
+    """``a = f(z)`` (``ACTIVATIONS[activation].forward``); leaves ``a`` (``size`` bytes) alive."""
+    ledger.walk(ACTIVATIONS[activation].forward_steps, {"array": size, "mask": count})
 
 
 def _derivative(ledger: _Ledger, activation: str, size: int, count: int) -> None:
-    """``f'(z)`` from ``a`` (``activations.DERIVATIVE``); leaves it (``size`` bytes) alive."""
-    if activation == "sigmoid":          # a * (1 - a)
-        ledger.alloc(size)               # 1 - a
-        ledger.onto_temporary(size)      # a * (...)
-        return
-    ledger.alloc(count if activation == "relu" else size)   # a > 0 (bool) | a * a
-    ledger.alloc(size)                                       # .astype(float) | 1 - a * a
-    ledger.free(count if activation == "relu" else size)
+    """``f'(z)`` from ``a`` (``ACTIVATIONS[activation].derivative``); leaves it (``size`` B) alive."""
+    ledger.walk(ACTIVATIONS[activation].derivative_steps, {"array": size, "mask": count})
 
 
 def _loss(ledger: _Ledger, loss: str, n: int, k: int, s: int) -> None:
-    """``losses.LOSS[loss](z, y)``; leaves ``dz`` (``n k s`` bytes) alive."""
-    nk = n * k * s
-    if loss == "mse":
-        ledger.alloc(nk)                 # diff = z - y
-        ledger.alloc(nk)                 # diff * diff
-        ledger.free(nk)
-        ledger.alloc(nk)                 # dz = (2/k) diff
-        ledger.free(nk)
-        return
-    ledger.alloc(n * s)                  # m = z.max(axis=1)
-    ledger.alloc(nk)                     # shifted = z - m
-    ledger.free(n * s)
-    ledger.alloc(nk)                     # exp(shifted)
-    ledger.alloc(n * s)                  # .sum(axis=1)
-    ledger.free(nk)
-    ledger.alloc(n * s)                  # log(...)
-    ledger.free(n * s)
-    ledger.alloc(nk)                     # logp = shifted - log(...)
-    ledger.free(n * s)
-    ledger.free(nk)                      # shifted
-    ledger.alloc(8 * n)                  # rows = arange(n)
-    ledger.alloc(n * s)                  # logp[rows, y]
-    ledger.free(n * s)
-    ledger.alloc(nk)                     # dz = exp(logp)
-    ledger.alloc(n * s)                  # dz[rows, y] -= 1
-    ledger.free(n * s)
-    ledger.free(nk + 8 * n)              # logp, rows
+    """``LOSSES[loss].function(z, y)``; leaves ``dz`` (``n k s`` bytes) alive."""
+    ledger.walk(LOSSES[loss].steps, {"outputs": n * k * s, "rows": n * s, "index": 8 * n})
 
 
 def _loss_and_grads_peak(sizes: list[int], n: int, s: int, activation: str, loss: str) -> int:
@@ -162,7 +134,7 @@ def _loss_and_grads_peak(sizes: list[int], n: int, s: int, activation: str, loss
         if layer > 1:
             ledger.free(width[layer - 1])              # the previous hidden z, rebound
         if layer < n_layers:
-            _activation(ledger, activation, width[layer])   # a_l, kept in `layers`
+            _activation(ledger, activation, width[layer], n * sizes[layer])  # a_l, kept
     _loss(ledger, loss, n, sizes[-1], s)               # dz = delta_L, kept by the caller
     grads = 0
     for layer in range(n_layers, 0, -1):               # backward

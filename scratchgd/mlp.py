@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _checks, kernels, npzfile
 from .activations import ACTIVATIONS
 from .data import Dataset
+from .errors import CompiledFallbackWarning
 from .kernels import reference
 from .losses import LOSSES
 from .scaling import Scaling, fit_scaling
@@ -19,17 +22,22 @@ class MLP:
     ----------
     sizes : sequence of int
         Layer widths ``[d, h_1, ..., k]``: input width, hidden widths, outputs.
-    activation : {"relu", "tanh", "sigmoid"}
-        Activation of every hidden layer. The output layer is linear.
-    loss : {"cross_entropy", "mse"}
-        Cross-entropy on softmax of the outputs (integer labels) or mean
-        squared error (real targets ``(n, k)``).
+    activation : str
+        Activation of every hidden layer, a name of ``activations.ACTIVATIONS``
+        (``"relu"``, ``"tanh"``, ``"sigmoid"``, and any registered since). The
+        output layer is linear.
+    loss : str
+        A name of ``losses.LOSSES``: ``"cross_entropy"``, cross-entropy on
+        softmax of the outputs (integer labels), or ``"mse"``, mean squared
+        error (real targets ``(n, k)``), or any registered since.
     seed : int
         Seed of the weight initialisation.
     dtype : numpy.float32 or numpy.float64
         Dtype of weights and computation.
     backend : {"numpy", "numba"}
         ``"numpy"`` is the readable reference in ``scratchgd.kernels.reference``.
+        ``"numba"`` with an activation or loss that has no compiled twin runs
+        the reference kernels, with a :class:`~scratchgd.CompiledFallbackWarning`.
 
     Attributes
     ----------
@@ -49,9 +57,10 @@ class MLP:
 
     Notes
     -----
-    Initialisation: ``W_l`` is drawn as He normal, ``N(0, 2 / fan_in)``, for relu
-    and as Glorot uniform, ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``,
-    for tanh and sigmoid; biases start at zero. Draws are made in float64 and
+    Initialisation, as the activation asks (``Activation.init``): ``W_l`` is
+    drawn as He normal, ``N(0, 2 / fan_in)`` (relu), or as Glorot uniform,
+    ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (tanh, sigmoid);
+    biases start at zero. Draws are made in float64 and
     cast, so a float32 and a float64 model with one seed start at the same point.
     """
 
@@ -68,17 +77,21 @@ class MLP:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
         n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
         _checks.fits_in_memory("sizes", sizes, 2 * 8 * n_params)  # float64 draws + the cast
-        self.activation = _checks.choice("activation", activation, ACTIVATIONS)
-        self.loss = _checks.choice("loss", loss, LOSSES)
-        if self.loss == "cross_entropy" and sizes[-1] < 2:
-            raise ValueError(f"cross_entropy needs at least 2 outputs, got sizes={sizes}")
+        self.activation = _checks.choice("activation", activation, tuple(ACTIVATIONS))
+        self.loss = _checks.choice("loss", loss, tuple(LOSSES))
+        if LOSSES[self.loss].classes and sizes[-1] < 2:
+            raise ValueError(f"{self.loss} needs at least 2 outputs, got sizes={sizes}")
         seed = _checks.seed("seed", seed)
         dtype = _checks.float_dtype("dtype", dtype)
         self.backend = _checks.choice("backend", backend, tuple(kernels.BACKENDS))
         self.sizes = sizes
         self.dtype = dtype
         self.seed = seed
-        self._kernels = kernels.load(self.backend)
+        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        if missing is not None:
+            warnings.warn(CompiledFallbackWarning(
+                f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
+                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
         self.params = self._init_params(np.random.default_rng(self.seed))
         self._scaling: Scaling | None = None
         self._target_scaling: Scaling | None = None
@@ -100,7 +113,7 @@ class MLP:
 
     @target_scaling.setter
     def target_scaling(self, value: Scaling | None) -> None:
-        if value is not None and self.loss != "mse":
+        if value is not None and self.classifier:
             raise ValueError(f"target_scaling needs a regressor (loss mse); this model has "
                              f"loss={self.loss!r}, whose labels are classes")
         self._target_scaling = _fitting("target_scaling", value, self.n_outputs,
@@ -135,13 +148,18 @@ class MLP:
     def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         params = []
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
-            if self.activation == "relu":
+            if ACTIVATIONS[self.activation].init == "he":
                 W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
                 W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
             params += [W.astype(self.dtype), np.zeros(fan_out, dtype=self.dtype)]
         return params
+
+    @property
+    def classifier(self) -> bool:
+        """Whether the loss takes class labels (``LOSSES[loss].classes``), not real targets."""
+        return LOSSES[self.loss].classes
 
     @property
     def n_inputs(self) -> int:
@@ -199,10 +217,10 @@ class MLP:
             raise ValueError(f"{name} must have {n} rows to match X, got shape {y.shape}")
         _checks.all_finite(name, y)
         k = self.n_outputs
-        if self.loss == "cross_entropy":
+        if self.classifier:
             if y.ndim != 1 or not _checks.whole_numbers(y):
                 raise ValueError(f"{name} must be integer class labels of shape (n,) for "
-                                 f"cross_entropy, got {y.dtype} {y.shape}")
+                                 f"{self.loss}, got {y.dtype} {y.shape}")
             if n and (y.min() < 0 or y.max() >= k):
                 raise ValueError(f"{name} labels must be in [0, {k}), found "
                                  f"{y.min() if y.min() < 0 else y.max()}")
@@ -210,7 +228,8 @@ class MLP:
         if y.ndim == 1 and k == 1:
             y = y[:, None]
         if y.shape[1:] != (k,):
-            raise ValueError(f"{name} must be targets of shape (n, {k}) for mse, got {y.shape}")
+            raise ValueError(f"{name} must be targets of shape (n, {k}) for {self.loss}, got "
+                             f"{y.shape}")
         return np.asarray(y, dtype=self.dtype)
 
     def check_data(self, data: object, name: str = "data") -> np.ndarray:
@@ -244,7 +263,7 @@ class MLP:
         back to the targets' units, ``y_hat = z * std + mean`` (computed in float64).
         """
         z = self.forward(X)
-        if self.loss == "cross_entropy":
+        if self.classifier:
             return z.argmax(axis=1)
         if self._target_scaling is None:
             return z
@@ -296,7 +315,11 @@ class MLP:
         self.__dict__.update(state)
         self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
         self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
-        self._kernels = kernels.load(self.backend)
+        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        if missing is not None:
+            warnings.warn(CompiledFallbackWarning(
+                f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
+                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
 
     def save(self, path: str) -> None:
         """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
@@ -363,7 +386,7 @@ def standardize_targets(model: MLP, data: Dataset | np.ndarray) -> Scaling:
         If ``model`` does not have loss mse, or the targets do not suit it.
     """
     _checks.instance("model", model, MLP)
-    if model.loss != "mse":
+    if model.classifier:
         raise ValueError(f"standardize_targets needs a regressor (loss mse); this model has "
                          f"loss={model.loss!r}, whose labels are classes")
     y = _checks.real_matrix("targets", data.y if isinstance(data, Dataset) else data,

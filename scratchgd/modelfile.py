@@ -21,6 +21,9 @@ import numpy as np
 
 from . import _checks
 from . import checkpoint as _ckpt
+from .activations import ACTIVATIONS
+from .kernels import BACKENDS
+from .losses import LOSSES
 from .mlp import MLP
 from .npzfile import (
     MODEL_FORMAT,
@@ -48,7 +51,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("path", path))
-    backend = _checks.choice("backend", backend, ("numpy", "numba"))
+    backend = _checks.choice("backend", backend, tuple(BACKENDS))
     arrays = read_npz(path, "model file")
 
     def fail(message: str) -> ValueError:
@@ -83,6 +86,11 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
 def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: str,
            fail: object) -> MLP:
     """The model ``described``, with ``params`` and ``scalings`` (input, target)."""
+    for kind, registry in (("activation", ACTIVATIONS), ("loss", LOSSES)):
+        name = described.get(kind)
+        if isinstance(name, str) and name not in registry:
+            raise fail(f"names the {kind} {name!r}, which is not registered in this scratchgd "
+                       f"(registered: {', '.join(registry)})")
     try:
         model = MLP(described["sizes"], described["activation"], described["loss"],
                     dtype=np.dtype(described["dtype"]).type, backend=backend)

@@ -13,9 +13,13 @@ The three classes differ only in the batches they ask the data loader for:
 * ``GD``           — the whole data set (``batch_size=None``), in order;
 * ``SGD``          — one random sample per step (``batch_size=1``);
 * ``MiniBatchSGD`` — a random subset of ``batch_size`` rows per step.
+
+:data:`OPTIMIZERS` is the table the command line reads (``--optimizer``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +27,7 @@ from . import _checks
 from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
-__all__ = ["GD", "SGD", "MiniBatchSGD", "Optimizer"]
+__all__ = ["GD", "OPTIMIZERS", "SGD", "MiniBatchSGD", "Optimizer", "OptimizerKind"]
 
 
 class Optimizer:
@@ -124,3 +128,38 @@ class MiniBatchSGD(Optimizer):
                  shuffle: bool | str = True, chunk_size: int = CHUNK_SIZE) -> None:
         super().__init__(lr, batch_size=batch_size, momentum=momentum, shuffle=shuffle,
                          chunk_size=chunk_size)
+
+
+@dataclass(frozen=True)
+class OptimizerKind:
+    """One ``--optimizer`` of the command line.
+
+    Attributes
+    ----------
+    name : str
+        Its ``--optimizer`` value.
+    make : type
+        The :class:`Optimizer` class; called as ``make(lr, momentum=...)``, and
+        with ``batch_size=`` too when ``batch_size`` is set.
+    lr : float
+        Its default learning rate with cross-entropy (a loss scales it:
+        ``losses.Loss.lr_scale``).
+    batch_size : int or None
+        Its default ``--batch-size``; ``None``: it takes none (its class fixes it).
+    help : str
+        What it draws, for ``--help``.
+    """
+
+    name: str
+    make: type[Optimizer]
+    lr: float
+    batch_size: int | None
+    help: str
+
+
+OPTIMIZERS = {kind.name: kind for kind in (
+    OptimizerKind("minibatch", MiniBatchSGD, 0.1, 32, "batches of --batch-size rows"),
+    OptimizerKind("sgd", SGD, 0.01, None, "a batch of 1"),
+    OptimizerKind("gd", GD, 0.5, None, "the full batch"),
+)}
+"""The command line's optimizers by ``--optimizer`` name, the default first."""

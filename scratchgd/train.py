@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -30,8 +30,8 @@ from . import _checks, engines
 from .data import Dataset
 from .distributed import Group
 from .history import History, Position
-from .hooks import Checkpoints, EpochCallback, NoiseTracker, Report
-from .losses import LOSS
+from .hooks import Checkpoints, EpochCallback, Hook, NoiseTracker, Report, call, check_hooks, span_end
+from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
 from .plan import FitArgs, make_plan
@@ -70,7 +70,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
         z = model._kernels.forward(model.params, X, model.activation)[-1]
-        loss_sum += LOSS[model.loss](z, y[rows])[0]
+        loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
         else:
@@ -100,7 +100,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         memory_budget: int | str | None = None, track_noise: bool = False,
         rng: np.random.Generator | None = None,
         on_epoch_end: Callable[[History], object] | None = None,
-        comm: object | None = None, reduce_dtype: str | None = None) -> History:
+        comm: object | None = None, reduce_dtype: str | None = None,
+        hooks: Iterable[Hook] = ()) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
     Parameters
@@ -218,6 +219,18 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         the same bits on every rank and run after run; ``History``'s losses
         carry float32 rounding (about 1e-8 relative). Refused (``ValueError``)
         for a float64 model and without ``comm``; a checkpoint records it.
+    hooks : list of scratchgd.hooks.Hook
+        The caller's own collaborators of the loop (progress, cancellation),
+        called after the built-in ones: ``span_steps(history, at)`` before each
+        span (the most training steps it may run, or ``None``), and
+        ``end_of_span(history, at)`` and ``end_of_epoch(history, at)`` after.
+        Cutting a run into shorter spans changes none of its results. A hook's
+        ``end_of_span`` or ``end_of_epoch`` may raise
+        :class:`scratchgd.StopTraining` to end the run at that training-step
+        boundary: ``fit`` then returns the History so far (the epoch a stop
+        ends is recorded, hooks called, if its last step was taken). With
+        ``comm`` a hook must act alike on every rank. See
+        ``docs/architecture.md``.
 
     Raises
     ------
@@ -227,6 +240,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         If an argument is invalid or the checkpoint to resume from is unreadable
         or belongs to another run (nothing is changed then).
     """
+    hooks = check_hooks(hooks)
     group = None if comm is None else Group(comm)
     # start of run: every argument checked (alike on every rank) before anything changes
     plan = make_plan(FitArgs(model, data, optimizer, epochs, accumulate, validation, progress,
@@ -243,21 +257,23 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     with np.errstate(over="ignore", invalid="ignore"), Report(
             progress, epochs, len(loader), history, at, checkpoint) as report:
         callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
-        hooks = [hook for hook in (noise, report, checkpoints, callback) if hook]
-        while at.epoch <= epochs:  # an epoch: every row drawn once
+        hooks = [hook for hook in (noise, report, checkpoints, callback) if hook] + hooks
+        stopped = False  # a hook raised StopTraining
+        while at.epoch <= epochs and not stopped:  # an epoch: every row drawn once
             start = time.perf_counter()
             if at.iteration == 0:
                 at.order = loader.epoch_order()  # a fresh row order every epoch
-            while at.iteration < len(loader):
-                # a span of whole training steps, to the epoch's end or a checkpoint's step:
+            while at.iteration < len(loader) and not stopped:
+                # a span of whole training steps, to the epoch's end or a hook's limit:
                 # draw a batch -> predict -> loss -> gradients -> accumulate -> update, repeated
-                engine.run_span(at, checkpoints.span_end(at, history), history, report.advance)
-                for hook in hooks:  # end of span
-                    hook.end_of_span(history, at)
+                engine.run_span(at, span_end(hooks, history, at, plan.k, len(loader)), history,
+                                report.advance)
+                stopped = call(hooks, "end_of_span", history, at)
+            if at.iteration < len(loader):  # stopped inside the epoch: not an epoch done
+                break
             history.epoch_seconds.append(time.perf_counter() - start)
             _record_epoch(model, history, at, len(data), validation)
-            for hook in hooks:  # end of epoch
-                hook.end_of_epoch(history, at)
+            stopped = call(hooks, "end_of_epoch", history, at) or stopped
             at = at.next_epoch()
     return history
 

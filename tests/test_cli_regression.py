@@ -205,7 +205,9 @@ def test_whole_number_labels_train_as_classes_when_asked(files, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--loss", "mse"], "--loss mse needs --data"),
+    (["train", "--loss", "mse"], "--loss mse does not suit --dataset digits"),
+    (["train", "--dataset", "regression_1d", "--loss", "cross_entropy"],
+     "--loss cross_entropy does not suit --dataset regression_1d"),
     (["train", "--loss", "hinge"], "--loss"),
     (["train", "--data", "{f}/train_X.txt.gz", "--labels", "{f}/train_y.csv", "--no-header"],
      "train_X.txt.gz, line 1: field 1, 'x1', is not a number"),
@@ -232,6 +234,19 @@ def test_header_flag_forces_a_numeric_header_off(tmp_path, capsys):
     assert status == 0 and "80 train / 21 test rows" in out     # the numeric header is a row
     status, out, _ = run(capsys, *base, "--header")
     assert status == 0 and "80 train / 20 test rows" in out
+
+
+def test_the_embedded_regression_set_trains_with_mse_by_default(tmp_path, capsys):
+    """--dataset regression_1d: y = sin(3x) + noise, 320 / 80 rows, mse and target scaling."""
+    status, out, _ = run(capsys, "train", "--dataset", "regression_1d", "--epochs", "30",
+                         "--lr", "0.05", "--no-progress", "--save", tmp_path / "m.npz")
+    assert status == 0, out
+    assert "regression_1d: 320 train / 80 test rows; MLP([1, 128, 1]" in out
+    assert float(out.split("test R^2: ")[1].split()[0]) > 0.8
+    model = sg.load_model(tmp_path / "m.npz")
+    assert model.loss == "mse" and model.target_scaling is not None and model.scaling is None
+    data = sg.datasets.regression_1d(n=400, seed=0)
+    assert data.X.shape == (400, 1) and data.y.shape == (400, 1)
 
 
 def test_regression_report_figures():

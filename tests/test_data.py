@@ -56,6 +56,51 @@ def test_replacement_draws_len_loader_batches_of_full_size():
     assert [len(X) for X, _ in loader] == [4, 4, 4]
 
 
+@pytest.mark.parametrize("options", [
+    {"batch_size": 4, "shuffle": True}, {"batch_size": 4, "shuffle": False},
+    {"batch_size": 3, "shuffle": "chunks", "chunk_size": 5}, {"batch_size": 4, "replacement": True},
+    {"batch_size": None}, {"batch_size": 4, "drop_last": True}])
+def test_batches_from_any_point_are_the_items_of_iterating_the_loader(options):
+    """loader.batches(order, start, stop, y): the batches of `for X, y in loader`, from batch start."""
+    data = make(23)
+    items = list(sg.DataLoader(data, seed=3, **options))
+    loader = sg.DataLoader(data, seed=3, **options)
+    order = loader.epoch_order()
+    targets = np.arange(23.0) * 10      # the run's prepared targets, one per row
+    for start in range(len(loader) + 1):
+        batches = list(loader.batches(order, start, None, targets))
+        assert len(batches) == len(items) - start
+        for (X, y), (X_item, y_item) in zip(batches, items[start:], strict=True):
+            np.testing.assert_array_equal(X, X_item)
+            np.testing.assert_array_equal(y, targets[_rows(data, X)])
+            np.testing.assert_array_equal(data.y[_rows(data, X)], y_item)
+    assert len(list(loader.batches(order, 1, 2))) == 1
+
+
+def _rows(data, X):
+    """The row numbers of ``X``'s rows in ``data`` (rows of make() are distinct)."""
+    return [int(np.flatnonzero((data.X == row).all(axis=1))[0]) for row in X]
+
+
+def test_the_reference_engine_draws_its_batches_by_iterating_the_loader(monkeypatch, tmp_path):
+    """fit's Python engine reads every batch through DataLoader.batches, from mid-epoch too."""
+    data = make(20)
+    calls = []
+    batches = sg.DataLoader.batches
+
+    def spy(self, order, start=0, stop=None, y=None):
+        calls.append((start, stop))
+        yield from batches(self, order, start, stop, y)
+
+    monkeypatch.setattr(sg.DataLoader, "batches", spy)
+    model = sg.MLP([3, 4, 3], seed=0)
+    history = sg.fit(model, data, sg.MiniBatchSGD(lr=0.1, batch_size=3), epochs=2,
+                     progress=False, checkpoint=tmp_path / "run.npz", checkpoint_every=3)
+    # spans end where a checkpoint is due, every 3rd step: 7 iterations (steps) per epoch
+    assert calls == [(0, 3), (3, 6), (6, 7), (0, 2), (2, 5), (5, 7)]
+    assert history.iterations == 14
+
+
 def test_dataset_accepts_targets_and_whole_number_float_labels():
     data = sg.Dataset(np.ones((4, 2)), np.array([0.0, 1.0, 2.0, 1.0]))
     assert data.y.dtype.kind == "i" and data.n_classes == 3 and data.is_classification

@@ -5,13 +5,19 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import partitions, problems
+from strategies import (
+    ACTIVATIONS,
+    LOSSES,
+    assert_backprop_matches_differences,
+    fixed_problem,
+    partitions,
+    problems,
+)
 
 import scratchgd as sg
+from scratchgd import activations
 from scratchgd.losses import cross_entropy, log_softmax, mse
 
-EPS = 1e-6         # step of the central differences
-GRAD_TOL = 1e-6    # DESIGN.md item 1: relative error of backprop in float64
 ACCUM_TOL = 1e-10  # DESIGN.md item 2
 
 
@@ -63,12 +69,31 @@ def test_sum_reduction_is_n_times_mean(problem):
 
 @given(problems())
 def test_backprop_equals_central_differences(problem):
-    sizes, activation, loss, X, y, seed = problem
-    model = sg.MLP(sizes, activation, loss, seed=seed)
-    # a small non-zero bias keeps relu units off their kink at exactly z = 0
-    rng = np.random.default_rng(seed + 1)
-    model.params = [p + 0.1 * rng.standard_normal(p.shape) for p in model.params]
-    assert sg.gradient_check(model, X, y, eps=EPS) < GRAD_TOL
+    assert_backprop_matches_differences(*problem)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_backprop_equals_central_differences_for_every_registered_pair(activation, loss):
+    """Every activation and loss of the registries, whatever Hypothesis draws."""
+    assert_backprop_matches_differences(*fixed_problem(activation, loss))
+
+
+def test_a_wrong_derivative_of_a_registered_activation_fails_the_check(leaky_relu):
+    """The net works: an activation registered with a planted wrong derivative is caught."""
+    for loss in LOSSES:
+        assert_backprop_matches_differences(*fixed_problem("leaky_relu", loss))
+    wrong = activations.Activation(
+        "leaky_relu_wrong", leaky_relu.forward, lambda a: (a > 0).astype(a.dtype),  # slope 0, not 0.01
+        "he", leaky_relu.forward_steps, leaky_relu.derivative_steps)
+    activations.register(wrong)
+    try:
+        for loss in LOSSES:
+            with pytest.raises(AssertionError, match="relative error"):
+                assert_backprop_matches_differences(*fixed_problem("leaky_relu_wrong", loss))
+    finally:
+        activations.unregister("leaky_relu_wrong")
+    assert "leaky_relu_wrong" not in activations.ACTIVATIONS
 
 
 def test_gradient_check_detects_a_wrong_gradient(monkeypatch):

@@ -4,6 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from strategies import ACTIVATIONS, LOSSES, labels
 
 import scratchgd as sg
 from scratchgd import memory
@@ -29,15 +30,15 @@ def test_estimate_within_25_percent_of_measured(batch_size):
     assert abs(memory.estimate(model, batch_size) - measured) <= 0.25 * measured
 
 
-@pytest.mark.parametrize("sizes, activation, loss", [([30, 40, 20, 3], "sigmoid", "mse"),
-                                                     ([30, 300, 200, 4], "tanh", "cross_entropy")])
-def test_estimate_follows_other_activations_and_losses(sizes, activation, loss):
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("sizes", [[30, 40, 20, 3], [30, 300, 200, 4]])
+def test_estimate_follows_every_activation_and_loss(sizes, activation, loss):
     model = sg.MLP(sizes, activation=activation, loss=loss, seed=0, dtype=np.float32)
     rng = np.random.default_rng(0)
     for n in (8, 2000):
         X = rng.random((n, sizes[0]), dtype=np.float32)
-        y = (rng.integers(0, sizes[-1], n) if loss == "cross_entropy"
-             else rng.random((n, sizes[-1]), dtype=np.float32))
+        y = labels(loss, rng, n, sizes[-1], np.float32)
         _, peak = _traced_peak(model.loss_and_grads, X, y)
         measured = sum(p.nbytes for p in model.params) + X.nbytes + y.nbytes + peak
         assert abs(memory.estimate(model, n) - measured) <= 0.25 * measured

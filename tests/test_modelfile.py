@@ -14,6 +14,7 @@ import pytest
 from test_checkpoint import MakesMarker, rewrite, write_forged_header
 
 import scratchgd as sg
+from scratchgd import activations
 from scratchgd import checkpoint as ck
 
 
@@ -48,6 +49,18 @@ def test_save_and_load_predict_exactly_the_same(tmp_path, dtype, scale, loss):
     fast = sg.load_model(tmp_path / "model.npz", backend="numba")
     assert fast.backend == "numba"
     np.testing.assert_allclose(fast.forward(X), model.forward(X), rtol=1e-4)
+
+
+def test_a_file_naming_an_unregistered_activation_is_refused_in_one_line(tmp_path, leaky_relu,
+                                                                        monkeypatch):
+    model = sg.MLP([3, 4, 2], "leaky_relu", seed=0)
+    model.save(tmp_path / "model.npz")
+    assert sg.load_model(tmp_path / "model.npz").activation == "leaky_relu"
+    monkeypatch.delitem(activations.ACTIVATIONS, "leaky_relu")   # a scratchgd without it
+    with pytest.raises(ValueError) as refused:
+        sg.load_model(tmp_path / "model.npz")
+    message = str(refused.value)
+    assert "'leaky_relu'" in message and "not registered" in message and "\n" not in message
 
 
 def test_a_checkpoint_is_a_model_file(tmp_path):

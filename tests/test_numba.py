@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import problems
+from strategies import ACTIVATIONS, LOSSES, labels, problems
 
 import scratchgd as sg
 from scratchgd.engines import compiled as compiled_engine
 from scratchgd.kernels import compiled
+from scratchgd.losses import LOSSES as LOSSES_TABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
 
@@ -53,23 +54,42 @@ def test_loss_and_grads_equal_reference_float64(problem):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("n", [1, compiled.BLAS_MIN_ROWS - 1, compiled.BLAS_MIN_ROWS + 9])
 def test_kernels_equal_reference(dtype, activation, loss, n):
     rng = np.random.default_rng(n)
     ref, fast = twins([20, 16, 12, 4], activation, loss, dtype, seed=n)
     X = rng.standard_normal((n, 20))
     X[X < -0.5] = 0  # zero inputs take the loops' skip branch
-    y = rng.integers(0, 4, size=n) if loss == "cross_entropy" else rng.standard_normal((n, 4))
+    y = labels(loss, rng, n, 4)
     loss_ref, grads_ref = ref.loss_and_grads(X, y)
     loss_fast, grads_fast = fast.loss_and_grads(X, y)
     assert_close([loss_fast], [loss_ref], dtype, "loss")
     assert_close(grads_fast, grads_ref, dtype, "grads")
     assert all(g.dtype == dtype for g in grads_fast)
     assert_close([fast.forward(X)], [ref.forward(X)], dtype, "forward")
-    if loss == "cross_entropy" and dtype == np.float64:
+    if ref.classifier and dtype == np.float64:
         assert np.array_equal(fast.predict(X), ref.predict(X))
+
+
+def test_no_kernel_computes_another_activation_than_the_one_asked_for(leaky_relu):
+    """An activation without a compiled twin, or an unknown code, is refused, never run as another."""
+    model = sg.MLP([3, 4, 2], "relu", seed=0)
+    X, y = np.ones((2, 3)), np.array([0, 1])
+    with pytest.raises(ValueError, match="'leaky_relu' has no compiled twin"):
+        compiled.forward(model.params, X, "leaky_relu")
+    with pytest.raises(ValueError, match="'leaky_relu' has no compiled twin"):
+        compiled.loss_and_grads(model.params, X, y, "leaky_relu", "cross_entropy")
+    z = np.full((2, 3), -1.0)
+    unknown = 1 + max(*compiled.ACTIVATION_KERNELS, compiled.LINEAR)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        compiled.activate(z, unknown)
+    assert (z == -1).all()
+    grads = [np.empty_like(p) for p in model.params[:2]]
+    with pytest.raises(ValueError, match="unknown activation code"):
+        compiled.dense_backward(X, np.ones((2, 4)), model.params[0], unknown, grads[0], grads[1],
+                                np.empty((2, 3)), False, False)
 
 
 def test_gradient_check_passes_on_numba_backend():
@@ -133,11 +153,11 @@ def test_fit_equals_reference(dtype, batch_size, accumulate, momentum):
     assert_same_training(fit_both(dtype, (lr, batch_size, momentum), accumulate), dtype)
 
 
-@pytest.mark.parametrize("activation, loss", [("tanh", "cross_entropy"), ("sigmoid", "mse"),
-                                              ("relu", "mse")])
-def test_fit_equals_reference_other_activations_and_losses(activation, loss):
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fit_equals_reference_every_activation_and_loss(activation, loss):
     data = small_digits()
-    if loss == "mse":
+    if not LOSSES_TABLE[loss].classes:
         data = sg.Dataset(data.X, np.eye(10)[data.y])
     results = fit_both(np.float64, (0.1, 8, 0.5), 2, activation=activation, loss=loss, data=data)
     assert_same_training(results, np.float64)

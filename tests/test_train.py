@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import ACTIVATIONS
 
 import scratchgd as sg
 
@@ -19,7 +20,7 @@ def rel_err(a, b):
 
 
 @given(batch_size=st.integers(1, 40), momentum=st.sampled_from([0.0, 0.9]),
-       activation=st.sampled_from(["relu", "tanh", "sigmoid"]))
+       activation=st.sampled_from(ACTIVATIONS))
 def test_accumulate_epoch_is_one_full_batch_gd_step(batch_size, momentum, activation):
     """Item 3: one step via accumulate="epoch" with any batch size == one GD step."""
     data = blobs()

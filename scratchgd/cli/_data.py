@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import datasets
 from ..data import Dataset
+from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
 from ..scaling import range_spread
@@ -17,12 +18,17 @@ from ..scaling import range_spread
 SPREAD_WARNING = 100.0
 """``--scale none`` with ``--data`` warns when the features' ranges differ by more than this."""
 
+DATASETS = ("digits", "spirals", "blobs", "regression_1d")
+"""The embedded data sets of ``--dataset``; ``regression_1d`` is regression (``--loss mse``)."""
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
     ``--header``; ``--loss``; ``--scale``; ``--scale-targets``."""
-    parser.add_argument("--dataset", choices=("digits", "spirals", "blobs"), default="digits",
-                        help="embedded data set, all classification (default: digits)")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="embedded data set (default: digits); regression_1d is y = sin(3x) "
+                        "plus noise, a regression set (--loss mse, its default), the others "
+                        "classification")
     own = parser.add_argument_group(
         "your own data (instead of --dataset)",
         "Files by extension: a text table (.csv or .txt, comma- or whitespace-separated, "
@@ -44,7 +50,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument("--test-labels", metavar="FILE", default=None,
                      help="labels of --test-data, when they are in a file of their own")
     add_header_argument(own)
-    parser.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
+    parser.add_argument("--loss", choices=tuple(LOSSES), default=None,
                         help="cross_entropy: classification, the default, for integer class "
                         "labels; mse: regression (mean squared error) on real-valued targets, "
                         "one output per column of --labels; reports R^2 and RMSE. The targets "
@@ -82,9 +88,10 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
-        if args.loss == "mse":
-            raise ValueError("--loss mse needs --data with regression targets; the built-in "
-                             "data sets are classification")
+        if args.loss is not None and (args.loss == "mse") != (args.dataset == "regression_1d"):
+            raise ValueError(f"--loss {args.loss} does not suit --dataset {args.dataset}: "
+                             f"regression_1d takes --loss mse, the other built-in data sets "
+                             f"(classification) cross_entropy")
         return _embedded(args.dataset, args.seed)
     targets = args.loss == "mse"
     data = Dataset.from_file(args.data, args.labels, comm, args.header, targets)
@@ -126,6 +133,14 @@ def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = 
                              f"train classes anyway")
 
 
+def loss_of(args: argparse.Namespace) -> str:
+    """The loss the flags ask for: ``--loss``, else mse for ``--dataset regression_1d``,
+    else cross_entropy."""
+    if args.loss is not None:
+        return args.loss
+    return "mse" if args.data is None and args.dataset == "regression_1d" else "cross_entropy"
+
+
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
     """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
     if train_set.is_classification:
@@ -139,6 +154,9 @@ def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
+    if name == "regression_1d":
+        return datasets.random_split(datasets.regression_1d(n=400, seed=seed), test_size=0.2,
+                                     seed=seed)
     data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
             else datasets.blobs(n=600, seed=seed))
     return datasets.stratified_split(data, test_size=0.2, seed=seed)

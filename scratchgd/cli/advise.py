@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..kernels import BACKENDS
 from ..mlp import MLP
 from ..noise import advice_table, default_batch_sizes, gradient_noise
 from ..optim import MiniBatchSGD
 from ..train import fit
-from ._data import add_data_arguments, load, n_outputs, scale
+from ._data import add_data_arguments, load, loss_of, n_outputs, scale
 from .train import DEFAULT_LR
 
 
@@ -37,7 +38,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         f"with --loss mse {DEFAULT_LR['mse']['minibatch']})")
     advise.add_argument("--hidden", type=int, nargs="*", default=[128],
                         help="hidden layer widths (default: 128)")
-    advise.add_argument("--backend", default="numpy", help="numpy (default) or numba")
+    advise.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
+                        help="numpy (default) or numba")
     advise.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     advise.add_argument("--rows", type=int, default=None,
                         help="measure B_simple on this many rows drawn at random (default: all)")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``scratchgd advise``; return the exit status."""
     train_set, test_set = load(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
-                loss=args.loss or "cross_entropy", seed=args.seed, backend=args.backend)
+                loss=loss_of(args), seed=args.seed, backend=args.backend)
     scale(args, model, train_set)
     lr = DEFAULT_LR[model.loss]["minibatch"] if args.lr is None else args.lr
     optimizer = MiniBatchSGD(lr, batch_size=args.batch_size)

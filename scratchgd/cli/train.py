@@ -10,17 +10,21 @@ import time
 import numpy as np
 
 from .. import checkpoint, distributed
+from ..activations import ACTIVATIONS
 from ..data import Dataset
 from ..history import History, epoch_line
+from ..kernels import BACKENDS
+from ..losses import LOSSES
 from ..metrics import regression_report
 from ..mlp import MLP
-from ..optim import GD, SGD, MiniBatchSGD, Optimizer
+from ..optim import OPTIMIZERS, Optimizer
 from ..train import evaluate, fit
-from ._data import add_data_arguments, load, n_outputs, scale
+from ._data import add_data_arguments, load, loss_of, n_outputs, scale
 
-DEFAULT_LR = {"cross_entropy": {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5},
-              "mse": {"minibatch": 0.002, "sgd": 0.0002, "gd": 0.01}}
-"""Default learning rates per ``--loss`` and ``--optimizer``.
+DEFAULT_LR = {loss.name: {kind.name: kind.lr * loss.lr_scale for kind in OPTIMIZERS.values()}
+              for loss in LOSSES.values()}
+"""Default learning rates per ``--loss`` and ``--optimizer``: the optimizer's
+(``optim.OPTIMIZERS``) times the loss's ``lr_scale`` (``losses.LOSSES``).
 
 mse's are 1/50 of cross_entropy's: the squared error curves far more sharply.
 Its curvature at an output is 2 (no factor 1/2), cross-entropy's at most 1/2
@@ -52,22 +56,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="bytes one training step may use, e.g. 64MB or 1.5GiB: gd computes "
                        "its full batch in chunks that fit; other optimizers fail if their batch "
                        "does not fit")
-    train.add_argument("--optimizer", choices=tuple(DEFAULT_LR["cross_entropy"]), default="minibatch",
-                       help="gd = full batch, sgd = batch of 1, minibatch (default)")
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=next(iter(OPTIMIZERS)),
+                       help=", ".join(f"{kind.name}: {kind.help}" for kind in OPTIMIZERS.values())
+                       + " (default: the first)")
     train.add_argument("--batch-size", type=int, default=None,
-                       help="rows per iteration for minibatch (default: 32)")
+                       help="rows per iteration for "
+                       + ", ".join(f"{k.name} (default: {k.batch_size})"
+                                   for k in OPTIMIZERS.values() if k.batch_size is not None))
     train.add_argument("--epochs", type=int, default=40, help="passes over the data (default: 40)")
     train.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default: 0.1 minibatch, 0.01 sgd, 0.5 gd; with "
-                       "--loss mse 1/50 of these: 0.002, 0.0002, 0.01)")
+                       help="learning rate (default: " + "; ".join(
+                           f"--loss {loss} " + ", ".join(f"{lr:g} {name}" for name, lr in lrs.items())
+                           for loss, lrs in DEFAULT_LR.items()) + ")")
     train.add_argument("--momentum", type=float, default=0.0, help="momentum (default: 0)")
     train.add_argument("--accumulate", type=_int_or_epoch, default=1,
                        help="iterations per training step, or 'epoch' (default: 1)")
     train.add_argument("--hidden", type=int, nargs="*", default=[128],
                        help="hidden layer widths (default: 128)")
-    train.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu")
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    train.add_argument("--backend", default="numpy",
+    train.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
                        help="numpy (default: the readable reference, starts in half a second) or "
                        "numba (compiled: far faster for small batches, about 1 s to start once "
                        "its kernels are cached, 6 s the first time unless `scratchgd compile` "
@@ -97,16 +105,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _optimizer(args: argparse.Namespace) -> Optimizer:
-    lr = DEFAULT_LR[args.loss or "cross_entropy"][args.optimizer] if args.lr is None else args.lr
-    if args.optimizer != "minibatch" and args.batch_size is not None:
-        raise ValueError(f"--batch-size applies to --optimizer minibatch, not {args.optimizer} "
-                         f"(gd uses the full data set, sgd one sample)")
-    if args.optimizer == "gd":
-        return GD(lr, momentum=args.momentum)
-    if args.optimizer == "sgd":
-        return SGD(lr, momentum=args.momentum)
-    batch_size = 32 if args.batch_size is None else args.batch_size
-    return MiniBatchSGD(lr, batch_size=batch_size, momentum=args.momentum)
+    lr = DEFAULT_LR[loss_of(args)][args.optimizer] if args.lr is None else args.lr
+    kind = OPTIMIZERS[args.optimizer]
+    if kind.batch_size is None:
+        if args.batch_size is not None:
+            takes = [k.name for k in OPTIMIZERS.values() if k.batch_size is not None]
+            raise ValueError(f"--batch-size applies to --optimizer {' or '.join(takes)}, not "
+                             f"{args.optimizer} ({args.optimizer} draws {kind.help})")
+        return kind.make(lr, momentum=args.momentum)
+    batch_size = kind.batch_size if args.batch_size is None else args.batch_size
+    return kind.make(lr, batch_size=batch_size, momentum=args.momentum)
 
 
 class EpochLog:
@@ -185,7 +193,7 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
-                activation=args.activation, loss=args.loss or "cross_entropy", seed=args.seed,
+                activation=args.activation, loss=loss_of(args), seed=args.seed,
                 dtype=np.dtype(args.dtype).type, backend=args.backend)
     scale(args, model, train_set)
     return train_set, test_set, optimizer, model

@@ -19,6 +19,7 @@ half-accumulated. A loss or an update that is not finite raises
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -42,11 +43,16 @@ class Engine:
     k : int
         Iterations per training step (``fit``'s ``accumulate``, ``"epoch"``
         resolved to the epoch's iterations).
+    kernels : module or None
+        The kernels the engine computes with (``kernels.reference`` when the
+        compiled engines fall back, see :func:`scratchgd.engines.choose`);
+        ``None``: the model's own.
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int) -> None:
+                 k: int, kernels: ModuleType | None = None) -> None:
         self.model, self.optimizer, self.loader, self.y, self.k = model, optimizer, loader, y, k
+        self.kernels = model._kernels if kernels is None else kernels
 
     def start(self) -> None:
         """Called once, at the start of the run, before a checkpoint is resumed."""

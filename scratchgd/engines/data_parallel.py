@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -52,8 +53,9 @@ class DataParallelEngine(Engine):
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int, group: Group, reduce_dtype: type = np.float64) -> None:
-        super().__init__(model, optimizer, loader, y, k)
+                 k: int, group: Group, reduce_dtype: type = np.float64,
+                 kernels: ModuleType | None = None) -> None:
+        super().__init__(model, optimizer, loader, y, k, kernels)
         self.group, self.reduce_dtype = group, reduce_dtype
 
     def start(self) -> None:
@@ -76,7 +78,7 @@ class DataParallelEngine(Engine):
             end = min(len(loader), first + self.k)
             total = self.group.sum_in_rank_order(shard_sums(
                 model, loader, self.y, at.order, bounds, first, end, self.group,
-                self.reduce_dtype))
+                self.reduce_dtype, self.kernels))
             batch_rows = np.diff(bounds[first:end + 1])
             for (loss_sum, hits), rows in zip(total[size:].reshape(-1, 2).tolist(),
                                               batch_rows.tolist(), strict=True):
@@ -158,7 +160,7 @@ def step_from_sums(model: MLP, optimizer: Optimizer, sums: np.ndarray, rows: int
 
 def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray | None,
                bounds: np.ndarray, first: int, end: int, group: Group,
-               reduce_dtype: type = np.float64) -> np.ndarray:
+               reduce_dtype: type = np.float64, kernels: ModuleType | None = None) -> np.ndarray:
     """This rank's part of one training step, as one flat ``reduce_dtype`` buffer.
 
     ``[gradient sums of every parameter (flattened, in params order), then
@@ -166,6 +168,7 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
     this rank's shards of the batches ``first .. end - 1``; an empty shard adds
     zeros. After a non-finite loss the rank stops computing (its later
     figures stay 0): the reduced loss of that iteration is non-finite too.
+    ``kernels`` compute the gradients (default: the model's own).
     """
     m = end - first
     grad_sum = [np.zeros_like(p) for p in model.params]
@@ -176,13 +179,13 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
             continue
         index = slice(lo, hi) if order is None else order[lo:hi]
         X_batch = model.inputs(loader.dataset.X[index], fresh=order is not None)
-        batch_loss, grads, z = model._kernels.loss_and_grads(
+        batch_loss, grads, z = (model._kernels if kernels is None else kernels).loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
         figures[t, 0] = batch_loss
         if not math.isfinite(batch_loss):
             break
         for total, g in zip(grad_sum, grads, strict=True):
             total += g
-        if model.loss == "cross_entropy":
+        if model.classifier:
             figures[t, 1] = (z.argmax(axis=1) == y[index]).sum()
     return np.concatenate([g.ravel() for g in grad_sum] + [figures.ravel()]).astype(reduce_dtype)

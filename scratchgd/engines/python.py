@@ -1,16 +1,19 @@
 """The reference engine: the training cycle in Python, one batch at a time.
 
 Read this one first: every step of the article's cycle is a numbered line
-below. The backend's ``loss_and_grads`` does the arithmetic (NumPy for
-``backend="numpy"``, compiled for ``"numba"`` when ``fit(track_noise=True)``
-needs per-example gradient norms); the loop, the accumulation and the update
-are here.
+below, and an iteration is literally one item of the data loader
+(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does the arithmetic (NumPy for
+``backend="numpy"``, and for ``"numba"`` when the compiled engines fall back,
+see :func:`scratchgd.engines.choose`; compiled for ``"numba"`` when
+``fit(track_noise=True)`` needs per-example gradient norms); the loop, the
+accumulation and the update are here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -38,8 +41,9 @@ class PythonEngine(Engine):
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
-                 k: int, noise: BatchObserver | None = None) -> None:
-        super().__init__(model, optimizer, loader, y, k)
+                 k: int, noise: BatchObserver | None = None,
+                 kernels: ModuleType | None = None) -> None:
+        super().__init__(model, optimizer, loader, y, k, kernels)
         self.noise = noise
 
     def run_span(self, at: Position, stop: int, history: History,
@@ -47,17 +51,16 @@ class PythonEngine(Engine):
         model, optimizer, loader, y, k = self.model, self.optimizer, self.loader, self.y, self.k
         grad_sum, rows = None, 0
         last = len(loader)
-        while at.iteration < stop:
+        # 1. draw a batch: an item of the loader (the batches of ``for X, y in loader``,
+        #    from iteration at.iteration on); only its rows are read. The network's input
+        #    is those rows scaled if the model scales its inputs, in the model's dtype
+        #    (rows drawn by an index array are a fresh copy, scaled in place)
+        for X_rows, y_batch in loader.batches(at.order, at.iteration, stop, y):
             at.iteration += 1
-            # 1. draw a batch (only its rows are read, scaled if the model scales its
-            #    inputs, cast to the model's dtype; rows drawn by an index array are a
-            #    fresh copy, scaled in place)
-            index = loader.batch_index(at.order, at.iteration - 1)
-            X_batch = model.inputs(loader.dataset.X[index], fresh=isinstance(index, np.ndarray))
-            y_batch = y[index]
+            X_batch = model.inputs(X_rows, fresh=at.order is not None)
             # 2-4. predict, loss, gradients: sums over the rows of the batch
             sq_norms = None if self.noise is None else np.zeros(len(X_batch))  # |grad l_i|^2
-            batch_loss, grads, z = model._kernels.loss_and_grads(
+            batch_loss, grads, z = self.kernels.loss_and_grads(
                 model.params, X_batch, y_batch, model.activation, model.loss, sq_norms)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
@@ -71,7 +74,7 @@ class PythonEngine(Engine):
                     total += g
             rows += len(X_batch)
             at.loss_sum += batch_loss
-            if model.loss == "cross_entropy":
+            if model.classifier:
                 at.correct += int((z.argmax(axis=1) == y_batch).sum())
             history.iterations += 1
             history.samples_seen += len(X_batch)

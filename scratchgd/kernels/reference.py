@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import DERIVATIVE, FORWARD
-from ..losses import LOSS
+from ..activations import ACTIVATIONS
+from ..losses import LOSSES
 
 __all__ = ["backward", "forward", "loss_and_grads", "standardize"]
 
@@ -48,7 +48,7 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``. The last item
     is the network's raw output; the others are kept for the backward pass.
     """
-    f = FORWARD[activation]
+    f = ACTIVATIONS[activation].forward
     n_layers = len(params) // 2
     layers = [X]
     for layer in range(n_layers):
@@ -80,7 +80,7 @@ def backward(params: list[np.ndarray], layers: list[np.ndarray], dz: np.ndarray,
 
     (``|u v^T|^2 = |u|^2 |v|^2``; the ``+ 1`` is the bias). Added to ``sq_norms``.
     """
-    df = DERIVATIVE[activation]
+    df = ACTIVATIONS[activation].derivative
     grads: list[np.ndarray] = [np.empty(0)] * len(params)
     delta = dz
     for layer in range(len(params) // 2 - 1, -1, -1):
@@ -104,5 +104,5 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     (``(n,)`` zeros), receives every row's ``|grad l_i|^2`` (see :func:`backward`).
     """
     layers = forward(params, X, activation)
-    loss_sum, dz = LOSS[loss](layers[-1], y)
+    loss_sum, dz = LOSSES[loss].function(layers[-1], y)
     return loss_sum, backward(params, layers, dz, activation, sq_norms), layers[-1]

@@ -45,20 +45,23 @@ decorator then returns the plain Python functions (slow, but the same results).
 """
 
 from .base import (
-    ACTIVATION_CODE,
+    ACTIVATION_KERNELS,
     BLAS_MIN_ROWS,
     BLAS_THREADED_MIN_WORK,
     CROSS_ENTROPY,
     LINEAR,
-    LOSS_CODE,
+    LOSS_KERNELS,
     MSE,
     REASSOCIATE,
     RELU,
     SIGMOID,
     TANH,
+    activation_code,
     blas_limit,
     blas_threads_for,
+    has_twins,
     jit,
+    loss_code,
     use_blas,
 )
 from .cache import drop_stale_cache
@@ -92,12 +95,12 @@ from .step import plain_step_into, sgd_step, take_step
 drop_stale_cache(train_span)
 
 __all__ = [
-    "ACTIVATION_CODE", "AS_IS", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
-    "CROSS_ENTROPY", "DONE", "FLOAT", "LINEAR", "LOSS_CODE", "LOSS_NOT_FINITE", "MSE",
-    "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE",
-    "activate", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
-    "dense_backward", "dense_forward", "dense_sq_norms", "fit_span", "fit_span_parallel",
-    "forward", "gather_batch", "ieee_float64", "jit", "loss_and_grads", "mse", "plain_step_into",
-    "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span", "train_span_parallel",
-    "use_blas", "value_bits", "x_input",
+    "ACTIVATION_KERNELS", "AS_IS", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
+    "CROSS_ENTROPY", "DONE", "FLOAT", "LINEAR", "LOSS_KERNELS", "LOSS_NOT_FINITE", "MSE",
+    "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE", "activate",
+    "activation_code", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
+    "dense_backward", "dense_forward", "dense_sq_norms", "fit_span", "fit_span_parallel", "forward",
+    "gather_batch", "has_twins", "ieee_float64", "jit", "loss_and_grads", "loss_code", "mse",
+    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span",
+    "train_span_parallel", "use_blas", "value_bits", "x_input",
 ]

@@ -8,8 +8,8 @@ chosen by the rows of the batch:
 ==============================  ==================================================
 reference (NumPy)               here
 ==============================  ==================================================
-``FORWARD[activation]``         :data:`ACTIVATION_CODE` (:data:`LINEAR`: no ``f``)
-``LOSS[loss]``                  :data:`LOSS_CODE`
+``ACTIVATIONS[activation]``     :func:`activation_code` (:data:`LINEAR`: no ``f``)
+``LOSSES[loss]``                :func:`loss_code`
 ``a @ W`` (NumPy's BLAS)        :func:`use_blas` (BLAS or the loops), run inside
                                 :func:`blas_limit` (BLAS threads for the size)
 ``numba.njit`` in one place     :data:`jit`
@@ -24,6 +24,9 @@ from typing import Any
 import numba
 from threadpoolctl import ThreadpoolController
 
+from ...activations import ACTIVATIONS
+from ...losses import LOSSES
+
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 """The one place where kernels are compiled: ``numba.njit(cache=True, nogil=True)``."""
 
@@ -33,9 +36,37 @@ reordered (so they vectorize) and fused into FMAs. NaN and inf keep their IEEE
 meaning (no ``nnan``/``ninf``), so divergence is still seen."""
 
 RELU, TANH, SIGMOID, LINEAR = 0, 1, 2, 3
-ACTIVATION_CODE = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+ACTIVATION_KERNELS = (RELU, TANH, SIGMOID)
+"""The activation codes the kernels of :mod:`.layers` implement (``Activation.compiled``)."""
 CROSS_ENTROPY, MSE = 0, 1
-LOSS_CODE = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
+LOSS_KERNELS = (CROSS_ENTROPY, MSE)
+"""The loss codes the kernels implement (``Loss.compiled``)."""
+
+
+def activation_code(activation: str) -> int:
+    """The kernels' code of a registered activation (``ACTIVATIONS[activation].compiled``).
+
+    Raises ``ValueError`` if it has none the kernels implement: no kernel ever
+    computes another function than the one asked for.
+    """
+    code = ACTIVATIONS[activation].compiled
+    if code not in ACTIVATION_KERNELS:
+        raise ValueError(f"activation {activation!r} has no compiled twin (code {code})")
+    return code
+
+
+def loss_code(loss: str) -> int:
+    """The kernels' code of a registered loss (``LOSSES[loss].compiled``); ``ValueError`` if none."""
+    code = LOSSES[loss].compiled
+    if code not in LOSS_KERNELS:
+        raise ValueError(f"loss {loss!r} has no compiled twin (code {code})")
+    return code
+
+
+def has_twins(activation: str, loss: str) -> bool:
+    """Whether the kernels implement both ``activation`` and ``loss``."""
+    return (ACTIVATIONS[activation].compiled in ACTIVATION_KERNELS
+            and LOSSES[loss].compiled in LOSS_KERNELS)
 
 BLAS_MIN_ROWS = 4
 """Batches with at least this many rows multiply through BLAS (``np.dot``); smaller

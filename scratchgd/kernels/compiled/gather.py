@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 from ...scaling import Scaling
-from .base import CROSS_ENTROPY, jit
+from .base import CROSS_ENTROPY, jit, loss_code
 
 AS_IS, UNSIGNED, SIGNED, FLOAT = 0, 1, 2, 3
 """Kinds of :data:`X_FORMAT`: ``X`` read as it is (uint8); or its bytes decoded as an
@@ -221,7 +221,7 @@ def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
     X, x_format = x_input(np.ascontiguousarray(X))
     X = X.view()
     X.flags.writeable = False
-    if loss == "cross_entropy":
+    if loss_code(loss) == CROSS_ENTROPY:
         labels, targets = np.ascontiguousarray(y, dtype=np.int64), np.empty((0, 1), dtype)
     else:
         labels, targets = np.empty(0, np.int64), np.ascontiguousarray(y, dtype=dtype)

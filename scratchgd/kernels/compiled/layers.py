@@ -27,19 +27,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATION_CODE, LINEAR, REASSOCIATE, RELU, TANH, jit, use_blas
+from .base import (
+    CROSS_ENTROPY,
+    LINEAR,
+    REASSOCIATE,
+    RELU,
+    SIGMOID,
+    TANH,
+    activation_code,
+    jit,
+    loss_code,
+    use_blas,
+)
 
 
 @jit
 def activate(z: np.ndarray, act: int) -> None:
-    """``z <- f(z)`` in place, element-wise; ``act`` is a code of ``ACTIVATION_CODE`` or LINEAR.
+    """``z <- f(z)`` in place, element-wise; ``act`` is RELU, TANH, SIGMOID or LINEAR.
 
     relu ``max(0, z)`` (NaN stays NaN, as in NumPy); tanh ``tanh(z)``;
     sigmoid ``(1 + tanh(z / 2)) / 2``; LINEAR leaves ``z`` alone. Constants are
-    cast to ``z``'s dtype, so float32 stays float32.
+    cast to ``z``'s dtype, so float32 stays float32. Any other code raises
+    ``ValueError`` before a value is written.
     """
     if act == LINEAR:
         return
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("activate: unknown activation code")
     t = z.dtype.type
     half, one, zero = t(0.5), t(1.0), t(0.0)
     n, m = z.shape
@@ -104,8 +118,11 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
     batch of an accumulation, so the sums never need zeroing); rows are
     processed one after another.
     Pass ``delta_prev`` with zero rows for the first layer (no delta needed).
-    ``blas`` picks ``np.dot`` for the two products instead of the loops.
+    ``blas`` picks ``np.dot`` for the two products instead of the loops. A code
+    ``act`` other than RELU, TANH, SIGMOID raises ``ValueError`` before a value is written.
     """
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("dense_backward: unknown activation code")
     n, fan_in = a_prev.shape
     fan_out = W.shape[1]
     t = W.dtype.type
@@ -237,7 +254,7 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
     weights' (ints, bool, float16) is first cast to theirs, as ``MLP.inputs``
     casts (a copy of these rows; ``MLP`` passes ``X`` cast already).
     """
-    act = ACTIVATION_CODE[activation]
+    act = activation_code(activation)
     n_layers = len(params) // 2
     # one dtype and layout (a read-only X is copied): one signature
     a = np.require(X, params[0].dtype, requirements="CW")
@@ -262,11 +279,11 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     but ``sq_norms``, which, if given (``(n,)`` float64 zeros), receives every
     row's ``|grad l_i|^2`` through :func:`dense_sq_norms`, layer by layer.
     """
-    act = ACTIVATION_CODE[activation]
+    act = activation_code(activation)
     layers = forward(params, X, activation)
     z = layers[-1]
     delta = np.empty_like(z)
-    if loss == "cross_entropy":
+    if loss_code(loss) == CROSS_ENTROPY:
         loss_sum = cross_entropy(z, np.ascontiguousarray(y), delta)
     else:
         loss_sum = mse(z, np.ascontiguousarray(y, dtype=z.dtype), delta)

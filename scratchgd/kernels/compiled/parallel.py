@@ -46,7 +46,7 @@ import numpy as np
 
 from ..._arrays import views_like
 from ...scaling import Scaling
-from .base import ACTIVATION_CODE, BLAS_MIN_ROWS, LOSS_CODE, blas_limit, jit, use_blas
+from .base import BLAS_MIN_ROWS, activation_code, blas_limit, jit, loss_code, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
 from .span import (
     DONE,
@@ -318,7 +318,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
                 Ws, bs, vWs, vbs, X, x_format, labels, targets,
                 np.ascontiguousarray(order, dtype=np.int64),
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,
-                float(lr), float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss],
+                float(lr), float(momentum), activation_code(activation), loss_code(loss),
                 tuple(grads[0::2]), tuple(grads[1::2]), collective.send_extra,
                 tuple(sums[0::2]), tuple(sums[1::2]), collective.total_extra, CALLBACK, key,
                 loss_sums, correct, mean, inv_std)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...scaling import Scaling
-from .base import ACTIVATION_CODE, CROSS_ENTROPY, LINEAR, LOSS_CODE, MSE, blas_limit, jit, use_blas
+from .base import CROSS_ENTROPY, LINEAR, MSE, activation_code, blas_limit, jit, loss_code, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
 from .layers import cross_entropy, dense_backward, dense_forward, mse
 from .step import take_step
@@ -227,6 +227,6 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
             Ws, bs, vWs, vbs, X, x_format, labels, targets,
             np.ascontiguousarray(order, dtype=np.int64),
             np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
-            float(momentum), ACTIVATION_CODE[activation], LOSS_CODE[loss], bool(blas),
+            float(momentum), activation_code(activation), loss_code(loss), bool(blas),
             loss_sums, correct, mean, inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status

@@ -1,0 +1,76 @@
+"""The registries of activations, losses and optimizers: what reads them, and their checks.
+
+A registered activation is everywhere at once (``MLP``, its initialisation, the
+memory estimate, the command line); ``tests/strategies.py`` puts it under the
+gradient check (``test_gradients.py`` shows that a wrong derivative is caught).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scratchgd as sg
+from scratchgd import activations, losses, memory
+from scratchgd.cli import build_parser
+from scratchgd.cli.train import DEFAULT_LR
+from scratchgd.optim import OPTIMIZERS
+
+
+def subcommand(parser, name):
+    return parser._subparsers._group_actions[0].choices[name]
+
+
+def option(parser, flag):
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+def test_the_command_line_offers_what_the_registries_hold(leaky_relu):
+    train = subcommand(build_parser(), "train")
+    assert option(train, "--activation").choices == tuple(activations.ACTIVATIONS)
+    assert "leaky_relu" in option(train, "--activation").choices
+    assert option(train, "--loss").choices == tuple(losses.LOSSES)
+    assert option(train, "--optimizer").choices == tuple(OPTIMIZERS)
+    assert option(train, "--backend").choices == ("numpy", "numba")
+    assert DEFAULT_LR == {"cross_entropy": {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5},
+                          "mse": {"minibatch": 0.002, "sgd": 0.0002, "gd": 0.01}}
+
+
+def test_a_registered_activation_trains_with_its_initialisation_and_estimate(leaky_relu):
+    he = sg.MLP([5, 8, 3], "leaky_relu", seed=4)
+    relu = sg.MLP([5, 8, 3], "relu", seed=4)
+    for p, q in zip(he.params, relu.params, strict=True):   # He, drawn as relu's are
+        np.testing.assert_array_equal(p, q)
+    glorot = sg.MLP([5, 8, 3], "tanh", seed=4)
+    assert not np.array_equal(he.params[0], glorot.params[0])
+    assert memory.estimate(he, 4096) > memory.estimate(relu, 4096)  # its own temporaries
+    data = sg.datasets.blobs(n=60, centers=3, n_features=5, seed=0)
+    history = sg.fit(he, data, sg.MiniBatchSGD(0.1, 8), epochs=3, progress=False)
+    assert history.epoch_loss[-1] < history.epoch_loss[0]
+
+
+def test_registration_is_checked_and_undone():
+    relu = activations.ACTIVATIONS["relu"]
+    with pytest.raises(ValueError, match="registered already"):
+        activations.register(relu)
+    with pytest.raises(ValueError, match="compiled code 0 is relu's"):
+        activations.register(activations.Activation("mine", relu.forward, relu.derivative, "he",
+                                                    relu.forward_steps, (), compiled=0))
+    with pytest.raises(ValueError, match="init"):
+        activations.register(activations.Activation("mine", relu.forward, relu.derivative,
+                                                    "lecun", (), ()))
+    with pytest.raises(ValueError, match="forward_steps"):
+        activations.register(activations.Activation("mine", relu.forward, relu.derivative, "he",
+                                                    (("alloc", "matrix"),), ()))
+    with pytest.raises(TypeError, match="Activation"):
+        activations.register("mine")
+    with pytest.raises(ValueError, match="compiled code 1 is mse's"):
+        losses.register(losses.Loss("mine", losses.mse, False, 1.0, (), compiled=1))
+    with pytest.raises(ValueError, match="not registered"):
+        activations.unregister("mine")
+    assert "mine" not in activations.ACTIVATIONS and "mine" not in losses.LOSSES
+
+
+def test_an_unregistered_activation_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="activation must be one of .*'relu'.*got 'leaky_relu'"):
+        sg.MLP([2, 3, 2], "leaky_relu")
