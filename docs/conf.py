@@ -80,5 +80,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"**": [], "api/**": ["sidebar-nav-bs"]}   # a left column only in the API
+GUIDE = ["index", "tour", "figures", "math", "usage", "data", "reliability", "batch_size",
+         "estimators", "distributed", "architecture", "performance", "contributing", "changelog"]
+html_sidebars = {page: [] for page in GUIDE}   # no empty left column beside a guide page
 html_math_renderer = "mathml"

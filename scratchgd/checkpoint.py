@@ -59,7 +59,7 @@ from .scaling import Scaling
 FORMAT = "scratchgd-checkpoint"
 VERSION = 4
 OLDEST_VERSION = 3
-"""The oldest format version :func:`load` reads (see the module docstring)."""
+"""The oldest format version :func:`~scratchgd.checkpoint.load` reads (see the module docstring)."""
 
 
 def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, history: Any,

@@ -39,7 +39,7 @@ from .train import evaluate, fit
 DTYPES = {"float32": np.float32, "float64": np.float64}
 """Model dtypes by name (``scratchgd train --dtype``)."""
 X_DTYPES = (np.float32, np.float64, np.uint8)
-"""The types ``X`` reaches the kernels in (:func:`scratchgd.kernels.compiled.x_input`):
+"""The types ``X`` reaches the kernels in (``scratchgd.kernels.compiled.x_input``):
 float32 and float64 as they are; uint8 pixels, and the bytes of any other dtype."""
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -33,6 +34,7 @@ from docutils.parsers.rst import Directive
 from latex2mathml.converter import convert
 from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.pycode import ModuleAnalyzer
 
 DOCS = Path(__file__).resolve().parents[1]
 ROOT = DOCS.parent
@@ -67,12 +69,15 @@ def documented_modules() -> list[str]:
 
 
 def _public_names(module: object) -> list[str]:
-    """A module's ``__all__``, or else the functions and classes it defines, private ones aside."""
+    """A module's ``__all__``, or else the functions and classes it defines and its constants
+    with a docstring (``NAME = ...`` then a string), private ones aside."""
     if hasattr(module, "__all__"):
         return list(module.__all__)
+    documented = {name for (scope, name) in
+                  ModuleAnalyzer.for_module(module.__name__).find_attr_docs() if not scope}
     return [name for name, obj in vars(module).items() if not name.startswith("_")
-            and (inspect.isfunction(obj) or inspect.isclass(obj))
-            and obj.__module__ == module.__name__]
+            and ((inspect.isfunction(obj) or inspect.isclass(obj))
+                 and obj.__module__ == module.__name__ or name in documented)]
 
 
 def api_sections() -> list[tuple[str, list[tuple[str, list[str]]]]]:
@@ -403,10 +408,37 @@ def write_records(app: Sphinx, config: object = None) -> None:
             page.write_text(text, encoding="utf-8")
 
 
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def source_role(name: str, rawtext: str, text: str, lineno: int, inliner: object,
+                options: dict | None = None, content: list | None = None) -> tuple[list, list]:
+    """``:source:`scratchgd.module.Object``` links to the object's highlighted lines.
+
+    The link goes to viewcode's page of the module, at the object's anchor; the object
+    must have a page of its own (viewcode marks only documented objects).
+    """
+    env = inliner.document.settings.env
+    parts = text.split(".")
+    module = next(".".join(parts[:cut]) for cut in range(len(parts), 0, -1)
+                  if _is_module(".".join(parts[:cut])))
+    anchor = ".".join(parts[len(module.split(".")):])
+    page = "_modules/" + module.replace(".", "/") + ".html"
+    uri = os.path.relpath(page, os.path.dirname(env.docname) or ".") + f"#{anchor}"
+    path = module.replace(".", "/") + ".py"
+    return [nodes.reference(rawtext, path + (f" ({anchor})" if anchor else ""), refuri=uri,
+                            classes=["source-link"])], []
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", write_api)
     app.add_html_math_renderer("mathml", (visit_math, None), (visit_math_block, None))
     app.add_directive("mermaid", Mermaid)
+    app.add_role("source", source_role)
     app.connect("missing-reference", resolve_by_object)
     app.connect("autodoc-skip-member", skip_foreign_members)
     app.connect("autodoc-process-bases", public_bases)
