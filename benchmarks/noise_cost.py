@@ -44,7 +44,7 @@ def main() -> None:
         "epoch": lambda: epoch(False),
         "epoch, track_noise": lambda: epoch(True),
         "loss_and_grads, full batch": lambda: model.loss_and_grads(train.X, train.y),
-        "loss_and_grads kernel (no input checks)": lambda: model._kernels.loss_and_grads(
+        "loss_and_grads kernel (no input checks)": lambda: model.kernels.loss_and_grads(
             model.params, train.X, y, model.activation, model.loss),
         "gradient_noise, rows=None": lambda: sg.gradient_noise(model, train),
     }

@@ -67,7 +67,7 @@ def first_crossings(model: sg.MLP, data: sg.Dataset, batch_size: int, lr: float,
             for iteration in range(len(loader)):
                 index = loader.batch_index(order, iteration)
                 X = np.asarray(data.X[index], dtype=model.dtype)
-                _, grads, _ = model._kernels.loss_and_grads(model.params, X, y[index],
+                _, grads, _ = model.kernels.loss_and_grads(model.params, X, y[index],
                                                             model.activation, model.loss)
                 optimizer.step(model.params, [g / len(X) for g in grads])
                 step += 1

@@ -27,13 +27,13 @@ MAX_LINES = 500
 
 LAYERS = [
     ("foundation", ("errors", "_files", "_checks", "_arrays", "_registry", "activations", "losses",
-                    "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
+                    "tables", "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
     ("files", ("checkpoint", "modelfile")),
     ("training", ("history", "engines", "plan", "hooks", "train")),
-    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "cli", "__main__",
-              PACKAGE)),
+    ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "playground", "cli",
+              "__main__", PACKAGE)),
 ]
 """The layers, lowest first, and the top-level modules or subpackages each holds.
 

@@ -17,8 +17,11 @@ before allocating, so an impossible size is a clear error, not a
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +33,14 @@ STATM = "/proc/self/statm"
 """The process's memory use in pages; its first field is the address space in use."""
 UNKNOWN_MEMORY = 2**40
 """Bytes assumed where physical memory cannot be asked (1 TiB)."""
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_RATIO = 100
+"""A gzipped data file may inflate to at most this many times the compressed bytes read so far
+(plus ``GZIP_ALLOWANCE``); the ratio of a decompression bomb is near 1000."""
+GZIP_ALLOWANCE = 2**20
+"""Bytes a gzip stream may always inflate to, whatever its ratio (small files)."""
+GZIP_STEP = 2**14
+"""Compressed bytes handed to the decompressor at a time, so the ratio is checked often."""
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -79,6 +90,76 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+class _Counted:
+    """A file's bytes, handed out ``GZIP_STEP`` at a time and counted."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.count = fh, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(GZIP_STEP if size < 0 else min(size, GZIP_STEP))
+        self.count += len(data)
+        return data
+
+
+class Inflating:
+    """A gzip stream read with a bound: ``GZIP_RATIO`` times what was read of the file.
+
+    ``read`` and ``readinto`` as a binary file's; they raise ``ValueError``
+    naming the file once the output outgrows the bound, long before a
+    decompression bomb fills memory. A genuine file that compresses better
+    can be read after decompressing it (``gunzip``).
+    """
+
+    def __init__(self, path: str | os.PathLike, fh: BinaryIO) -> None:
+        self.path, self.raw = os.fspath(path), _Counted(fh)
+        self.stream, self.out = gzip.GzipFile(fileobj=self.raw, mode="rb"), 0
+
+    def read(self, size: int) -> bytes:
+        """At most ``min(size, GZIP_ALLOWANCE)`` bytes (fewer only at the end)."""
+        return self._counted(self.stream.read(min(size, GZIP_ALLOWANCE)))
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill at most ``GZIP_ALLOWANCE`` bytes of ``buffer``; the count filled."""
+        return self._counted(self.stream.readinto(buffer[:GZIP_ALLOWANCE]))
+
+    def _counted(self, result: bytes | int) -> bytes | int:
+        self.out += result if isinstance(result, int) else len(result)
+        if self.out > GZIP_RATIO * self.raw.count + GZIP_ALLOWANCE:
+            raise ValueError(f"{self.path}: the gzip stream inflates {self.raw.count} bytes to "
+                             f"more than {self.out}, over {GZIP_RATIO} times: refused as a "
+                             f"likely decompression bomb (decompress a genuine file with gunzip "
+                             f"and read that)")
+        return result
+
+
+@contextlib.contextmanager
+def open_data(path: str | os.PathLike) -> Iterator[tuple[BinaryIO | Inflating, bool]]:
+    """``(stream, gzipped)``: a regular file (:func:`open_regular`) for reading bytes, inflated
+    with a bound (:class:`Inflating`) if it starts with gzip's magic bytes ``1f 8b``.
+
+    The content decides, not the name: ``X.csv.gz`` and a compressed file
+    without the suffix read alike.
+    """
+    with open_regular(path) as fh:
+        gzipped = fh.read(2) == GZIP_MAGIC
+        fh.seek(0)
+        yield (Inflating(path, fh) if gzipped else fh), gzipped
+
+
+@contextlib.contextmanager
+def named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn what a hostile file can raise deep inside a reader into one line naming the file:
+    ``MemoryError``, ``OverflowError`` and ``RecursionError`` become a ``ValueError``."""
+    try:
+        yield
+    except MemoryError:
+        raise ValueError(f"{os.fspath(path)}: not enough memory to read it") from None
+    except (OverflowError, RecursionError) as exc:
+        raise ValueError(f"{os.fspath(path)}: not a readable data file ({type(exc).__name__}: "
+                         f"{exc})") from None
 
 
 def physical_memory() -> int:

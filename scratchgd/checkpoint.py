@@ -15,9 +15,20 @@ the model's input scaling (entries ``scale_mean``, ``scale_std``) and the
 scaling mode in the settings, and the number of data-parallel processes
 (``settings["processes"]``, ``fit(comm=...)``), which a resume must match;
 version 4 the target scaling (entries ``target_mean``, ``target_std``, the
-mode in ``settings["scale_targets"]``) and ``History.val_r2``. Versions 3 and
-4 are read (a version 3 file has no target scaling, and a regressor's
-``val_r2`` reads as NaN); a file of another version is refused with a message naming it.
+mode in ``settings["scale_targets"]``) and ``History.val_r2``; version 5 the
+data set's identity (``meta["data"]``, :func:`fingerprint`), which a resume
+must match, and validation lists as long as the epochs (NaN for an epoch
+trained without ``validation``). Versions 3 to 5 are read (a version 3 file
+has no target scaling, and a regressor's ``val_r2`` reads as NaN; a file of
+version 4 or older has no fingerprint, and is not checked for one, and its
+validation lists, if shorter than the epochs, are taken as the first epochs'
+and padded with NaN); a file of another version is refused with a message naming it.
+
+Every field of the position and the History is checked by a rule of its own
+(:func:`load`: finite where ``fit`` writes finite values, NaN where it writes
+NaN, counts in range; :meth:`Checkpoint.check`: against the run's loader), so
+a forged or damaged file is refused with one line naming the field, never
+believed.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``: the format family of model
@@ -35,9 +46,11 @@ holds either the previous complete checkpoint or the new one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,19 +70,54 @@ from .npzfile import (
 from .scaling import Scaling
 
 FORMAT = "scratchgd-checkpoint"
-VERSION = 4
+VERSION = 5
 OLDEST_VERSION = 3
 """The oldest format version :func:`~scratchgd.checkpoint.load` reads (see the module docstring)."""
+FINGERPRINT_ROWS = 1024
+"""Rows of the data set :func:`fingerprint` hashes, at most."""
+COUNT_LIMIT = 2**62
+"""The largest count a checkpoint may hold: int64 with room for what the next run adds."""
+
+
+def fingerprint(data: Any) -> dict[str, Any]:
+    """The data set's identity a checkpoint records and a resume must match.
+
+    The shapes of ``X`` ``(n, d)`` and of ``y`` as ``(n, k)``, and the SHA-256
+    of ``m = min(n, FINGERPRINT_ROWS)`` rows of ``X`` and ``y``, rows
+    ``r_j = floor(j (n - 1) / (m - 1))`` for ``j = 0..m-1`` (every row of a
+    small set; the first, the last and evenly spaced ones of a large one), as
+    little-endian float64 with ``-0.0`` as ``0.0``: the same table read from a
+    CSV or a float64 ``.npy`` has the same fingerprint. An edit of a row outside
+    the sample goes unnoticed; only the shape covers those.
+    """
+    n = len(data)
+    m = min(n, FINGERPRINT_ROWS)
+    k = 1 if np.ndim(data.y) == 1 else data.y.shape[1]
+    rows = np.arange(m, dtype=np.int64) * (n - 1) // max(m - 1, 1)
+    X = np.ascontiguousarray(data.X[rows], dtype="<f8") + 0.0
+    y = np.ascontiguousarray(data.y[rows], dtype="<f8").reshape(m, k) + 0.0
+    digest = hashlib.sha256(f"{n},{X.shape[1]},{k};".encode())
+    digest.update(X.tobytes())
+    digest.update(y.tobytes())
+    return {"rows": n, "features": X.shape[1], "targets": k, "sampled_rows": m,
+            "sha256": digest.hexdigest()}
+
+NOISE = {"noise_grad_sq": 0.0, "noise_trace_cov": 0.0, "noise_batches": 0}
+"""The gradient-noise sums of the epoch in progress, stored with the position (format
+version 2 on; ``fit(track_noise=True)``'s :class:`scratchgd.hooks.NoiseTracker`): zero without."""
 
 
 def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, history: Any,
-         position: Any, settings: dict[str, Any]) -> None:
+         position: Any, settings: dict[str, Any], data: dict[str, Any] | None = None,
+         noise: dict[str, float | int] | None = None) -> None:
     """Write the state of a training run to ``path`` atomically.
 
     ``history`` and ``position`` are dataclasses (``History`` and the loop's
     position in the epoch, with an ``order`` field holding the epoch's row
     order or ``None``); ``settings`` are the ``fit`` arguments a resumed run
-    must share (checked by :meth:`Checkpoint.check`).
+    must share (checked by :meth:`Checkpoint.check`); ``data`` the
+    :func:`fingerprint` of ``loader.dataset`` (computed if not given);
+    ``noise`` the sums of :data:`NOISE` (zeros if ``None``), stored with the position.
     """
     arrays = model_arrays(model)
     for i, v in enumerate(optimizer.velocity or []):
@@ -84,6 +132,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
             counters[name] = value
     place = {f.name: getattr(position, f.name) for f in dataclasses.fields(position)}
     order = place.pop("order")
+    place.update(NOISE if noise is None else noise)
     if order is not None:
         arrays["order"] = order
     meta = {
@@ -95,6 +144,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
         "rng": loader.rng.bit_generator.state,
         "position": place, "has_order": order is not None,
         "history": counters, "history_lists": lists,
+        "data": fingerprint(loader.dataset) if data is None else data,
     }
     arrays["meta"] = np.array(json.dumps(meta, default=_plain))
     write_npz_atomic(path, arrays)
@@ -129,7 +179,7 @@ class Checkpoint:
     velocity : list of arrays like ``params``, or ``None`` before the first momentum step.
     order : int array or None, the row order of the epoch in progress.
     history : dict of ``History`` fields.
-    position : dict of the loop's position fields (``order`` excluded).
+    position : dict of the loop's position fields (``order`` excluded) and the :data:`NOISE` sums.
     """
 
     path: str
@@ -146,15 +196,21 @@ class Checkpoint:
         """A ``ValueError`` that names this checkpoint's file."""
         return ValueError(f"checkpoint {self.path!r} {message}")
 
-    def check(self, model: Any, optimizer: Any, loader: Any, settings: dict[str, Any]) -> None:
+    def check(self, model: Any, optimizer: Any, loader: Any, settings: dict[str, Any],
+              data: dict[str, Any] | None = None) -> None:
         """Raise ``ValueError`` unless this checkpoint continues exactly this run.
 
         The model (sizes, activation, loss, dtype), the optimizer's settings, the
         ``fit`` settings (``accumulate``, ``seed``, the data set's shape, the
         input and target scaling modes) and the loader's generator must match;
-        the stored row order must index the data. The run's targets were scaled
-        when it started (:func:`scratchgd.plan.training_targets`), so the
-        model's target statistics must be the checkpoint's, bit for bit.
+        from version 5 the data set's :func:`fingerprint` too (``data``:
+        ``loader.dataset``'s, computed if not given). The position must be one
+        of this loader's epochs (its iteration a step boundary, ``correct`` at
+        most the rows drawn so far, the stored row order indexing the data: a
+        permutation unless drawn with replacement), the counters possible for
+        it, and the generator state one the generator takes. The run's targets
+        were scaled when it started (:func:`scratchgd.plan.training_targets`),
+        so the model's target statistics must be the checkpoint's, bit for bit.
         """
         wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
@@ -164,16 +220,35 @@ class Checkpoint:
                 if stored != value:
                     raise self.fail(f"was written for {part} {key}={stored!r}, not {value!r}; "
                                     f"delete it or resume with the same settings")
+        if self.meta["version"] >= 5:
+            data = fingerprint(loader.dataset) if data is None else data
+            if self.meta["data"] != data:
+                raise self.fail(f"was written for another data set: the SHA-256 of its "
+                                f"{data['sampled_rows']} sampled rows of X and y differs "
+                                f"(same shape); resume on the same data, or delete it")
         mine, saved = model.target_scaling, self.target_scaling
         if mine is not None and saved is not None and not (
                 np.array_equal(mine.mean, saved.mean) and np.array_equal(mine.std, saved.std)):
             raise self.fail(f"was written with the target statistics mean={saved.mean.tolist()}, "
                             f"std={saved.std.tolist()}, not the model's mean={mine.mean.tolist()}, "
                             f"std={mine.std.tolist()}; resume with the same training targets")
+        self._check_generator(loader)
+        self._check_against_loader(loader, settings)
+
+    def _check_generator(self, loader: Any) -> None:
+        """The stored state must be one the loader's kind of generator takes (tried on a fresh one)."""
         name = type(loader.rng.bit_generator).__name__
         if not isinstance(self.meta["rng"], dict) or self.meta["rng"].get("bit_generator") != name:
             raise self.fail(f"holds no {name} generator state")
-        iteration, n = self.position["iteration"], len(loader.dataset)
+        try:
+            type(loader.rng.bit_generator)().state = self.meta["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise self.fail(f"holds an unusable generator state: {exc}") from None
+
+    def _check_against_loader(self, loader: Any, settings: dict[str, Any]) -> None:
+        """The position and counters must be possible for an epoch of ``loader``."""
+        at, history, n = self.position, self.history, len(loader.dataset)
+        iteration = at["iteration"]
         k = len(loader) if settings["accumulate"] == "epoch" else settings["accumulate"]
         if not 0 <= iteration < len(loader) or iteration % k:
             raise self.fail(f"stopped at iteration {iteration}, which is not a step boundary "
@@ -187,13 +262,22 @@ class Checkpoint:
             if order.shape != (expected,) or not 0 <= order.min() <= order.max() < n:
                 raise self.fail(f"has a row order of shape {self.order.shape} that does not "
                                 f"index {expected} rows of a data set of {n}")
+            if not loader.replacement and not np.array_equal(np.sort(order), np.arange(n)):
+                raise self.fail(f"has a row order that is not a permutation of the {n} rows, "
+                                f"which the loader draws without replacement")
+        drawn = int(loader.batch_bounds(self.order)[iteration])
+        if at["correct"] > drawn:
+            raise self.fail(f"has position correct={at['correct']}, more than the {drawn} rows "
+                            f"drawn in its {iteration} iterations")
+        most = history["iterations"] * loader.rows_per_batch
+        if history["iterations"] < iteration or history["samples_seen"] > most:
+            raise self.fail(f"has history iterations={history['iterations']}, samples_seen="
+                            f"{history['samples_seen']}: impossible for iteration {iteration} "
+                            f"of batches of {loader.rows_per_batch} rows")
 
     def restore(self, model: Any, optimizer: Any, loader: Any) -> None:
         """Put the weights, momentum buffers and generator state into the run (after :meth:`check`)."""
-        try:
-            loader.rng.bit_generator.state = self.meta["rng"]
-        except (TypeError, ValueError, KeyError) as exc:
-            raise self.fail(f"holds an unusable generator state: {exc}") from None
+        loader.rng.bit_generator.state = self.meta["rng"]  # a usable state: check
         for p, saved in zip(model.params, self.params, strict=True):
             p[...] = saved
         model.scaling = self.scaling  # (the target scaling is the model's already: check)
@@ -205,7 +289,9 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
 
     Checks that the file is a checkpoint of this format, that every weight and
     momentum buffer has the shape its layer sizes give and is finite, and that
-    the History's lists agree with its counters. Nothing of a run is changed;
+    every field of the position and the History follows its rule
+    (:func:`_check_history`, :func:`_check_position`; a field that needs the
+    run's loader: :meth:`Checkpoint.check`). Nothing of a run is changed;
     :meth:`Checkpoint.check` and :meth:`Checkpoint.restore` do that part.
 
     Raises
@@ -227,6 +313,11 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
                       f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
     try:
         ck.meta = meta
+        for part in ("model", "optimizer", "settings", "position", "history", "history_lists"):
+            if not isinstance(meta[part], dict):
+                raise ck.fail(f"has a malformed {part!r} entry")
+        if version >= 5 and not isinstance(meta["data"], dict):
+            raise ck.fail("has a malformed 'data' entry")
         weights = read_weights(arrays, meta["model"], ("param", "velocity")
                                if meta["momentum_buffers"] else ("param",), ck.fail)
         ck.params, ck.velocity = weights["param"], weights.get("velocity")
@@ -234,27 +325,14 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
         ck.scaling = read_scaling(arrays, sizes[0], ck.fail)
         if version >= 4:
             ck.target_scaling = read_scaling(arrays, sizes[-1], ck.fail, "target")
-        elif isinstance(meta["settings"], dict):  # version 3: no target scaling, no val_r2
+        else:  # version 3: no target scaling, no val_r2
             meta["settings"].setdefault("scale_targets", "none")
         ck.order = arrays.pop("order", None) if meta["has_order"] else None
         if ck.order is not None and (ck.order.dtype.kind not in "iu" or ck.order.ndim != 1):
             raise ck.fail(f"has a row order of {ck.order.dtype} {ck.order.shape}, not 1-d integers")
         ck.history = _read_history(ck, arrays)
         ck.position = dict(meta["position"])
-        for key in ("epoch", "iteration", "correct"):
-            if not isinstance(ck.position[key], int) or ck.position[key] < (key == "epoch"):
-                raise ck.fail(f"has position {key}={ck.position[key]!r}")
-        for key in ("loss_sum", "noise_grad_sq", "noise_trace_cov"):
-            if not isinstance(ck.position[key], float):
-                raise ck.fail(f"has position {key}={ck.position[key]!r}")
-        if not isinstance(ck.position["noise_batches"], int) or ck.position["noise_batches"] < 0:
-            raise ck.fail(f"has position noise_batches={ck.position['noise_batches']!r}")
-        if ck.history["epochs"] != ck.position["epoch"] - 1:
-            raise ck.fail(f"records {ck.history['epochs']} finished epochs but is in epoch "
-                          f"{ck.position['epoch']}")
-        for part in ("model", "optimizer", "settings"):
-            if not isinstance(meta[part], dict):
-                raise ck.fail(f"has a malformed {part!r} entry")
+        _check_position(ck)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ck.fail(f"misses or mangles the entry {exc}") from None
     if arrays.keys() - {"order"}:
@@ -263,9 +341,10 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
 
 
 def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The History's fields: counters from ``meta``, lists from their arrays, each checked."""
     history = dict(ck.meta["history"])
     for key, value in history.items():
-        if not isinstance(value, int) or value < 0:
+        if not is_whole(value, 0, COUNT_LIMIT):
             raise ck.fail(f"has history counter {key}={value!r}")
     for name, kind in ck.meta["history_lists"].items():
         array = arrays.pop(f"history_{name}", None)
@@ -273,17 +352,111 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         if array is None or array.ndim != 1 or array.dtype.kind != want:
             raise ck.fail(f"has a malformed history list {name!r}")
         history[name] = array.tolist()
+    epochs, regressor = history["epochs"], ck.meta["model"]["loss"] == "mse"
     if ck.meta["version"] < 4:  # before val_r2, which a regressor records at each validation
-        regressor = ck.meta["model"]["loss"] == "mse"
         history["val_r2"] = [math.nan] * len(history["val_loss"]) if regressor else []
+    if ck.meta["version"] < 5:  # epochs without validation recorded nothing: taken as the last
+        for name in ("val_loss", "val_accuracy", "val_r2"):
+            if 0 < len(history[name]) < epochs:
+                history[name] = history[name] + [math.nan] * (epochs - len(history[name]))
+    _check_history(ck, history, regressor)
+    return history
+
+
+NAN_ONLY = {"low": math.inf, "high": -math.inf, "nan": True}
+"""Bounds of :func:`_real` that only NaN meets (what ``fit`` writes where a figure has no meaning)."""
+
+
+def _real(values: list, low: float = -math.inf, high: float = math.inf, nan: bool = False,
+          infinite: bool = False) -> bool:
+    """Whether every value is in ``[low, high]`` and finite (``infinite``: or inf), or NaN (``nan``)."""
+    array = np.asarray(values, dtype=np.float64)
+    inside = (low <= array) & (array <= high) & (np.isfinite(array) | infinite)
+    return bool((inside | (np.isnan(array) & nan)).all())
+
+
+def _check_history(ck: Checkpoint, history: dict[str, Any], regressor: bool) -> None:
+    """Every History field by its own rule; ``ck.fail`` names the first that breaks it.
+
+    Counters ``0 <= steps <= iterations <= samples_seen <= COUNT_LIMIT``; each
+    list as long as ``fit`` makes it (per iteration, per epoch; validation
+    empty or per epoch; ``b_simple`` per epoch with ``track_noise``, else
+    empty); losses and seconds finite and ``>= 0`` (a validation loss may
+    overflow to inf); accuracies in ``[0, 1]``, ``val_r2 <= 1``, NaN where
+    ``fit`` writes NaN (accuracies of mse, ``val_r2`` of cross_entropy, an
+    epoch without validation, ``b_simple`` of an epoch without an estimate);
+    the counters at each epoch's end non-decreasing whole numbers up to the counter.
+    """
+    epochs = history["epochs"]
+    if not history["steps"] <= history["iterations"] <= history["samples_seen"]:
+        raise ck.fail(f"has history steps={history['steps']}, iterations="
+                      f"{history['iterations']}, samples_seen={history['samples_seen']}: a "
+                      f"step takes at least one iteration, an iteration at least one row")
     lengths = {"iteration_loss": history["iterations"]}
     for name in ("epoch_loss", "epoch_accuracy", "epoch_seconds", "steps_at_epoch_end",
                  "iterations_at_epoch_end", "samples_at_epoch_end"):
-        lengths[name] = history["epochs"]
+        lengths[name] = epochs
+    lengths["b_simple"] = epochs if ck.meta["settings"].get("track_noise") else 0
     for name, length in lengths.items():
         if len(history[name]) != length:
             raise ck.fail(f"has {len(history[name])} values of history {name}, expected {length}")
-    for name in ("val_loss", "val_accuracy", "val_r2", "b_simple"):
-        if len(history[name]) not in (0, history["epochs"]):
-            raise ck.fail(f"has {len(history[name])} values of history {name}")
-    return history
+    for name in ("val_loss", "val_accuracy", "val_r2"):
+        if len(history[name]) not in (0, epochs):
+            raise ck.fail(f"has {len(history[name])} values of history {name}, expected 0 "
+                          f"or one per epoch ({epochs})")
+    accuracy = NAN_ONLY if regressor else {"low": 0.0, "high": 1.0}
+    rules = {
+        "iteration_loss": ({"low": 0.0}, "finite and >= 0"),
+        "epoch_loss": ({"low": 0.0}, "finite and >= 0"),
+        "epoch_seconds": ({"low": 0.0}, "finite and >= 0"),
+        "epoch_accuracy": (accuracy, "NaN for mse, in [0, 1] for cross_entropy"),
+        "val_loss": ({"low": 0.0, "nan": True, "infinite": True}, ">= 0 or NaN"),
+        "val_accuracy": ({**accuracy, "nan": True}, "NaN for mse, in [0, 1] or NaN else"),
+        "val_r2": ({"high": 1.0, "nan": True, "infinite": True} if regressor else NAN_ONLY,
+                   "<= 1 or NaN for mse, NaN for cross_entropy"),
+        "b_simple": ({"low": -sys.float_info.max, "nan": True, "infinite": True},
+                     "a number, inf or NaN"),
+    }
+    for name, (bounds, rule) in rules.items():
+        if not _real(history[name], **bounds):
+            raise ck.fail(f"has history {name} that is not {rule}")
+    for name, counter in (("steps_at_epoch_end", "steps"), ("iterations_at_epoch_end",
+                                                            "iterations"),
+                          ("samples_at_epoch_end", "samples_seen")):
+        values = history[name]
+        if (not all(is_whole(v, 0, history[counter]) for v in values)
+                or any(np.diff(values) < 0)):
+            raise ck.fail(f"has history {name} that is not whole numbers rising to at most "
+                          f"{counter}={history[counter]}")
+
+
+def _check_position(ck: Checkpoint) -> None:
+    """Every field of the position by its own rule (against the run: :meth:`Checkpoint.check`).
+
+    ``epoch = History.epochs + 1``; ``iteration``, ``correct`` and ``noise_batches``
+    whole numbers (``correct`` 0 for mse, ``noise_batches <= iteration``);
+    ``loss_sum`` finite and ``>= 0``, the noise sums finite (0 without
+    ``track_noise`` or before the epoch's first noise estimate); at iteration 0
+    every running sum 0.
+    """
+    at, regressor = ck.position, ck.meta["model"]["loss"] == "mse"
+    counts = {"epoch": (1, COUNT_LIMIT), "iteration": (0, COUNT_LIMIT),
+              "correct": (0, 0 if regressor else COUNT_LIMIT),
+              "noise_batches": (0, at["iteration"] if is_whole(at["iteration"], 0) else 0)}
+    for key, (low, high) in counts.items():
+        if not is_whole(at[key], low, high):
+            raise ck.fail(f"has position {key}={at[key]!r}, not a whole number in [{low}, {high}]")
+    for key, low in (("loss_sum", 0.0), ("noise_grad_sq", -math.inf), ("noise_trace_cov",
+                                                                        -math.inf)):
+        if not isinstance(at[key], float) or not (math.isfinite(at[key]) and at[key] >= low):
+            raise ck.fail(f"has position {key}={at[key]!r}, not a finite number >= {low}")
+    if at["epoch"] != ck.history["epochs"] + 1:
+        raise ck.fail(f"records {ck.history['epochs']} finished epochs but is in epoch "
+                      f"{at['epoch']}")
+    if at["iteration"] == 0 and (at["loss_sum"] or at["correct"]):
+        raise ck.fail(f"has running sums loss_sum={at['loss_sum']!r}, correct={at['correct']!r} "
+                      f"before its epoch's first iteration")
+    if ((not at["noise_batches"] or not ck.meta["settings"].get("track_noise"))
+            and (at["noise_batches"] or at["noise_grad_sq"] or at["noise_trace_cov"])):
+        raise ck.fail(f"has noise sums {at['noise_grad_sq']!r}, {at['noise_trace_cov']!r} over "
+                      f"{at['noise_batches']} batches, which its settings cannot make")

@@ -16,6 +16,7 @@ time, so ``X`` may be a memory map far larger than memory.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,11 +63,15 @@ class Dataset:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, comm: object | None = None) -> None:
-        if comm is None:
-            self.X, self.y = _validated(X, y, 0, 1)
-        else:
-            group = distributed.Group(comm)
-            self.X, self.y = group.agree(lambda: _validated(X, y, group.rank, group.size))
+        self.X, self.y = _checked(X, y, comm, ("X", "y"))
+
+    @classmethod
+    def _read(cls, X: np.ndarray, y: np.ndarray, comm: object | None,
+              names: tuple[str, str]) -> Dataset:
+        """``cls(X, y, comm)`` for arrays read from files: its refusals name them by ``names``."""
+        data = cls.__new__(cls)
+        data.X, data.y = _checked(X, y, comm, names)
+        return data
 
     @classmethod
     def from_npy(cls, x_path: PathLike, y_path: PathLike, mmap: bool = True,
@@ -77,12 +82,14 @@ class Dataset:
         file once in blocks of rows (with ``comm``, each rank its share), and the
         data loader reads one batch at a time.
         """
-        return cls(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap), comm)
+        return cls._read(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap), comm,
+                         (f"X ({x_path})", f"y ({y_path})"))
 
     @classmethod
     def from_npz(cls, path: PathLike, x_key: str = "X", y_key: str = "y") -> Dataset:
         """Arrays ``x_key`` and ``y_key`` of a ``.npz`` archive (read into memory)."""
-        return cls(*io.read_npz(path, x_key, y_key))
+        return cls._read(*io.read_npz(path, x_key, y_key), None,
+                         (f"X ({path}, array {x_key!r})", f"y ({path}, array {y_key!r})"))
 
     @classmethod
     def from_csv(cls, path: PathLike, label_column: int = -1, header: bool | None = None,
@@ -94,7 +101,8 @@ class Dataset:
         The column is class labels if it holds whole numbers ``>= 0``, else a
         regression target ``(n, 1)``; ``targets=True`` makes it a target always.
         """
-        return cls(*io.read_csv(path, label_column, header, delimiter, targets))
+        return cls._read(*io.read_csv(path, label_column, header, delimiter, targets), None,
+                         (f"X ({path})", f"y ({path}, column {label_column})"))
 
     @classmethod
     def from_idx(cls, images_path: PathLike, labels_path: PathLike, scale: bool = True) -> Dataset:
@@ -103,7 +111,8 @@ class Dataset:
         ``X`` has shape ``(n, rows * cols)``. ``scale=False`` keeps the raw
         pixels (0..255), memory-mapped when the file is uncompressed.
         """
-        return cls(*io.read_idx_pair(images_path, labels_path, scale))
+        return cls._read(*io.read_idx_pair(images_path, labels_path, scale), None,
+                         (f"X ({images_path})", f"y ({labels_path})"))
 
     @classmethod
     def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None,
@@ -120,7 +129,30 @@ class Dataset:
         as targets whatever its values (see ``io.labels_or_targets``).
         ``comm``: split the checks between the ranks (see :class:`Dataset`).
         """
-        return cls(*io.read_any(data_path, labels_path, header, targets), comm)
+        return cls._read(*io.read_any(data_path, labels_path, header, targets), comm,
+                         (f"X ({data_path})", f"y ({labels_path or data_path})"))
+
+    def check_files(self) -> None:
+        """Raise ``OSError`` if a file ``X`` or ``y`` is memory-mapped from has shrunk.
+
+        Reading a memory map past its file's end kills the process (SIGBUS),
+        so :func:`scratchgd.fit` calls this after every span: a file truncated
+        under a run ends it with a message instead. Best effort: a file that
+        shrinks while a span runs can still end it by SIGBUS.
+        """
+        for name, arr in (("X", self.X), ("y", self.y)):
+            mapped = io.mapped_file(arr)
+            if mapped is None:
+                continue
+            filename, needed = mapped
+            try:
+                size = os.stat(filename).st_size
+            except OSError as exc:
+                raise OSError(f"{filename}, memory-mapped as {name}: {exc.strerror} "
+                              f"during training") from None
+            if size < needed:
+                raise OSError(f"{filename}, memory-mapped as {name}: shrank to {size} bytes "
+                              f"during training, but {name} needs its first {needed}")
 
     def __len__(self) -> int:
         return len(self.X)
@@ -148,37 +180,48 @@ class Dataset:
         return f"Dataset(X={self.X.shape} {self.X.dtype}, y={self.y.shape} {self.y.dtype})"
 
 
-def _validated(X: np.ndarray, y: np.ndarray, rank: int, size: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _checked(X: np.ndarray, y: np.ndarray, comm: object | None, names: tuple[str, str]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_validated` on one process, or split between the ranks of ``comm``."""
+    if comm is None:
+        return _validated(X, y, 0, 1, names)
+    group = distributed.Group(comm)
+    return group.agree(lambda: _validated(X, y, group.rank, group.size, names))
+
+
+def _validated(X: np.ndarray, y: np.ndarray, rank: int, size: int,
+               names: tuple[str, str] = ("X", "y")) -> tuple[np.ndarray, np.ndarray]:
     """:class:`Dataset`'s checks; the values of rank ``rank``'s share of rows only.
 
     Shapes are checked whole; finiteness and labels on the rows
     ``shard(0, n, rank, size)`` (all of them for ``size == 1``). Returns ``X``
-    and ``y``, whole-number float labels converted to int64.
+    and ``y``, whole-number float labels converted to int64. Messages call
+    the arrays ``names`` (the readers add the file they came from).
     """
-    X = _checks.real_matrix("X", X, ndim=(2,))
-    y = _checks.real_matrix("y", y, ndim=(1, 2))
+    xn, yn = names
+    X = _checks.real_matrix(xn, X, ndim=(2,))
+    y = _checks.real_matrix(yn, y, ndim=(1, 2))
     if len(X) != len(y):
-        raise ValueError(f"X and y must have the same number of rows, "
+        raise ValueError(f"{xn} and {yn} must have the same number of rows, "
                          f"got X {X.shape} and y {y.shape}")
     if len(X) == 0 or X.shape[1] == 0:
-        raise ValueError(f"X must have at least one row and one column, got shape {X.shape}")
+        raise ValueError(f"{xn} must have at least one row and one column, got shape {X.shape}")
     if y.ndim == 2 and y.shape[1] == 0:
-        raise ValueError(f"y must have at least one column, got shape {y.shape}")
+        raise ValueError(f"{yn} must have at least one column, got shape {y.shape}")
     lo, hi = distributed.shard(0, len(X), rank, size)
-    _checks.all_finite("X", X[lo:hi], lo)
-    _checks.all_finite("y", y[lo:hi], lo)
+    _checks.all_finite(xn, X[lo:hi], lo)
+    _checks.all_finite(yn, y[lo:hi], lo)
     if y.ndim == 1 and hi > lo:
         mine = y[lo:hi]
         if mine.dtype.kind in "bf":
             if not _checks.whole_numbers(mine):
-                raise ValueError("y with one dimension holds class labels and must be whole "
+                raise ValueError(f"{yn} with one dimension holds class labels and must be whole "
                                  "numbers; pass regression targets as shape (n, k)")
             largest = max(-float(mine.min()), float(mine.max()))   # streams; no |y| copy
             if largest > 2**53:
-                raise ValueError(f"y class labels must be below 2**53, found {largest}")
+                raise ValueError(f"{yn} class labels must be below 2**53, found {largest}")
         if mine.min() < 0:
-            raise ValueError(f"y class labels must be >= 0, found {mine.min()}")
+            raise ValueError(f"{yn} class labels must be >= 0, found {mine.min()}")
     if y.ndim == 1 and y.dtype.kind in "bf":
         y = y.astype(np.int64)
     return X, y

@@ -29,7 +29,8 @@ class History:
     measured on the fly while the weights change; ``val_loss`` and
     ``val_accuracy`` (and for mse ``val_r2``, R^2 averaged over the outputs;
     empty for cross_entropy) are measured on the validation set after each
-    epoch. With a target
+    epoch; once one epoch is validated they hold one value per epoch, NaN for
+    an epoch trained without validation (a run resumed with or without it). With a target
     scaling (mse) the losses are in its scaled units, the units the network
     is trained in; R^2 does not depend on them.
     ``epoch_seconds`` times each epoch's training pass (validation excluded).
@@ -102,10 +103,8 @@ class Position:
     """Where a run stands: in epoch ``epoch`` (1-based), ``iteration`` batches done.
 
     ``order`` is the epoch's row order (``DataLoader.epoch_order``), drawn when
-    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums,
-    and ``noise_grad_sq``, ``noise_trace_cov`` the sums of the per-batch noise
-    estimates over its ``noise_batches`` batches (``fit(track_noise=True)``).
-    A checkpoint stores exactly this, always at a step boundary.
+    the epoch starts; ``loss_sum`` and ``correct`` are the epoch's running sums.
+    A checkpoint stores this, always at a step boundary.
     """
 
     epoch: int = 1
@@ -113,9 +112,6 @@ class Position:
     order: np.ndarray | None = None
     loss_sum: float = 0.0
     correct: int = 0
-    noise_grad_sq: float = 0.0
-    noise_trace_cov: float = 0.0
-    noise_batches: int = 0
 
     def next_epoch(self) -> Position:
         """The position at the start of the epoch after this one."""
@@ -128,7 +124,7 @@ def epoch_line(history: History, epochs: int) -> str:
     line = (f"epoch {history.epochs:>{width}}/{epochs}  loss {history.epoch_loss[-1]:.4f}")
     if not math.isnan(history.epoch_accuracy[-1]):
         line += f"  acc {history.epoch_accuracy[-1]:.4f}"
-    if history.val_loss:
+    if history.val_loss and not math.isnan(history.val_loss[-1]):  # NaN: not validated
         line += f"  val_loss {history.val_loss[-1]:.4f}"
         if not math.isnan(history.val_accuracy[-1]):
             line += f"  val_acc {history.val_accuracy[-1]:.4f}"

@@ -5,11 +5,12 @@ point              collaborators (in this order)
 =================  =============================================================================
 start of run       :meth:`Checkpoints.resume` (a fresh History and Position, or the checkpoint's),
                    :class:`Report` (opens the progress bar; says where a resumed run stands)
-before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due), then
-                   the ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
+before a span      :meth:`Checkpoints.span_steps` (the steps to the next checkpoint due),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then the
+                   ``span_steps`` of ``fit``'s ``hooks``: the span ends at the smallest limit
 each batch         :meth:`NoiseTracker.add` (``track_noise``; called by the Python engine)
-end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch), then
-                   ``fit``'s ``hooks``
+end of span        :meth:`Checkpoints.end_of_span` (a checkpoint due inside the epoch),
+                   :class:`MappedFiles` (memory-mapped data not truncated), then ``fit``'s ``hooks``
 end of epoch       :class:`NoiseTracker` (``History.b_simple``), :class:`Report` (the epoch's
                    line), :class:`Checkpoints` (the epoch's checkpoint), :class:`EpochCallback`
                    (``fit``'s ``on_epoch_end``), then ``fit``'s ``hooks``
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import _checks
 from . import checkpoint as _ckpt
+from .data import Dataset
 from .distributed import Group
 from .errors import StopTraining
 from .history import History, Position, epoch_line
@@ -76,21 +78,56 @@ class NoiseTracker(Hook):
 
     Every batch of ``B >= 2`` rows gives unbiased estimates of ``|G|^2`` and
     ``tr(Sigma)`` (:func:`scratchgd.noise.batch_estimates`); they are summed
-    over the epoch in ``at`` and divided when it ends
-    (:func:`scratchgd.noise.noise_scale`). A one-row batch carries no estimate.
+    over the epoch here (``grad_sq``, ``trace_cov``, over ``batches`` batches)
+    and divided when it ends (:func:`scratchgd.noise.noise_scale`). A one-row
+    batch carries no estimate. A checkpoint stores the sums of the epoch in
+    progress (:meth:`sums`, :meth:`restore`).
     """
 
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
+    def __init__(self) -> None:
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0
+
+    def add(self, grads: list[np.ndarray], sq_norms: np.ndarray) -> None:
         """Add the estimates of one batch: its gradient sums and ``|grad l_i|^2`` per row."""
         if len(sq_norms) > 1:
             grad_sq, trace_cov = batch_estimates(grads, sq_norms)
-            at.noise_grad_sq += grad_sq
-            at.noise_trace_cov += trace_cov
-            at.noise_batches += 1
+            self.grad_sq += grad_sq
+            self.trace_cov += trace_cov
+            self.batches += 1
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        history.b_simple.append(noise_scale(at.noise_grad_sq, at.noise_trace_cov)
-                                if at.noise_batches else math.nan)
+        history.b_simple.append(noise_scale(self.grad_sq, self.trace_cov)
+                                if self.batches else math.nan)
+        self.grad_sq, self.trace_cov, self.batches = 0.0, 0.0, 0  # the next epoch's
+
+    def sums(self) -> dict[str, float | int]:
+        """The epoch's sums under the names a checkpoint stores them with its position."""
+        return {"noise_grad_sq": self.grad_sq, "noise_trace_cov": self.trace_cov,
+                "noise_batches": self.batches}
+
+    def restore(self, sums: dict[str, float | int]) -> None:
+        """Continue the epoch's sums of a checkpoint (:meth:`sums`' names)."""
+        self.grad_sq, self.trace_cov = sums["noise_grad_sq"], sums["noise_trace_cov"]
+        self.batches = sums["noise_batches"]
+
+
+class MappedFiles(Hook):
+    """Memory-mapped training or validation data: its files checked before and after every span.
+
+    :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
+    shrunk below what its map needs, before the next span (or the epoch's
+    validation) reads past its end, which would kill the process by SIGBUS.
+    """
+
+    def __init__(self, *datasets: Dataset | None) -> None:
+        self.datasets = [data for data in datasets if data is not None]
+
+    def span_steps(self, history: History, at: Position) -> None:
+        self.end_of_span(history, at)
+
+    def end_of_span(self, history: History, at: Position) -> None:
+        for data in self.datasets:
+            data.check_files()
 
 
 class Report(Hook):
@@ -143,14 +180,19 @@ class Checkpoints(Hook):
     ``checkpoint_every``-th step, or after every epoch, and once more when
     training ends. With a ``group`` only rank 0 writes; on resume rank 0 reads
     the file and sends its bytes, so no rank needs a shared file system.
+    ``noise``: the run's :class:`NoiseTracker`, whose sums of the epoch in
+    progress a checkpoint carries (zeros without one).
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, plan: Plan, epochs: int,
-                 path: str | os.PathLike | None, every: int | str, group: Group | None) -> None:
+                 path: str | os.PathLike | None, every: int | str, group: Group | None,
+                 noise: NoiseTracker | None = None) -> None:
         self.model, self.optimizer, self.plan, self.epochs = model, optimizer, plan, epochs
-        self.path, self.group = path, group
+        self.path, self.group, self.noise = path, group, noise
         self.every = None if path is None or every == "epoch" else every
         self.writes = path is not None and (group is None or group.rank == 0)  # rank 0 writes
+        # the data set's identity, stored in every checkpoint and checked on resume
+        self.data = None if path is None else _ckpt.fingerprint(plan.loader.dataset)
 
     def resume(self, resume: bool) -> tuple[History, Position]:
         """The History and Position the run starts from: fresh, or those of the checkpoint.
@@ -183,7 +225,8 @@ class Checkpoints(Hook):
 
     def _save(self, history: History, at: Position) -> None:
         _ckpt.save(self.path, self.model, self.optimizer, self.plan.loader, history, at,
-                   self.plan.settings)
+                   self.plan.settings, data=self.data,
+                   noise=None if self.noise is None else self.noise.sums())
 
     def _restore(self, content: bytes | None = None) -> tuple[History, Position]:
         """History and position of the run saved in the checkpoint, its state restored.
@@ -191,10 +234,11 @@ class Checkpoints(Hook):
         ``content``: the file's bytes as rank 0 read and broadcast them.
         """
         saved = _ckpt.load(self.path, content)
-        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings)
+        saved.check(self.model, self.optimizer, self.plan.loader, self.plan.settings, self.data)
         try:
             history = History(**saved.history)
-            at = Position(order=saved.order, **saved.position)
+            at = Position(order=saved.order, **{key: value for key, value in
+                                                saved.position.items() if key not in _ckpt.NOISE})
         except TypeError as exc:
             raise saved.fail(f"does not match this version of scratchgd: {exc}") from None
         needed = at.epoch if at.iteration else history.epochs
@@ -202,6 +246,8 @@ class Checkpoints(Hook):
             raise ValueError(f"checkpoint {os.fspath(self.path)!r} has reached epoch {needed}, "
                              f"beyond epochs={self.epochs}")
         saved.restore(self.model, self.optimizer, self.plan.loader)
+        if self.noise is not None:
+            self.noise.restore(saved.position)
         return history, at
 
 

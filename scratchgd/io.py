@@ -2,9 +2,13 @@
 
 Every reader returns ``(X, y)`` arrays for :class:`scratchgd.Dataset`, whose
 classmethods ``from_npy``, ``from_npz``, ``from_csv``, ``from_idx`` and
-``from_file`` call them. Nothing is ever unpickled (``allow_pickle=False``),
-and a file that is truncated, corrupt or of the wrong kind raises a
-``ValueError`` that names the file (and for a text table, the line).
+``from_file`` call them. Nothing is ever unpickled, only regular files are
+opened (:func:`scratchgd._files.open_regular`: a FIFO, a device or a folder is
+refused by what it is), and a file that is truncated, corrupt, forged or of
+the wrong kind raises a ``ValueError`` that names the file (and for a text
+table, the line: :mod:`scratchgd.tables`), never a traceback from deep inside:
+sizes are read from the file's header and checked against the file and the
+memory this process may use before any data is read.
 
 Text tables are comma- or whitespace-separated (detected), plain or gzipped
 (detected by content: ``X.csv.gz``, ``X.txt.gz``), with an optional header
@@ -23,19 +27,15 @@ Which readers keep the data on disk:
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import math
+import mmap
 import os
-import warnings
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _files, npzfile
+from .tables import read_table
 
 PathLike = str | os.PathLike
 
@@ -43,169 +43,116 @@ IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 """IDX type codes (third byte of the magic number) and the big-endian dtypes they mean."""
 
-GZIP_MAGIC = b"\x1f\x8b"
-
 
 def read_npy(path: PathLike, mmap: bool = True) -> np.ndarray:
-    """One array from a ``.npy`` file, memory-mapped read-only if ``mmap``.
+    """One array of real numbers from a ``.npy`` file, memory-mapped read-only if ``mmap``.
 
-    ``np.load(path, mmap_mode="r", allow_pickle=False)``: with ``mmap`` the
-    array's rows stay on disk until indexed, and the file is never loaded whole.
+    The header is read and checked before any data: the dtype must be real
+    numbers (bool, integer or float; never Python objects, so nothing is
+    unpickled), the shape's sizes ``>= 0``, and the file must hold exactly the
+    bytes the shape declares. With ``mmap`` the array's rows stay on disk until
+    indexed; without, the declared size must fit in the memory this process
+    may use (:func:`scratchgd._files.memory_limit`) before it is read.
     """
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, EOFError) as exc:
-        # object arrays ("pickled data"), a truncated file, a bad header
-        raise ValueError(f"{path}: not a readable .npy file of numbers: {exc}") from None
+    with _files.named_errors(path), _files.open_regular(path) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran, dtype = read_header(fh)
+        except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+            raise ValueError(f"{path}: not a readable .npy file: {exc}") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise ValueError(f"{path}: holds values of dtype {dtype}, not real numbers "
+                             f"(bool, integer or float){_PICKLED * dtype.hasobject}")
+        if any(size < 0 for size in shape):
+            raise ValueError(f"{path}: the header declares shape {shape}, with a negative size")
+        offset, nbytes = fh.tell(), math.prod(shape) * dtype.itemsize
+        _check_length(path, ".npy header", f"shape {shape} of {dtype}", offset + nbytes,
+                      os.fstat(fh.fileno()).st_size)
+        order = "F" if fortran else "C"
+        if nbytes == 0:
+            return np.empty(shape, dtype, order=order)
+        if mmap:
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        _fits(path, f"shape {shape} of {dtype}", nbytes)
+        return _read_into(fh, np.empty(shape, dtype, order=order), path, ".npy header",
+                          f"shape {shape} of {dtype}")
+
+
+_PICKLED = "; objects are pickled data, which scratchgd never loads"
+
+
+def _check_length(path: PathLike, header: str, declared: str, expected: int, actual: int
+                  ) -> None:
+    """Refuse a file whose ``actual`` byte count is not the ``expected`` its header declares."""
+    if actual != expected:
+        raise ValueError(f"{path}: {header} says {declared} ({expected} bytes with the "
+                         f"header) but the file holds {actual} bytes: "
+                         f"{'truncated' if actual < expected else 'trailing bytes'}")
+
+
+def _fits(path: PathLike, declared: str, nbytes: int) -> None:
+    """Refuse, naming the file, data of ``nbytes`` that the process's memory cannot hold."""
+    limit = _files.memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{path}: {declared} needs {nbytes / 2**30:.3g} GiB, more than the "
+                         f"{limit / 2**30:.3g} GiB of memory this process may use")
+
+
+def _read_into(stream: object, out: np.ndarray, path: PathLike, header: str,
+               declared: str) -> np.ndarray:
+    """Fill ``out``'s bytes from ``stream``, as they come (memory grows only with what is read).
+
+    Refuses a stream that ends early, or goes on after them: ``header`` says ``declared``.
+    """
+    view = memoryview(out.reshape(-1, order="A")).cast("B")
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    if filled < len(view) or stream.read(1):
+        raise ValueError(f"{path}: {header} says {declared} ({len(view)} bytes of data) but "
+                         f"the data holds {'fewer' if filled < len(view) else 'more'}: "
+                         f"{'truncated' if filled < len(view) else 'trailing bytes'}")
+    return out
+
+
+def mapped_file(arr: np.ndarray) -> tuple[str, int] | None:
+    """``(file name, bytes needed)`` if ``arr`` is (a view of) a memory map of a file, else ``None``.
+
+    The bytes needed are the map's end in the file: its offset plus its size.
+    """
+    while isinstance(arr, np.ndarray):
+        if isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap):
+            return arr.filename, arr.offset + arr.nbytes
+        arr = arr.base
+    return None
 
 
 def read_npz(path: PathLike, x_key: str = "X", y_key: str = "y") -> tuple[np.ndarray, np.ndarray]:
-    """Arrays ``x_key`` and ``y_key`` of a ``.npz`` archive, read into memory."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in (x_key, y_key) if key not in archive.files]
-            if missing:
-                raise ValueError(f"{path}: no array named {missing[0]!r}; the archive holds "
-                                 f"{archive.files} (choose with x_key= and y_key=)")
-            return archive[x_key], archive[y_key]
-    except (EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable .npz archive: {exc}") from None
-    except ValueError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: not a readable .npz archive of numbers: {exc}") from None
+    """Arrays ``x_key`` and ``y_key`` of a ``.npz`` archive, read into memory.
 
-
-def _gzipped(path: PathLike) -> bool:
-    """True if the file starts with gzip's magic bytes ``1f 8b`` (its content decides, not its name)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
-
-
-def _open_text(path: PathLike) -> TextIO:
-    """``path`` opened for reading text, decompressed if it is gzipped (:func:`_gzipped`).
-
-    ``X.csv.gz`` and a compressed file without the suffix read alike.
+    Read by :func:`scratchgd.npzfile.read_npz`, the validated reader of model
+    files and checkpoints (every entry's header checked against its size and
+    the memory limit before anything is inflated; nothing unpickled).
     """
-    if _gzipped(path):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 (the caller closes it)
-
-
-def _content_lines(fh: TextIO) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of every line holding more than blanks and a ``#`` comment.
-
-    Line numbers count from 1 and include skipped lines, as an editor shows them.
-    """
-    for number, line in enumerate(fh, 1):
-        text = line.split("#", 1)[0].strip()
-        if text:
-            yield number, text
-
-
-def _numbers(line: str, delimiter: str | None) -> bool:
-    """True if every field of ``line`` (split at ``delimiter``; at blanks for ``None``) is a number."""
-    try:
-        [float(field) for field in line.split(delimiter)]
-    except ValueError:
-        return False
-    return True
-
-
-def _delimiter_of(lines: list[str]) -> str | None:
-    """The delimiter of a table whose first content lines are ``lines``: ``","`` or ``None`` (blanks).
-
-    The first line whose fields are all numbers when split at commas (and
-    holding one) decides ``","``; one that is all numbers split at blanks decides
-    ``None``. A header line (not all numbers either way) leaves the decision to
-    the next line; if no line decides, a comma anywhere means ``","``.
-    """
-    for line in lines:
-        if "," in line and _numbers(line, ","):
-            return ","
-        if _numbers(line, None):
-            return None
-    return "," if any("," in line for line in lines) else None
-
-
-def _describe(delimiter: str | None) -> str:
-    return {",": "comma-separated", None: "whitespace-separated"}.get(delimiter,
-                                                                       f"delimiter {delimiter!r}")
-
-
-def read_table(path: PathLike, header: bool | None = None,
-               delimiter: str | None = None) -> np.ndarray:
-    """Every column of a text file of numbers, ``(n, columns)`` float64, in memory.
-
-    The file may be gzipped (``_open_text``). Blank lines and ``#``
-    comments are skipped. ``delimiter``: ``None`` detects it, a comma if the
-    first line of numbers is comma-separated, else runs of blanks (spaces or
-    tabs); any other string is used as given. ``header``: ``True`` skips the
-    first line that is not blank or a comment, ``False`` reads it as data,
-    ``None`` skips it only if one of its fields is not a number.
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the line: a line whose number of fields differs
-        from the first row's, a field that is not a number, a file without a
-        row of numbers, or one that is not gzip or UTF-8 text.
-    """
-    path = Path(path)
-    try:
-        with _open_text(path) as fh:
-            first = list(itertools.islice(_content_lines(fh), 2))
-        if not first:
-            raise ValueError(f"{path}: no rows of numbers (the file is empty, or blank lines "
-                             f"and # comments only)")
-        if delimiter is None:
-            delimiter = _delimiter_of([line for _, line in first])
-        if header is None:
-            header = not _numbers(first[0][1], delimiter)
-        skip = first[0][0] if header else 0   # loadtxt's skiprows counts comment lines too
-        with _open_text(path) as fh, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)   # "input contained no data"
-            try:
-                table = np.loadtxt(fh, delimiter=delimiter, skiprows=skip, ndmin=2,
-                                   dtype=np.float64)
-            except ValueError as exc:
-                raise ValueError(_first_bad_line(path, skip, delimiter)
-                                 or f"{path}: not a table of numbers: {exc}") from None
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, UnicodeDecodeError) as exc:   # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: not a readable text table (plain or gzipped UTF-8 text): "
-                         f"{exc}") from None
-    if len(table) == 0:
-        raise ValueError(f"{path}: no rows of numbers after the header line {skip}")
-    return table
-
-
-def _first_bad_line(path: Path, skip: int, delimiter: str | None) -> str | None:
-    """What is wrong with the first faulty line of the table after line ``skip``, or ``None``.
-
-    Faults: another number of fields than the first row, or a field that is
-    not a number. Read again line by line only once the fast reader has failed.
-    """
-    width = None
-    with _open_text(path) as fh:
-        for number, line in _content_lines(fh):
-            if number <= skip:
-                continue
-            fields = line.split(delimiter)
-            if width is None:
-                width, first = len(fields), number
-            elif len(fields) != width:
-                return (f"{path}, line {number}: {len(fields)} field"
-                        f"{'s' * (len(fields) != 1)}, but line {first} has {width} "
-                        f"({_describe(delimiter)})")
-            for column, field in enumerate(fields, 1):
-                try:
-                    float(field)
-                except ValueError:
-                    return (f"{path}, line {number}: field {column}, {field.strip()!r}, is not a "
-                            f"number ({_describe(delimiter)})")
-    return None
+    with _files.named_errors(path):
+        _files.regular_size(path)
+        arrays = npzfile.read_npz(path, "data file")
+    missing = [key for key in (x_key, y_key) if key not in arrays]
+    if missing:
+        raise ValueError(f"{path}: no array named {missing[0]!r}; the archive holds "
+                         f"{sorted(arrays)} (choose with x_key= and y_key=)")
+    for key in (x_key, y_key):
+        if arrays[key].dtype.kind not in "biuf":
+            raise ValueError(f"{path}: array {key!r} holds values of dtype {arrays[key].dtype}, "
+                             f"not real numbers (bool, integer or float)")
+    return arrays[x_key], arrays[y_key]
 
 
 def labels_or_targets(y: np.ndarray, targets: bool = False) -> np.ndarray:
@@ -255,39 +202,38 @@ def read_idx(path: PathLike, mmap: bool = True) -> np.ndarray:
 
     Layout: magic number ``00 00 TT NN`` (``TT`` the type code of
     ``IDX_DTYPES``, ``NN`` the number of dimensions), then ``NN`` big-endian
-    uint32 sizes, then the values, big-endian, row-major. Gzipped files
-    (recognised by their content, not their name) are read into memory; an
-    uncompressed file is memory-mapped read-only at the header's end if ``mmap``.
+    uint32 sizes, then the values, big-endian, row-major. An uncompressed file
+    is memory-mapped read-only at the header's end if ``mmap``, after its size
+    is checked against the header's. A gzipped file (recognised by its content,
+    not its name) is read into memory: the size the header declares is checked
+    against the memory limit before the data, which is read up to that size
+    (then the stream must end), inflating with the bound of
+    :class:`scratchgd._files.Inflating`.
     """
     path = Path(path)
-    gzipped = _gzipped(path)
-    try:
-        if gzipped:
-            with gzip.open(path, "rb") as fh:
-                content = fh.read()
-        else:
-            with open(path, "rb") as fh:
-                content = fh.read(4 + 4 * 255) if mmap else fh.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: corrupt gzip stream: {exc}") from None
-    if len(content) < 4 or content[:2] != b"\x00\x00" or content[2] not in IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (magic number {content[:4].hex(' ')}, "
-                         f"expected 00 00 TT NN with type TT in "
-                         f"{[f'{code:02x}' for code in IDX_DTYPES]})")
-    dtype, ndim = IDX_DTYPES[content[2]], content[3]
-    offset = 4 + 4 * ndim
-    if ndim == 0 or len(content) < offset:
-        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
-    shape = tuple(int(size) for size in np.frombuffer(content, ">u4", count=ndim, offset=4))
-    expected = offset + math.prod(shape) * dtype.itemsize
-    actual = path.stat().st_size if not gzipped and mmap else len(content)
-    if actual != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} of {dtype} "
-                         f"({expected} bytes with the header) but the data holds {actual} bytes: "
-                         f"{'truncated' if actual < expected else 'trailing bytes'}")
-    if not gzipped and mmap:
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-    return np.frombuffer(content, dtype=dtype, offset=offset).reshape(shape)
+    with _files.named_errors(path), _files.open_data(path) as (stream, gzipped):
+        try:
+            head = stream.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_DTYPES:
+                raise ValueError(f"{path}: not an IDX file (magic number {head.hex(' ')}, "
+                                 f"expected 00 00 TT NN with type TT in "
+                                 f"{[f'{code:02x}' for code in IDX_DTYPES]})")
+            dtype, ndim = IDX_DTYPES[head[2]], head[3]
+            sizes = stream.read(4 * ndim)
+            if ndim == 0 or len(sizes) < 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions)")
+            shape = tuple(int(size) for size in np.frombuffer(sizes, ">u4"))
+            offset, nbytes = 4 + 4 * ndim, math.prod(shape) * dtype.itemsize
+            declared = f"shape {shape} of {dtype}"
+            if not gzipped:
+                _check_length(path, "IDX header", declared, offset + nbytes,
+                              os.fstat(stream.fileno()).st_size)
+                if mmap and nbytes:
+                    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            _fits(path, declared, nbytes)
+            return _read_into(stream, np.empty(shape, dtype), path, "IDX header", declared)
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise ValueError(f"{path}: corrupt gzip stream: {exc}") from None
 
 
 def read_idx_pair(images_path: PathLike, labels_path: PathLike,
@@ -415,14 +361,12 @@ def read_features(path: PathLike, header: bool | None = None) -> np.ndarray:
     if kind == ".npy":
         return read_npy(path)
     if kind == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "X" not in archive.files:
-                    raise ValueError(f"{path}: no array named 'X'; the archive holds "
-                                     f"{archive.files}")
-                return archive["X"]
-        except (EOFError, OSError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: not a readable .npz archive: {exc}") from None
+        with _files.named_errors(path):
+            _files.regular_size(path)
+            arrays = npzfile.read_npz(path, "data file")
+        if "X" not in arrays:
+            raise ValueError(f"{path}: no array named 'X'; the archive holds {sorted(arrays)}")
+        return arrays["X"]
     if kind in TEXT:
         return read_table(path, header)
     raise ValueError(f"{path}: unknown file type {kind!r}; expected {FORMATS}")

@@ -41,6 +41,10 @@ class MLP:
 
     Attributes
     ----------
+    kernels : module
+        The backend's kernel module (:func:`scratchgd.kernels.for_model`):
+        ``kernels.forward`` and ``kernels.loss_and_grads`` do the arithmetic
+        of :meth:`forward` and :meth:`loss_and_grads`, and the engines call them.
     scaling : Scaling or None
         The input scaling, a fixed (untrained) first operation
         ``a_0 = (x - mean) / std`` applied to every input, in training and
@@ -87,7 +91,7 @@ class MLP:
         self.sizes = sizes
         self.dtype = dtype
         self.seed = seed
-        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
         if missing is not None:
             warnings.warn(CompiledFallbackWarning(
                 f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
@@ -123,13 +127,13 @@ class MLP:
         """``a_0``, the network's input for raw rows ``X``, in the model's dtype.
 
         With ``scaling``: ``a_0 = (X - mean) / std``
-        (:func:`scratchgd.kernels.reference.standardize`, a copy of the rows,
+        (:func:`scratchgd.kernels.reference.apply_scaling`, a copy of the rows,
         or with ``fresh`` -- ``X`` a batch just gathered, which nothing else
         holds -- ``X`` itself scaled in place); without: ``X`` cast (no copy if
         it already has the model's dtype).
         """
         if self._scaling is not None:
-            return reference.standardize(X, self._scaling.mean, self._scaling.std, self.dtype,
+            return reference.apply_scaling(X, self._scaling.mean, self._scaling.std, self.dtype,
                                          fresh)
         return np.asarray(X, dtype=self.dtype)
 
@@ -137,12 +141,12 @@ class MLP:
         """``t``, what the network is trained to output for checked targets ``y`` (:meth:`check_y`).
 
         With ``target_scaling``: ``t = (y - mean) / std`` per output
-        (:func:`scratchgd.kernels.reference.standardize`, a copy); without it,
+        (:func:`scratchgd.kernels.reference.apply_scaling`, a copy); without it,
         and for class labels: ``y`` itself.
         """
         if self._target_scaling is not None:
             s = self._target_scaling
-            return reference.standardize(y, s.mean, s.std, self.dtype)
+            return reference.apply_scaling(y, s.mean, s.std, self.dtype)
         return y
 
     def _init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
@@ -254,7 +258,7 @@ class MLP:
         With a ``target_scaling`` the values are in its scaled units ``t``;
         :meth:`predict` gives them in the targets' own.
         """
-        return self._kernels.forward(self.params, self.check_X(X), self.activation)[-1]
+        return self.kernels.forward(self.params, self.check_X(X), self.activation)[-1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class labels ``argmax_j z_ij`` (cross_entropy) or values (mse, in the model's dtype).
@@ -290,7 +294,7 @@ class MLP:
         if len(X) == 0:
             raise ValueError("X must have at least one row to compute a loss, got shape (0, d)")
         y = self.targets(self.check_y(y, len(X)))
-        loss_sum, grads, _ = self._kernels.loss_and_grads(self.params, X, y, self.activation,
+        loss_sum, grads, _ = self.kernels.loss_and_grads(self.params, X, y, self.activation,
                                                           self.loss)
         if reduction == "sum":
             return loss_sum, grads
@@ -307,7 +311,7 @@ class MLP:
         checkpoint files (``.npz``, read with ``allow_pickle=False``).
         """
         state = self.__dict__.copy()
-        del state["_kernels"]
+        del state["kernels"]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -315,7 +319,7 @@ class MLP:
         self.__dict__.update(state)
         self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
         self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
-        self._kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
+        self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
         if missing is not None:
             warnings.warn(CompiledFallbackWarning(
                 f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "

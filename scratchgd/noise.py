@@ -17,15 +17,17 @@ Below ``B_noise`` doubling the batch nearly halves the steps at no extra
 computation; above it, a larger batch buys almost nothing.
 
 Every quantity comes out of the ordinary backward pass: the per-example
-squared gradient norm of a dense layer is ``|delta_i|^2 (|a_i|^2 + 1)``
-(``scratchgd.kernels.reference.backward``, argument ``sq_norms``), so no
-per-example gradient is ever stored.
+squared gradient norm of a dense layer is ``|delta_i|^2 (|a_i|^2 + 1)``, built
+here (:class:`RowNorms`) from the activations and deltas the backward pass
+shows it (``scratchgd.kernels.reference.backward``, argument ``observe``), so
+no per-example gradient is ever stored.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -103,6 +105,39 @@ def batch_estimates(grad_sums: list[np.ndarray], sq_norms: np.ndarray) -> tuple[
     return (B * s_big - s_small) / (B - 1), (s_small - s_big) / (1 - 1 / B)
 
 
+def layer_sq_norms(a_prev: np.ndarray, delta: np.ndarray, sq_norms: np.ndarray) -> None:
+    """Add one dense layer's share of every row's squared gradient norm to ``sq_norms``.
+
+    Row ``i`` of ``delta_l`` is ``dl_i/dz_l`` alone (rows do not mix), so row
+    ``i``'s own gradient of the layer is the outer product ``a_{l-1,i}
+    delta_{l,i}^T`` (weights) and ``delta_{l,i}`` (bias), and, since
+    ``|u v^T|^2 = |u|^2 |v|^2``::
+
+        |g_i|^2 = sum_l |delta_{l,i}|^2 (|a_{l-1,i}|^2 + 1)
+
+    ``a_prev``: ``a_{l-1}`` ``(n, fan_in)``; ``delta``: ``delta_l`` ``(n, fan_out)``;
+    ``sq_norms``: ``(n,)`` float64, added to.
+    """
+    sq_norms += (delta * delta).sum(axis=1) * ((a_prev * a_prev).sum(axis=1) + 1)
+
+
+class RowNorms:
+    """``|g_i|^2`` of every row of a batch, summed layer by layer as the backward pass runs.
+
+    Pass it as ``observe`` to a backend's ``loss_and_grads``: called with each
+    layer's ``(a_{l-1}, delta_l)``, it adds that layer's share
+    (:func:`layer_sq_norms`, or the numba backend's compiled twin
+    ``dense_sq_norms``) to ``sq_norms``, ``(n,)`` float64 zeros at the start.
+    """
+
+    def __init__(self, rows: int, kernels: ModuleType) -> None:
+        self.sq_norms = np.zeros(rows)
+        self._add = getattr(kernels, "dense_sq_norms", layer_sq_norms)
+
+    def __call__(self, a_prev: np.ndarray, delta: np.ndarray) -> None:
+        self._add(a_prev, delta, self.sq_norms)
+
+
 def _moments(model: MLP, data: Dataset, y: np.ndarray, index: np.ndarray | None
              ) -> tuple[float, float, int]:
     """``|sum_i g_i|^2`` and ``sum_i |g_i|^2`` over the rows ``index`` (all if ``None``).
@@ -117,12 +152,12 @@ def _moments(model: MLP, data: Dataset, y: np.ndarray, index: np.ndarray | None
         rows = (slice(start, min(start + BLOCK_ROWS, m)) if index is None
                 else index[start:start + BLOCK_ROWS])
         X = model.inputs(data.X[rows])
-        sq_norms = np.zeros(len(X))
-        _, grads, _ = model._kernels.loss_and_grads(model.params, X, y[rows], model.activation,
-                                                    model.loss, sq_norms)
+        norms = RowNorms(len(X), model.kernels)
+        _, grads, _ = model.kernels.loss_and_grads(model.params, X, y[rows], model.activation,
+                                                    model.loss, norms)
         for total, g in zip(grad_sum, grads, strict=True):
             total += g
-        sq_sum += float(sq_norms.sum())
+        sq_sum += float(norms.sq_norms.sum())
     return sum(float(np.vdot(g, g)) for g in grad_sum), sq_sum, m
 
 

@@ -28,9 +28,12 @@ from .mlp import MLP
 from .optim import Optimizer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitArgs:
-    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check."""
+    """The arguments of :func:`scratchgd.fit` as given (``comm`` aside), before any check.
+
+    Built by keyword only, so no reordering of the fields can bind a value to another name.
+    """
 
     model: MLP
     data: Dataset
@@ -120,7 +123,7 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     if group is None or scaling is None:
         return model.targets(y)
     mean, std = group.bcast((scaling.mean.tolist(), scaling.std.tolist()))
-    return reference.standardize(y, np.array(mean), np.array(std), model.dtype)
+    return reference.apply_scaling(y, np.array(mean), np.array(std), model.dtype)
 
 
 def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:

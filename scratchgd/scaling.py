@@ -13,7 +13,7 @@ the data:
 * :func:`scratchgd.standardize` (in :mod:`scratchgd.mlp`, which knows both the
   model and the data) stores them in ``model.scaling``; from then on every
   batch is scaled as it is gathered, ``a_0 = (x - mean) / std``
-  (:func:`scratchgd.kernels.reference.standardize`, and the gathering loop of
+  (:func:`scratchgd.kernels.reference.apply_scaling`, and the gathering loop of
   the compiled backend), by ``fit``, ``evaluate``, ``predict`` and the
   estimators alike, and the statistics are saved with the weights.
 
@@ -41,7 +41,7 @@ class Scaling:
     Attributes
     ----------
     mean : (d,) float64
-    std : (d,) float64, every value finite and > 0 (constant features hold 1).
+    std : (d,) float64, every value finite, > 0 and normal (constant features hold 1).
     """
 
     mean: np.ndarray
@@ -55,8 +55,9 @@ class Scaling:
         if self.mean.shape != self.std.shape or len(self.mean) == 0:
             raise ValueError(f"mean and std must be two arrays of one length d >= 1, got "
                              f"shapes {self.mean.shape} and {self.std.shape}")
-        if (self.std <= 0).any():
-            raise ValueError(f"std must be > 0, found {self.std.min()}")
+        if (self.std < np.finfo(np.float64).tiny).any():  # 0, negative or subnormal
+            raise ValueError(f"std must be > 0 and normal (>= 2.2e-308: x / std of a "
+                             f"subnormal std is inf), found {self.std.min()}")
 
     def __len__(self) -> int:
         return len(self.mean)

@@ -30,7 +30,17 @@ from . import _checks, engines
 from .data import Dataset
 from .distributed import Group
 from .history import History, Position
-from .hooks import Checkpoints, EpochCallback, Hook, NoiseTracker, Report, call, check_hooks, span_end
+from .hooks import (
+    Checkpoints,
+    EpochCallback,
+    Hook,
+    MappedFiles,
+    NoiseTracker,
+    Report,
+    call,
+    check_hooks,
+    span_end,
+)
 from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
@@ -69,7 +79,7 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
-        z = model._kernels.forward(model.params, X, model.activation)[-1]
+        z = model.kernels.forward(model.params, X, model.activation)[-1]
         loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
@@ -151,21 +161,26 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     hooks = check_hooks(hooks)
     group = None if comm is None else Group(comm)
     # start of run: every argument checked (alike on every rank) before anything changes
-    plan = make_plan(FitArgs(model, data, optimizer, epochs, accumulate, validation, progress,
-                             seed, checkpoint, checkpoint_every, resume, memory_budget,
-                             track_noise, rng, on_epoch_end, reduce_dtype), group)
+    plan = make_plan(FitArgs(
+        model=model, data=data, optimizer=optimizer, epochs=epochs, accumulate=accumulate,
+        validation=validation, progress=progress, seed=seed, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every, resume=resume, memory_budget=memory_budget,
+        track_noise=track_noise, rng=rng, on_epoch_end=on_epoch_end,
+        reduce_dtype=reduce_dtype), group)
     loader = plan.loader
     noise = NoiseTracker() if track_noise else None
     engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise,
                             plan.reduce_dtype)
     engine.start()
-    checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group)
+    checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group,
+                              noise)
     history, at = checkpoints.resume(resume)  # a fresh run, or the checkpoint's, weights restored
     # non-finite values are caught explicitly (TrainingDiverged), not by warnings
     with np.errstate(over="ignore", invalid="ignore"), Report(
             progress, epochs, len(loader), history, at, checkpoint) as report:
         callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
-        hooks = [hook for hook in (noise, report, checkpoints, callback) if hook] + hooks
+        files = MappedFiles(data, validation)
+        hooks = [hook for hook in (noise, report, checkpoints, files, callback) if hook] + hooks
         stopped = False  # a hook raised StopTraining
         while at.epoch <= epochs and not stopped:  # an epoch: every row drawn once
             start = time.perf_counter()
@@ -199,9 +214,21 @@ def _record_epoch(model: MLP, history: History, at: Position, n: int,
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
     history.samples_at_epoch_end.append(history.samples_seen)
-    if validation is not None:
-        val_loss, val_accuracy, val_r2 = _evaluate(model, validation)
-        history.val_loss.append(val_loss)
-        history.val_accuracy.append(val_accuracy)
-        if model.loss == "mse":
-            history.val_r2.append(val_r2)
+    _record_validation(model, history, validation)
+
+
+def _record_validation(model: MLP, history: History, validation: Dataset | None) -> None:
+    """Record the validation figures of the epoch just finished, NaN for one without ``validation``.
+
+    The lists stay empty until an epoch is validated; from then on they hold
+    one value per epoch (NaN for each epoch trained without ``validation``,
+    before or after), so a run resumed with or without ``validation`` keeps
+    them as long as ``epoch_loss``. ``val_r2`` is recorded for mse only.
+    """
+    if validation is None and not history.val_loss:
+        return
+    figures = _evaluate(model, validation) if validation is not None else (math.nan,) * 3
+    lists = [history.val_loss, history.val_accuracy] + [history.val_r2] * (model.loss == "mse")
+    for values, value in zip(lists, figures[:len(lists)], strict=True):
+        values.extend([math.nan] * (history.epochs - 1 - len(values)))  # epochs not validated
+        values.append(value)

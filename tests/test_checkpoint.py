@@ -8,6 +8,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import scratchgd as sg
 from scratchgd import checkpoint as ck
@@ -292,3 +294,128 @@ def test_leftover_temporary_files_are_removed(tmp_path):
     other.write_bytes(b"not ours")
     train(path, epochs=1)
     assert not left.exists() and other.exists() and path.exists()
+
+
+# -- what a resume checks: the data, the validation lists, any sequence of fit calls --------
+
+
+def test_resume_on_another_data_set_of_the_same_shape_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    train(path, epochs=1)
+    other = sg.datasets.blobs(n=90, seed=7)  # blobs as DATA, other rows: same shape
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="run.npz.*another data set"):
+        sg.fit(sg.MLP([2, 8, 3], seed=0), other, sg.MiniBatchSGD(lr=0.1, batch_size=16,
+                                                                 momentum=0.9),
+               epochs=2, accumulate=2, progress=False, seed=3, checkpoint=path, resume=True)
+    assert path.read_bytes() == before
+
+
+def test_the_fingerprint_is_the_same_for_a_table_read_from_csv_or_npy(tmp_path):
+    data = sg.datasets.blobs(n=2000, seed=3)
+    X, y = np.asarray(data.X, dtype=np.float64), np.asarray(data.y)
+    np.savetxt(tmp_path / "t.csv", np.column_stack([X, y]), fmt="%.17g", delimiter=",")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y.astype(np.int32))
+    from_csv = ck.fingerprint(sg.Dataset.from_csv(tmp_path / "t.csv"))
+    from_npy = ck.fingerprint(sg.Dataset.from_npy(tmp_path / "X.npy", tmp_path / "y.npy"))
+    assert from_csv == from_npy and from_csv["sampled_rows"] == ck.FINGERPRINT_ROWS
+    X[2] += 1.0  # row 2 is not sampled (rows 0, 1, 3, 5, ... of 2000): documented as missed
+    assert ck.fingerprint(sg.Dataset(X, y)) == from_npy
+    X[0] += 1.0
+    assert ck.fingerprint(sg.Dataset(X, y)) != from_npy
+
+
+def test_a_resume_may_drop_and_add_validation(tmp_path):
+    """The issue's sequence: validated, then resumed without validation twice, then with it."""
+    path = tmp_path / "run.npz"
+
+    def run(epochs, validation):
+        return sg.fit(sg.MLP([2, 8, 3], seed=0), DATA, sg.GD(lr=0.5), epochs=epochs,
+                      validation=validation, progress=False, checkpoint=path, resume=True)
+
+    run(2, VALIDATION)
+    run(3, None)
+    history = run(4, None)
+    assert np.isnan(history.val_loss[2:]).all() and np.isnan(history.val_accuracy[2:]).all()
+    history = run(5, VALIDATION)
+    assert len(history.val_loss) == len(history.val_accuracy) == history.epochs == 5
+    assert np.isfinite(history.val_loss[:2] + history.val_loss[4:]).all()
+    fresh = tmp_path / "fresh.npz"  # validation added to a run that had none
+    sg.fit(sg.MLP([2, 8, 3], seed=0), DATA, sg.GD(lr=0.5), epochs=2, progress=False,
+           checkpoint=fresh)
+    history = sg.fit(sg.MLP([2, 8, 3], seed=0), DATA, sg.GD(lr=0.5), epochs=3,
+                     validation=VALIDATION, progress=False, checkpoint=fresh, resume=True)
+    assert np.isnan(history.val_loss[:2]).all() and np.isfinite(history.val_loss[2])
+
+
+def test_a_version_4_checkpoint_with_short_validation_lists_is_read_padded(tmp_path):
+    """What fit wrote before version 5: validated for 1 epoch, then 2 without (shorter lists)."""
+    path = tmp_path / "run.npz"
+    sg.fit(sg.MLP([2, 8, 3], seed=0), DATA, sg.GD(lr=0.5), epochs=3, validation=VALIDATION,
+           progress=False, checkpoint=path)
+    arrays = ck.read_npz(path)
+    meta = json.loads(str(arrays["meta"]))
+    meta["version"] = 4
+    del meta["data"]  # no fingerprint before version 5: not checked
+    arrays.update(meta=np.array(json.dumps(meta)), history_val_loss=arrays["history_val_loss"][:1],
+                  history_val_accuracy=arrays["history_val_accuracy"][:1])
+    np.savez(path, **arrays)
+    saved = ck.load(path)
+    assert len(saved.history["val_loss"]) == 3 and np.isnan(saved.history["val_loss"][1:]).all()
+    history = sg.fit(sg.MLP([2, 8, 3], seed=0), sg.datasets.blobs(n=90, seed=7), sg.GD(lr=0.5),
+                     epochs=4, progress=False, checkpoint=path, resume=True)
+    assert len(history.val_loss) == 4
+
+
+@st.composite
+def fit_calls(draw):
+    """A run's loss and 1 to 4 calls of fit on its checkpoint, each one (epochs more, validation,
+    checkpoint_every, a crash at some step)."""
+    calls = draw(st.lists(st.tuples(st.integers(0, 2), st.booleans(),
+                                    st.sampled_from(["epoch", 1, 3]),
+                                    st.one_of(st.none(), st.integers(1, 12))),
+                          min_size=1, max_size=4))
+    return draw(st.sampled_from(["cross_entropy", "mse"])), calls
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fit_calls())
+def test_any_sequence_of_fit_calls_leaves_a_checkpoint_the_next_accepts(tmp_path, run):
+    loss, calls = run
+    path = tmp_path / "run.npz"
+    if path.exists():
+        path.unlink()
+    data, validation = DATA, VALIDATION
+    if loss == "mse":
+        data, validation = (sg.Dataset(d.X, np.asarray(d.y, dtype=np.float64)[:, None])
+                            for d in (DATA, VALIDATION))
+    top = 0  # the most epochs asked for so far: the checkpoint is never beyond it
+    for more, validate, every, crash in calls:
+        top = max(1, top + more)
+        optimizer = sg.MiniBatchSGD(lr=0.01, batch_size=16, momentum=0.5)
+        if crash is not None:
+            real_step, count = optimizer.step, [0]
+
+            def step(params, grads, real_step=real_step, count=count, crash=crash):
+                count[0] += 1
+                if count[0] == crash:
+                    raise Crash
+                real_step(params, grads)
+
+            optimizer.step = step
+        try:
+            history = sg.fit(sg.MLP([2, 5, 3 if loss == "cross_entropy" else 1], loss=loss,
+                                    seed=0), data, optimizer, epochs=top,
+                             validation=validation if validate else None, progress=False,
+                             checkpoint=path, checkpoint_every=every, resume=True)
+        except Crash:
+            continue
+        assert history.epochs == top
+        for values in (history.val_loss, history.val_accuracy):
+            assert len(values) in (0, history.epochs)
+    if path.exists():  # what the last call left: read, and accepted by one more call
+        ck.load(path)
+        sg.fit(sg.MLP([2, 5, 3 if loss == "cross_entropy" else 1], loss=loss, seed=0), data,
+               sg.MiniBatchSGD(lr=0.01, batch_size=16, momentum=0.5), epochs=top + 1,
+               progress=False, checkpoint=path, resume=True)

@@ -91,7 +91,7 @@ def test_mlp_pickles_and_copies(backend, dtype):
     sg.fit(model, data, sg.MiniBatchSGD(0.1, 8), epochs=1, progress=False)
     for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
         assert repr(other) == repr(model)
-        assert other._kernels is model._kernels
+        assert other.kernels is model.kernels
         assert_same_arrays(other.params, model.params)
         assert np.array_equal(other.forward(data.X), model.forward(data.X))
         # training the copy leaves the original alone

@@ -289,7 +289,7 @@ def test_rank_0_checkpoints_and_a_resume_with_another_P_is_refused(tmp_path, bac
     results = run_threads(2, lambda comm: train(comm, backend, checkpoint=path,
                                                 checkpoint_every=2))
     saved = sg.checkpoint.load(path)
-    assert saved.meta["settings"]["processes"] == 2 and saved.meta["version"] == 4
+    assert saved.meta["settings"]["processes"] == 2 and saved.meta["version"] == sg.checkpoint.VERSION
     # resuming with P = 2 continues to the weights of an uninterrupted 5-epoch run
     resumed = run_threads(2, lambda comm: train(comm, backend, checkpoint=path, resume=True,
                                                 epochs=5))

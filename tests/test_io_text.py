@@ -173,8 +173,10 @@ def test_corrupt_gzip_and_binary_files_are_named(tmp_path):
     packed = gzip.compress(b"1,2\n3,4\n" * 100)
     (tmp_path / "cut.csv.gz").write_bytes(packed[:-20])
     (tmp_path / "binary.csv").write_bytes(bytes(range(256)))
-    for name in ("cut.csv.gz", "binary.csv"):
-        with pytest.raises(ValueError, match=f"{name}: not a readable text table"):
-            sg.Dataset.from_file(tmp_path / name)
+    with pytest.raises(ValueError, match="cut.csv.gz: not a readable text table"):
+        sg.Dataset.from_file(tmp_path / "cut.csv.gz")
+    # byte 10 is the first newline, so 0x80 (byte 128) is column 118 of line 2
+    with pytest.raises(ValueError, match="binary.csv, line 2: byte 0x80 at column 118 is not UTF-8"):
+        sg.Dataset.from_file(tmp_path / "binary.csv")
     with pytest.raises(FileNotFoundError):
         sg.Dataset.from_file(tmp_path / "missing.csv")

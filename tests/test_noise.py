@@ -38,10 +38,23 @@ def test_per_example_norm_formula_equals_a_loop_of_single_rows(backend, problem)
     sizes, activation, loss, X, y, seed = problem
     model = sg.MLP(sizes, activation=activation, loss=loss, seed=seed, backend=backend)
     brute = (per_row_grads(model, sg.Dataset(X, y)) ** 2).sum(axis=1)
-    sq_norms = np.zeros(len(X))
-    model._kernels.loss_and_grads(model.params, X, model.check_y(y, len(X)), activation, loss,
-                                  sq_norms)
-    np.testing.assert_allclose(sq_norms, brute, rtol=1e-10, atol=1e-300)
+    norms = noise.RowNorms(len(X), model.kernels)
+    model.kernels.loss_and_grads(model.params, X, model.check_y(y, len(X)), activation, loss,
+                                  norms)
+    np.testing.assert_allclose(norms.sq_norms, brute, rtol=1e-10, atol=1e-300)
+
+
+def test_the_numba_backend_adds_the_norms_with_its_compiled_twin():
+    pytest.importorskip("numba", reason="needs the 'numba' extra")
+    compiled = kernels.load("numba")
+    assert noise.RowNorms(3, compiled)._add is compiled.dense_sq_norms
+    assert noise.RowNorms(3, kernels.load("numpy"))._add is noise.layer_sq_norms
+    rng = np.random.default_rng(0)
+    a, delta = rng.standard_normal((5, 7)), rng.standard_normal((5, 3))
+    mine, twin = np.zeros(5), np.zeros(5)
+    noise.layer_sq_norms(a, delta, mine)
+    compiled.dense_sq_norms(a, delta, twin)
+    np.testing.assert_allclose(twin, mine, rtol=1e-13)
 
 
 def brute_noise(model, data):
@@ -209,10 +222,10 @@ def test_track_noise_leaves_the_run_unchanged_and_skips_a_one_row_batch():
     model = sg.MLP([64, 8, 10], seed=0)
     loader = sg.MiniBatchSGD(0.1, batch_size=32).loader(data, seed=0)
     index = loader.batch_index(loader.epoch_order(), 0)
-    sq_norms = np.zeros(32)
-    _, grads, _ = model._kernels.loss_and_grads(model.params, data.X[index], data.y[index],
-                                                "relu", "cross_entropy", sq_norms)
-    assert h_tracked.b_simple == [noise_scale(*batch_estimates(grads, sq_norms))]
+    norms = noise.RowNorms(32, model.kernels)
+    _, grads, _ = model.kernels.loss_and_grads(model.params, data.X[index], data.y[index],
+                                                "relu", "cross_entropy", norms)
+    assert h_tracked.b_simple == [noise_scale(*batch_estimates(grads, norms.sq_norms))]
 
 
 def test_track_noise_refuses_sgd_and_bad_values():

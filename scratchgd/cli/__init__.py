@@ -5,7 +5,7 @@ sub-parser to the ``argparse`` sub-parsers ``commands`` and sets ``run`` as its
 default, and ``run(args) -> int``, which carries the command out and returns the
 exit status. :func:`main` parses, dispatches and turns the errors a user can
 cause into one line on stderr: 2 for a bad argument or file, 1 for a diverged
-run or a failed write, 130 for Ctrl-C.
+run, a failed write or memory that ran out, 130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import TrainingDiverged
-from . import advise, compile, evaluate, predict, train
+from . import advise, compile, evaluate, playground, predict, train
 
-COMMANDS = (train, predict, evaluate, advise, compile)
+COMMANDS = (train, predict, evaluate, advise, compile, playground)
 """The command modules, in the order ``scratchgd --help`` lists them."""
 
 
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:  # a checkpoint that cannot be written, a disk that is full
         print(f"scratchgd: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:  # what no size check foresaw: still one line
+        print("scratchgd: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if getattr(args, "checkpoint", None) else ""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from .. import datasets
+from .. import _files, datasets
 from ..data import Dataset
 from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
@@ -20,6 +19,9 @@ SPREAD_WARNING = 100.0
 
 DATASETS = ("digits", "spirals", "blobs", "regression_1d")
 """The embedded data sets of ``--dataset``; ``regression_1d`` is regression (``--loss mse``)."""
+
+GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
+"""Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,9 +144,19 @@ def loss_of(args: argparse.Namespace) -> str:
 
 
 def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
-    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets."""
+    """The model's output width: classes for labels (both sets' ``max + 1``), ``k`` for targets.
+
+    More classes than training rows is refused: such labels are values (or a
+    typo such as one label of 5000000), and the output layer they ask for
+    could outgrow memory.
+    """
     if train_set.is_classification:
-        return max(train_set.n_classes, test_set.n_classes)
+        classes = max(train_set.n_classes, test_set.n_classes)
+        if classes > len(train_set):
+            raise ValueError(f"the labels make {classes} classes (0 to {classes - 1}), more "
+                             f"than the {len(train_set)} training rows: a classifier needs rows "
+                             f"of its classes; if the labels are values, pass --loss mse")
+        return classes
     k, k_test = train_set.y.shape[1], test_set.y.shape[1]
     if k_test != k:
         raise ValueError(f"the training targets have {k} columns but the test targets {k_test}")
@@ -154,12 +166,9 @@ def n_outputs(train_set: Dataset, test_set: Dataset) -> int:
 def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
     if name == "digits":
         return datasets.digits(test_size=0.2, seed=seed)
-    if name == "regression_1d":
-        return datasets.random_split(datasets.regression_1d(n=400, seed=seed), test_size=0.2,
-                                     seed=seed)
-    data = (datasets.spirals(n=600, seed=seed) if name == "spirals"
-            else datasets.blobs(n=600, seed=seed))
-    return datasets.stratified_split(data, test_size=0.2, seed=seed)
+    data = getattr(datasets, name)(n=GENERATED_ROWS[name], seed=seed)
+    split = datasets.random_split if name == "regression_1d" else datasets.stratified_split
+    return split(data, test_size=0.2, seed=seed)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -169,9 +178,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> MLP:
-    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--model {path}: no such file")
+    """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
+    so is a path that is not a regular file, saying what it is)."""
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        raise ValueError(f"--model {path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(f"--model {exc}") from None
     return load_model(path)
 
 

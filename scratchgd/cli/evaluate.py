@@ -41,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_file(args.model)
     regression = model.loss == "mse"
     data = Dataset.from_file(args.data, args.labels, header=args.header, targets=regression)
-    report = (regression_report if regression else classification_report)(model, data)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss: refused below
+        report = (regression_report if regression else classification_report)(model, data)
+    if not np.isfinite(report.loss):
+        raise ValueError(f"{args.data}: the model's loss is {report.loss}: its outputs are not "
+                         f"finite for some rows (inputs too far from what it was trained on, "
+                         f"or a damaged model file)")
     print(f"{args.data}: {model}")
     print(report)
     if args.plot:

@@ -38,16 +38,31 @@ def predictions(model: object, X: np.ndarray, proba: bool) -> np.ndarray:
 
     Probabilities are ``softmax(z)``; only ``EVAL_BATCH`` rows are read at a
     time, so a memory-mapped ``X`` stays on disk.
+
+    Raises
+    ------
+    ValueError
+        Naming the first row whose outputs are not finite (inputs far outside
+        what the model was trained on, or a forged model): a prediction is
+        never NaN.
     """
     blocks = []
     for start in range(0, len(X), EVAL_BATCH):
         rows = X[start:start + EVAL_BATCH]
-        if proba:
-            z = model.forward(rows)
-            z = np.exp(z - z.max(axis=1, keepdims=True))
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs: refused below
+            out = model.predict(rows) if model.loss == "mse" else model.forward(rows)  # values, z
+        finite = np.isfinite(out).all(axis=1) if out.ndim == 2 else np.isfinite(out)
+        if not finite.all():
+            raise ValueError(f"the model's outputs for row {start + int(np.argmin(finite))} "
+                             f"are not finite (NaN or inf): its inputs are too far from what "
+                             f"the model was trained on, or the model file is damaged")
+        if model.loss == "mse":
+            blocks.append(out)
+        elif proba:
+            z = np.exp(out - out.max(axis=1, keepdims=True))
             blocks.append(z / z.sum(axis=1, keepdims=True))
         else:
-            blocks.append(model.predict(rows))
+            blocks.append(out.argmax(axis=1))
     return np.concatenate(blocks)
 
 

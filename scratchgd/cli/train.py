@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
-from .. import checkpoint, distributed
+from .. import _files, checkpoint, distributed
 from ..activations import ACTIVATIONS
 from ..data import Dataset
 from ..history import History, epoch_line
@@ -58,7 +59,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "does not fit")
     train.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=next(iter(OPTIMIZERS)),
                        help=", ".join(f"{kind.name}: {kind.help}" for kind in OPTIMIZERS.values())
-                       + " (default: the first)")
+                       + f" (default: {next(iter(OPTIMIZERS))})")
     train.add_argument("--batch-size", type=int, default=None,
                        help="rows per iteration for "
                        + ", ".join(f"{k.name} (default: {k.batch_size})"
@@ -73,7 +74,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="iterations per training step, or 'epoch' (default: 1)")
     train.add_argument("--hidden", type=int, nargs="*", default=[128],
                        help="hidden layer widths (default: 128)")
-    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
+                       help="of every hidden layer (default: relu)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     train.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
                        help="numpy (default: the readable reference, starts in half a second) or "
@@ -187,9 +189,39 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _setup(args: argparse.Namespace, group: distributed.Group | None
-           ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
-    """The training and test sets, optimizer and model ``args`` name."""
+def check_writable(flag: str, path: str | None) -> None:
+    """Refuse, before training, an output ``path`` that could not be written when it ends.
+
+    ``path`` must be a regular file or nothing yet (never a folder or a device
+    that the atomic rename would replace), in a folder where a file can be
+    created: one is created and removed there.
+    """
+    if path is None:
+        return
+    try:
+        _files.regular_size(path)
+    except FileNotFoundError:
+        pass
+    except (ValueError, OSError) as exc:  # a folder, a device; a path through a file
+        reason = str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror}"
+        raise ValueError(f"{flag} {reason}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".scratchgd-", suffix=".write-check")
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot write a file into {folder} "
+                         f"({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def setup(args: argparse.Namespace, group: distributed.Group | None = None
+          ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
+    """The training and test sets, optimizer and model ``args`` name (the playground's too);
+    the output paths among them checked first (:func:`check_writable`)."""
+    if group is None or group.rank == 0:  # rank 0 alone writes files
+        for flag in ("--save", "--checkpoint", "--plot"):
+            check_writable(flag, getattr(args, flag[2:], None))
     train_set, test_set = load(args, None if group is None else group.comm)
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
@@ -201,9 +233,9 @@ def _setup(args: argparse.Namespace, group: distributed.Group | None
 
 def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     if group is None:
-        train_set, test_set, optimizer, model = _setup(args, None)
+        train_set, test_set, optimizer, model = setup(args, None)
     else:
-        train_set, test_set, optimizer, model = group.agree(lambda: _setup(args, group))
+        train_set, test_set, optimizer, model = group.agree(lambda: setup(args, group))
     print(f"{args.data or args.dataset}: {len(train_set)} train / {len(test_set)} test rows; {model}; "
           f"{optimizer}; accumulate={args.accumulate}")
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):

@@ -69,7 +69,7 @@ def compiled_unsupported(model: MLP, optimizer: Optimizer, loader: DataLoader) -
     for obj, base, methods in ((optimizer, Optimizer, OPTIMIZER_METHODS),
                                (loader, DataLoader, LOADER_METHODS)):
         own = [name for name in methods
-               if getattr(type(obj), name) is not getattr(base, name)]
+               if getattr(type(obj), name, None) is not getattr(base, name)]
         if own:
             return (f"{type(obj).__name__} overrides {base.__name__}."
                     f"{f', {base.__name__}.'.join(own)}, which the compiled kernels do not run")

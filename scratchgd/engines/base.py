@@ -52,7 +52,7 @@ class Engine:
     def __init__(self, model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray,
                  k: int, kernels: ModuleType | None = None) -> None:
         self.model, self.optimizer, self.loader, self.y, self.k = model, optimizer, loader, y, k
-        self.kernels = model._kernels if kernels is None else kernels
+        self.kernels = model.kernels if kernels is None else kernels
 
     def start(self) -> None:
         """Called once, at the start of the run, before a checkpoint is resumed."""

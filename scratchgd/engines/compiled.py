@@ -41,7 +41,7 @@ class CompiledEngine(Engine):
 
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
-        kernels = self.model._kernels
+        kernels = self.model.kernels
         bounds = self.loader.batch_bounds(at.order)
         for start, end in spans(at.iteration, stop, self.k, self.loader.rows_per_batch):
             loss_sums, hits, steps, status = self.fit_span(at.order, bounds, start, end)
@@ -67,7 +67,7 @@ class CompiledEngine(Engine):
         """Iterations ``[start, end)`` in one kernel call: ``kernels.compiled.fit_span``'s results."""
         model, optimizer = self.model, self.optimizer
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
-        return model._kernels.fit_span(
+        return model.kernels.fit_span(
             model.params, velocity, self.loader.dataset.X, self.y, order, bounds, start, end,
             self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
             scaling=model.scaling)

@@ -114,7 +114,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
         shards = np.array([shard(bounds[t], bounds[t + 1], group.rank, group.size)
                            for t in range(start, end)]).reshape(end - start, 2)
-        return model._kernels.fit_span_parallel(
+        return model.kernels.fit_span_parallel(
             model.params, velocity, self.loader.dataset.X, self.y, order, bounds, shards, start,
             end, self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
             group.reducer, self.reduce_dtype, model.scaling)
@@ -179,7 +179,7 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
             continue
         index = slice(lo, hi) if order is None else order[lo:hi]
         X_batch = model.inputs(loader.dataset.X[index], fresh=order is not None)
-        batch_loss, grads, z = (model._kernels if kernels is None else kernels).loss_and_grads(
+        batch_loss, grads, z = (model.kernels if kernels is None else kernels).loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
         figures[t, 0] = batch_loss
         if not math.isfinite(batch_loss):

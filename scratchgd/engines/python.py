@@ -22,6 +22,7 @@ from ..data import DataLoader
 from ..errors import TrainingDiverged
 from ..history import History, Position
 from ..mlp import MLP
+from ..noise import RowNorms
 from ..optim import Optimizer
 from .base import Engine
 
@@ -29,7 +30,7 @@ from .base import Engine
 class BatchObserver(Protocol):
     """Sees every batch's gradient sum and per-example squared gradient norms (track_noise)."""
 
-    def add(self, at: Position, grads: list[np.ndarray], sq_norms: np.ndarray) -> None: ...
+    def add(self, grads: list[np.ndarray], sq_norms: np.ndarray) -> None: ...
 
 
 class PythonEngine(Engine):
@@ -59,13 +60,13 @@ class PythonEngine(Engine):
             at.iteration += 1
             X_batch = model.inputs(X_rows, fresh=at.order is not None)
             # 2-4. predict, loss, gradients: sums over the rows of the batch
-            sq_norms = None if self.noise is None else np.zeros(len(X_batch))  # |grad l_i|^2
+            norms = None if self.noise is None else RowNorms(len(X_batch), self.kernels)
             batch_loss, grads, z = self.kernels.loss_and_grads(
-                model.params, X_batch, y_batch, model.activation, model.loss, sq_norms)
+                model.params, X_batch, y_batch, model.activation, model.loss, norms)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
-            if self.noise is not None:
-                self.noise.add(at, grads, sq_norms)
+            if self.noise is not None:  # |grad l_i|^2 of every row, from the backward pass
+                self.noise.add(grads, norms.sq_norms)
             # 5. accumulate gradient sums and row counts
             if grad_sum is None:
                 grad_sum = grads

@@ -2,8 +2,8 @@
 
 ``reference`` is plain NumPy, the text a learner reads. Each backend module
 provides ``forward(params, X, activation)`` and
-``loss_and_grads(params, X, y, activation, loss, sq_norms=None)`` with the same
-meaning (``sq_norms``: per-example squared gradient norms, see ``reference.backward``).
+``loss_and_grads(params, X, y, activation, loss, observe=None)`` with the same
+meaning (``observe``: shown each layer's input and delta, see ``reference.backward``).
 """
 
 from __future__ import annotations

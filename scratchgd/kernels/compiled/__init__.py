@@ -14,9 +14,9 @@ reference (NumPy)            compiled kernel                                 mod
 ``a.T @ delta``, ...         :func:`dense_backward` (``f'`` fused)           ``layers``
 ``losses.cross_entropy``     :func:`cross_entropy` (stable softmax)          ``layers``
 ``losses.mse``               :func:`mse`                                     ``layers``
-``sq_norms += ...``          :func:`dense_sq_norms` (per-example gradient    ``layers``
+``noise.layer_sq_norms``     :func:`dense_sq_norms` (per-example gradient    ``layers``
                              norms)
-``reference.standardize``    :func:`gather_batch` (scaling while gathering)  ``gather``
+``reference.apply_scaling``  :func:`gather_batch` (scaling while gathering)  ``gather``
 ``X.astype(dtype)``          :func:`decode_row` (ints, float16, big-endian   ``gather``
                              values decoded from their bytes)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``

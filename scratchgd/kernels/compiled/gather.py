@@ -1,14 +1,14 @@
 """A batch gathered by index from the data set, scaled on the way, in one layout.
 
 The reference slices a batch with NumPy (``X[order[lo:hi]]``), casts it to the
-model's dtype and scales it with :func:`~scratchgd.kernels.reference.standardize`;
+model's dtype and scales it with :func:`~scratchgd.kernels.reference.apply_scaling`;
 here all three happen in one copy, and the arrays are first brought into the few
 types the kernels are compiled for:
 
 ==============================  ==================================================
 reference (NumPy)               compiled kernel
 ==============================  ==================================================
-``reference.standardize``       :func:`gather_batch` (scaling while gathering
+``reference.apply_scaling``     :func:`gather_batch` (scaling while gathering
                                 the batch's rows into reused buffers)
 ``X[rows].astype(dtype)``       :func:`decode_row` (a row's bytes decoded:
                                 ints, float16, big-endian values)
@@ -131,7 +131,7 @@ def gather_batch(X: np.ndarray, x_format: X_FORMAT | None, labels: np.ndarray,
     ``x_batch[r] = X[order[lo + r]]`` cast to ``x_batch``'s dtype, or with the
     input scaling (``mean`` and ``inv_std = 1 / std`` of length ``d``; empty
     arrays for none) ``x_batch[r] = (X[row] - mean) * inv_std``, computed in
-    float64 and rounded once to ``x_batch``'s dtype. ``reference.standardize``
+    float64 and rounded once to ``x_batch``'s dtype. ``reference.apply_scaling``
     rounds after its subtraction too and divides by ``std``: for a float64
     model the two may differ in the last bit; for a float32 one the reference
     works in float32 (``X``, ``mean`` and ``std`` rounded to float32 first), so

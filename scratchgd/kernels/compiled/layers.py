@@ -10,7 +10,7 @@ reference (NumPy)               compiled kernel
 ``f(a @ W + b)``                :func:`dense_forward` (bias and ``f`` fused)
 ``f(z)``                        :func:`activate` (in place)
 ``a.T @ delta``, ...            :func:`dense_backward` (``f'`` fused)
-``sq_norms += ...``             :func:`dense_sq_norms` (per-example gradient norms)
+``noise.layer_sq_norms``        :func:`dense_sq_norms` (per-example gradient norms)
 ``losses.cross_entropy``        :func:`cross_entropy` (stable softmax)
 ``losses.mse``                  :func:`mse`
 ``reference.forward``           :func:`forward` (one ``dense_forward`` per layer)
@@ -24,6 +24,8 @@ the digits' pixels and of relu's outputs are zero); batches of
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -180,7 +182,9 @@ def dense_sq_norms(a_prev: np.ndarray, delta: np.ndarray, sq_norms: np.ndarray) 
     this layer is ``a_prev_r delta_r^T`` (weights) and ``delta_r`` (bias).
     Shapes: ``a_prev (n, fan_in)``, ``delta (n, fan_out)``, ``sq_norms (n,)``
     float64. Invariants: reads ``a_prev`` and ``delta``; writes only ``sq_norms``;
-    each row's sums are taken in the layer's dtype, as the reference does.
+    each row's sums are taken in the layer's dtype, as its NumPy twin
+    :func:`scratchgd.noise.layer_sq_norms` does, which picks this kernel for the
+    numba backend.
     """
     n, fan_in = a_prev.shape
     fan_out = delta.shape[1]
@@ -269,15 +273,15 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
 
 
 def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activation: str,
-                   loss: str, sq_norms: np.ndarray | None = None
+                   loss: str, observe: Callable[[np.ndarray, np.ndarray], object] | None = None
                    ) -> tuple[float, list[np.ndarray], np.ndarray]:
     """Summed loss over the rows of ``X``, its gradients, and the raw outputs.
 
     ``L = sum_i l_i``, as ``reference.loss_and_grads``: :func:`forward`, then
     :func:`cross_entropy` or :func:`mse` for ``dL/dz_L``, then
-    :func:`dense_backward` layer by layer. Pure: reads ``params``, writes nothing
-    but ``sq_norms``, which, if given (``(n,)`` float64 zeros), receives every
-    row's ``|grad l_i|^2`` through :func:`dense_sq_norms`, layer by layer.
+    :func:`dense_backward` layer by layer, ``observe(a_prev, delta)`` (if given)
+    shown each layer's input and delta first, as ``reference.backward`` shows
+    them. Pure: reads ``params``, writes nothing.
     """
     act = activation_code(activation)
     layers = forward(params, X, activation)
@@ -291,8 +295,8 @@ def loss_and_grads(params: list[np.ndarray], X: np.ndarray, y: np.ndarray, activ
     for layer in range(len(params) // 2 - 1, -1, -1):
         a_prev = layers[layer]
         below = np.empty_like(a_prev) if layer > 0 else np.empty((0, a_prev.shape[1]), z.dtype)
-        if sq_norms is not None:
-            dense_sq_norms(a_prev, delta, sq_norms)
+        if observe is not None:
+            observe(a_prev, delta)
         dense_backward(a_prev, delta, params[2 * layer], act, grads[2 * layer],
                        grads[2 * layer + 1], below, use_blas(len(a_prev)), False)
         delta = below

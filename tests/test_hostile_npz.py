@@ -1,0 +1,259 @@
+"""Hostile model files and checkpoints (issue 28): each probe ends in one named line, in bounded memory.
+
+Each probe is a file an attacker or a careless user could hand to ``load_model``,
+``fit(checkpoint=, resume=True)``, ``scratchgd predict`` or ``scratchgd train
+--resume``. Through the command line each must end with exit status 2 and one
+line on stderr naming the file (never a traceback, never a hang), and the
+child's own peak RSS (``os.wait4``) must stay under ``PEAK_MB``. The Hypothesis
+fuzz at the end flips and cuts the bytes of a model file and a checkpoint: each
+is refused with a ``ValueError`` naming the file, or loads a valid model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scratchgd as sg
+from scratchgd import checkpoint as ck
+from scratchgd import npzfile
+
+PEAK_MB = 256
+"""The issue's bound on a refusing process's peak resident memory (NumPy backend)."""
+HANG_SECONDS = 60
+"""A child still running after this long has hung (a FIFO opened for reading blocks)."""
+
+DATA = sg.datasets.blobs(n=90, seed=1)
+
+
+REAPER = """
+import os, signal, subprocess, sys, time
+peak_file, timeout, args = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+process = subprocess.Popen(args)
+deadline = time.monotonic() + timeout
+while True:
+    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+    if pid:
+        break
+    if time.monotonic() > deadline:
+        process.kill()
+        process.wait()
+        sys.exit(124)
+    time.sleep(0.02)
+with open(peak_file, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs a command and writes its own peak RSS (KiB, from ``os.wait4``) to a file.
+
+A small process of its own, because Linux carries a process's peak RSS across
+``exec``: a child forked straight from the test process would report at
+least the test process's size.
+"""
+
+
+def child(args: list, cwd: Path, timeout: float = HANG_SECONDS) -> tuple[int, str, float]:
+    """Run ``python -m scratchgd *args``; its exit status, stderr and own peak RSS in MB.
+
+    A child still running after ``timeout`` seconds is killed and fails the test.
+    """
+    env = {**os.environ, "PYTHONPATH": str(Path(sg.__file__).parents[1])}
+    peak_file = cwd / "peak.txt"
+    with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+        status = subprocess.run([sys.executable, "-c", REAPER, str(peak_file), str(timeout),
+                                 sys.executable, "-m", "scratchgd", *map(str, args)],
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
+                                env=env).returncode
+    if status == 124:
+        pytest.fail(f"scratchgd {' '.join(map(str, args))} hung for {timeout} s")
+    return (status, (cwd / "stderr.txt").read_text(errors="replace"),
+            int(peak_file.read_text()) / 1024)
+
+
+def assert_one_line(status: int, err: str, peak: float, *words: str) -> None:
+    """Exit status 2, one line ``scratchgd: error: ...`` holding ``words``, peak RSS bounded."""
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("scratchgd: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+    assert peak < PEAK_MB, f"peak RSS {peak:.0f} MB"
+
+
+class Crash(Exception):
+    """Stands in for the process dying."""
+
+
+def train(path: Path, epochs: int = 1, crash_at_step: int | None = None, loss="cross_entropy",
+          data=DATA, **kwargs) -> sg.History:
+    """A small run checkpointed at ``path`` (mid-epoch if ``crash_at_step``)."""
+    optimizer = sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
+    if crash_at_step is not None:
+        real_step, count = optimizer.step, [0]
+
+        def step(params, grads):
+            count[0] += 1
+            if count[0] == crash_at_step:
+                raise Crash
+            real_step(params, grads)
+
+        optimizer.step = step
+    k = 3 if loss == "cross_entropy" else 1
+    try:
+        return sg.fit(sg.MLP([2, 8, k], loss=loss, seed=0), data, optimizer, epochs=epochs,
+                      progress=False, seed=3, checkpoint=path, checkpoint_every=2, **kwargs)
+    except Crash:
+        return None
+
+
+def rewrite(path: Path, meta_change=None, **changes) -> None:
+    """Rewrite ``path`` with entries replaced (``None`` deletes) and ``meta_change(meta)`` applied."""
+    arrays = npzfile.read_npz(path)
+    if meta_change is not None:
+        meta = json.loads(str(arrays["meta"]))
+        meta_change(meta)
+        arrays["meta"] = np.array(json.dumps(meta))
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def setter(*keys_and_value):
+    """``meta_change`` that sets ``meta[k1][k2]... = value``."""
+    *keys, last, value = keys_and_value
+
+    def change(meta):
+        for key in keys:
+            meta = meta[key]
+        meta[last] = value
+    return change
+
+
+# -- forged fields of a checkpoint: each by its own rule ------------------------------------
+
+FORGED = {
+    "correct of 10**9": (setter("position", "correct", 10**9), {}, "correct"),
+    "non-finite loss_sum": (setter("position", "loss_sum", math.inf), {}, "loss_sum"),
+    "NaN loss_sum": (setter("position", "loss_sum", math.nan), {}, "loss_sum"),
+    "all-zero order": (None, {"order": np.zeros(90, dtype=np.int64)}, "permutation"),
+    "order out of range": (None, {"order": np.arange(90) + 1}, "row order"),
+    "samples_seen of 10**100": (setter("history", "samples_seen", 10**100), {}, "samples_seen"),
+    "samples_seen beyond the batches": (setter("history", "samples_seen", 10**6), {},
+                                        "samples_seen"),
+    "steps beyond iterations": (setter("history", "steps", 10**4), {}, "steps"),
+    "forged generator state": (setter("rng", "state", "state", 10**100), {},
+                               "unusable generator state"),
+    "generator state of strings": (setter("rng", "state", "x"), {}, "generator state"),
+    "NaN epoch_loss": (None, {"history_epoch_loss": np.array([math.nan])}, "epoch_loss"),
+    "accuracy 2": (None, {"history_epoch_accuracy": np.array([2.0])}, "epoch_accuracy"),
+    "negative iteration_loss": (None, {"history_iteration_loss": -np.ones(8)},
+                                "iteration_loss"),
+    "val_loss of another length": (None, {"history_val_loss": np.ones(3)}, "val_loss"),
+    "epochs beyond the lists": (setter("history", "epochs", 2), {}, "epoch_loss"),
+    "epoch beyond the history": (setter("position", "epoch", 3), {}, "finished epochs"),
+    "noise sums without track_noise": (setter("position", "noise_grad_sq", 1.0), {}, "noise"),
+    "noise_batches beyond iterations": (setter("position", "noise_batches", 99), {},
+                                        "noise_batches"),
+    "epoch 0": (setter("position", "epoch", 0), {}, "epoch"),
+    "data of another set": (setter("data", "sha256", "0" * 64), {}, "another data set"),
+    "scale std subnormal": (None, {"scale_std": np.full(2, 1e-320),
+                                   "scale_mean": np.zeros(2)}, "std"),
+}
+
+
+@pytest.fixture
+def mid_epoch(tmp_path) -> Path:
+    """A checkpoint of epoch 2, iteration 2 (6 iterations per epoch), with a row order."""
+    path = tmp_path / "run.npz"
+    train(path, epochs=3, crash_at_step=9)
+    return path
+
+
+@pytest.mark.parametrize("name", list(FORGED))
+def test_a_forged_checkpoint_field_is_refused_naming_it(mid_epoch, name):
+    meta_change, arrays, word = FORGED[name]
+    rewrite(mid_epoch, meta_change, **arrays)
+    before = mid_epoch.read_bytes()
+    model = sg.MLP([2, 8, 3], seed=0)
+    weights = [p.copy() for p in model.params]
+    with pytest.raises(ValueError, match=f"run.npz.*{word}") as info:
+        sg.fit(model, DATA, sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9), epochs=3,
+               progress=False, seed=3, checkpoint=mid_epoch, checkpoint_every=2, resume=True)
+    assert "\n" not in str(info.value)
+    assert all(np.array_equal(p, q) for p, q in zip(model.params, weights, strict=True))
+    assert mid_epoch.read_bytes() == before
+
+
+def test_the_unforged_checkpoint_resumes(mid_epoch):
+    history = sg.fit(sg.MLP([2, 8, 3], seed=0), DATA,
+                     sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9), epochs=3,
+                     progress=False, seed=3, checkpoint=mid_epoch, checkpoint_every=2,
+                     resume=True)
+    assert history.epochs == 3
+
+
+def test_a_regressor_checkpoint_with_a_correct_count_is_refused(tmp_path):
+    data = sg.Dataset(DATA.X, np.asarray(DATA.y, dtype=np.float64)[:, None])
+    path = tmp_path / "run.npz"
+    train(path, epochs=2, crash_at_step=8, loss="mse", data=data)
+    rewrite(path, setter("position", "correct", 3))
+    with pytest.raises(ValueError, match="run.npz.*correct"):
+        ck.load(path)
+    rewrite(path, setter("position", "correct", 0),
+            history_epoch_accuracy=np.array([0.5]))  # NaN for mse
+    with pytest.raises(ValueError, match="run.npz.*epoch_accuracy"):
+        ck.load(path)
+
+
+# -- through the command line: one line, exit 2, bounded memory ------------------------------
+
+
+@pytest.fixture
+def cli_files(tmp_path) -> Path:
+    """A model file and a checkpoint written by ``scratchgd train`` on blobs, and rows to predict."""
+    status, err, _ = child(["train", "--dataset", "blobs", "--epochs", "1", "--hidden", "8",
+                            "--no-progress", "--save", "model.npz", "--checkpoint", "ck.npz"],
+                           tmp_path)
+    assert status == 0, err
+    np.savetxt(tmp_path / "rows.csv", np.asarray(DATA.X[:5]), delimiter=",")
+    return tmp_path
+
+
+def test_cli_refuses_a_forged_checkpoint_in_one_line(cli_files):
+    rewrite(cli_files / "ck.npz", setter("position", "correct", 10**9))
+    status, err, peak = child(["train", "--dataset", "blobs", "--epochs", "2", "--hidden", "8",
+                               "--no-progress", "--checkpoint", "ck.npz", "--resume"], cli_files)
+    assert_one_line(status, err, peak, "ck.npz", "correct")
+
+
+def test_cli_refuses_a_subnormal_scaling_and_never_predicts_nan(cli_files):
+    model = sg.load_model(cli_files / "model.npz")
+    d = model.n_inputs
+    rewrite(cli_files / "model.npz", scale_mean=np.zeros(d), scale_std=np.full(d, 1e-320))
+    status, err, peak = child(["predict", "--model", "model.npz", "--data", "rows.csv"],
+                              cli_files)
+    assert_one_line(status, err, peak, "model.npz", "std")
+    # a normal std accepted, but inputs so far out that the outputs overflow: refused, not NaN
+    rewrite(cli_files / "model.npz", scale_std=np.full(d, 1e-300))
+    np.savetxt(cli_files / "far.csv", np.full((3, d), 1e300), delimiter=",")
+    for command in ("predict", "evaluate"):
+        extra = ["--labels", "labels.csv"] if command == "evaluate" else []
+        np.savetxt(cli_files / "labels.csv", np.zeros(3, dtype=int), fmt="%d")
+        status, err, peak = child([command, "--model", "model.npz", "--data", "far.csv", *extra],
+                                  cli_files)
+        assert_one_line(status, err, peak, "not finite")
+
+
+def test_more_classes_than_training_rows_is_refused_with_a_hint(tmp_path):
+    rows = np.column_stack([np.arange(20.0), np.arange(20.0) % 3])
+    rows[0, 1] = 4_999_999  # one typo: 5,000,000 outputs
+    np.savetxt(tmp_path / "t.csv", rows, delimiter=",", fmt="%.17g")
+    status, err, peak = child(["train", "--data", "t.csv", "--loss", "cross_entropy",
+                               "--epochs", "1", "--no-progress"], tmp_path)
+    assert_one_line(status, err, peak, "5000000 classes", "--loss mse")
