@@ -12,8 +12,9 @@
 - **References by the name a module knows**: a docstring of ``scratchgd.data`` writes
   ``:class:`Dataset``` and means the object documented as ``scratchgd.Dataset``; a reference
   that Sphinx cannot find is looked up as Python would (in the referring module, then in
-  the package) and sent to the page of the object it names, if that object has one. One
-  that names nothing, or an object without a page, stays unresolved and fails the build.
+  the package) and sent to the page of the object it names; one naming an object without
+  a page (a private helper) is shown as code, unlinked. One that names nothing stays
+  unresolved and fails the build.
 - **Links to repository files the site holds as pages** (``CONTRIBUTING.md``,
   ``CHANGELOG.md``) go to those pages instead of downloading the Markdown file.
 """
@@ -27,6 +28,7 @@ import inspect
 import os
 import re
 import sys
+import types
 from pathlib import Path
 
 from docutils import nodes
@@ -77,7 +79,8 @@ def _public_names(module: object) -> list[str]:
                   ModuleAnalyzer.for_module(module.__name__).find_attr_docs() if not scope}
     return [name for name, obj in vars(module).items() if not name.startswith("_")
             and ((inspect.isfunction(obj) or inspect.isclass(obj))
-                 and obj.__module__ == module.__name__ or name in documented)]
+                 and obj.__module__ == module.__name__
+                 or name in documented and not isinstance(obj, types.GenericAlias))]
 
 
 def api_sections() -> list[tuple[str, list[tuple[str, list[str]]]]]:
@@ -305,7 +308,13 @@ def resolve_by_object(app: Sphinx, env, node: addnodes.pending_xref,
                 if _lookup(name) is obj:
                     return _resolved(app, env, node, contnode, name)
     ends = [name for name in documented if name.endswith(f".{target}")]
-    return _resolved(app, env, node, contnode, ends[0]) if len(ends) == 1 else None
+    if len(ends) == 1:
+        return _resolved(app, env, node, contnode, ends[0])
+    modules = [name for name in sys.modules if name.startswith("scratchgd")]
+    if any(_lookup(path) is not None for path in [target] + [f"{m}.{target}" for m in modules]
+           if path.startswith("scratchgd")):
+        return contnode        # a private helper: it exists, and has no page to link to
+    return None
 
 
 def _resolved(app: Sphinx, env, node: addnodes.pending_xref, contnode: nodes.Element,
