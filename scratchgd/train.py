@@ -141,7 +141,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         Evaluated after every epoch (``History.val_loss``, ``val_accuracy``;
         for mse also ``val_r2``).
     progress : bool
-        Show a progress bar over iterations and print one line per epoch.
+        Print one line per epoch, under a progress bar over iterations where
+        the output is a terminal or a notebook (:func:`scratchgd.hooks.bar_fits`).
     seed : int
         Seed of the data loader's shuffling.
     checkpoint : path, optional
