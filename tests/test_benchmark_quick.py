@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_compare_quick_prints_a_well_formed_table():
-    pytest.importorskip("threadpoolctl")
     command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--rounds", "1",
                "--workloads", "W1", "--w1-batches", "8,full", "--threads", "1",
                "--runners", "scratchgd-numba,scratchgd-numpy,naive-numpy,torch-manual,sklearn"]
@@ -45,7 +44,7 @@ def test_compare_quick_prints_a_well_formed_table():
 
 @pytest.mark.slow
 def test_grid_search_quick_prints_both_estimators():
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="needs the 'sklearn' extra")
     command = [sys.executable, str(ROOT / "benchmarks" / "grid_search.py"), "--quick"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)

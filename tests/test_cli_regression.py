@@ -270,7 +270,7 @@ def test_regression_report_figures():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_regression_report_equals_scikit_learn(dtype):
-    metrics = pytest.importorskip("sklearn.metrics")
+    metrics = pytest.importorskip("sklearn.metrics", reason="needs the 'oracle' extra")
     X, y = regression_table(3000, k=3)
     model = sg.MLP([4, 8, 3], loss="mse", dtype=dtype, seed=1)
     sg.standardize(model, sg.Dataset(X, y))
@@ -286,7 +286,7 @@ def test_regression_report_equals_scikit_learn(dtype):
 
 
 def diabetes_files():
-    sklearn = pytest.importorskip("sklearn")
+    sklearn = pytest.importorskip("sklearn", reason="needs the 'sklearn' extra")
     folder = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "data")
     return (os.path.join(folder, "diabetes_data_raw.csv.gz"),
             os.path.join(folder, "diabetes_target.csv.gz"))

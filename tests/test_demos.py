@@ -154,7 +154,7 @@ def test_critical_batch_size(tmp_path):
 
 
 def test_grid_search(tmp_path):
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="needs the 'sklearn' extra")
     out = run_demo("grid_search", tmp_path)
     assert_real_figure(tmp_path / "grid_search.png")
     runs = {key[6:-1]: fields(value) for key, value in out.items() if key.startswith("batch[")}

@@ -19,7 +19,6 @@ from test_numba import assert_close
 
 import scratchgd as sg
 from scratchgd.distributed import checked_in_shares, run_threads
-from scratchgd.estimators import MLPClassifier, MLPRegressor
 from scratchgd.kernels import compiled
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
@@ -222,23 +221,6 @@ def test_raw_idx_files_of_every_type_train_on_numba(tmp_path, code):
     data = sg.Dataset.from_idx(tmp_path / "images.idx", tmp_path / "labels.idx", scale=False)
     assert data.X.dtype == sg.io.IDX_DTYPES[code] and np.array_equal(data.X, X)
     assert_same(train(data.X, data.y, "numba"), train(X.astype(np.float32), y, "numba"))
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", ["int64", "bool", "uint8", "float16"])
-def test_estimators_take_integer_and_bool_features(backend, dtype):
-    X, y = features(dtype)
-    cast = X.astype(np.float64)
-    params = dict(hidden_layer_sizes=(6,), max_iter=3, random_state=0, backend=backend)
-    clf, ref = MLPClassifier(**params).fit(X, y), MLPClassifier(**params).fit(cast, y)
-    assert_same(clf.model_.params, ref.model_.params)
-    assert np.array_equal(clf.predict(X), ref.predict(cast))
-    assert clf.score(X, y) == ref.score(cast, y)
-    targets = X[:, :2].astype(np.float64) @ np.array([0.5, -0.25])
-    params["learning_rate_init"] = 1e-3  # unscaled inputs up to 20
-    reg = MLPRegressor(**params).fit(X, targets)
-    assert_same(reg.model_.params, MLPRegressor(**params).fit(cast, targets).model_.params)
-    assert np.isfinite(reg.predict(X)).all()
 
 
 def test_compiled_forward_casts_other_dtypes_to_the_weights():

@@ -11,12 +11,13 @@ import pytest
 
 import scratchgd as sg
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="needs the 'sklearn' extra")
 from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from test_dtypes import assert_same, features  # noqa: E402
 
 from scratchgd.estimators import MLPClassifier, MLPRegressor  # noqa: E402
 
@@ -302,7 +303,7 @@ def test_grid_search_in_worker_processes_with_numba():
 
 
 def test_feature_names_in_from_a_data_frame():
-    pd = pytest.importorskip("pandas")
+    pd = pytest.importorskip("pandas", reason="needs the 'oracle' extra")
     X, y = small()
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(frame, y)
@@ -402,3 +403,20 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     lines = [line for line in (printed.out + printed.err).splitlines()
              if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["int64", "bool", "uint8", "float16"])
+def test_estimators_take_integer_and_bool_features(backend, dtype):
+    X, y = features(dtype)
+    cast = X.astype(np.float64)
+    params = dict(hidden_layer_sizes=(6,), max_iter=3, random_state=0, backend=backend)
+    clf, ref = MLPClassifier(**params).fit(X, y), MLPClassifier(**params).fit(cast, y)
+    assert_same(clf.model_.params, ref.model_.params)
+    assert np.array_equal(clf.predict(X), ref.predict(cast))
+    assert clf.score(X, y) == ref.score(cast, y)
+    targets = X[:, :2].astype(np.float64) @ np.array([0.5, -0.25])
+    params["learning_rate_init"] = 1e-3  # unscaled inputs up to 20
+    reg = MLPRegressor(**params).fit(X, targets)
+    assert_same(reg.model_.params, MLPRegressor(**params).fit(cast, targets).model_.params)
+    assert np.isfinite(reg.predict(X)).all()

@@ -32,7 +32,7 @@ if not (importlib.util.find_spec("mpi4py") and shutil.which("mpiexec")):
     if os.environ.get("SCRATCHGD_REQUIRE_MPI") == "1":
         raise RuntimeError("SCRATCHGD_REQUIRE_MPI=1 but mpi4py or mpiexec is missing: "
                            'pip install "scratchgd[mpi]"')
-    pytest.skip("mpi4py or mpiexec not installed", allow_module_level=True)
+    pytest.skip("needs the 'mpi' extra (mpi4py and mpiexec)", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 

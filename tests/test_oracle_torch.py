@@ -10,7 +10,7 @@ from strategies import problems
 
 import scratchgd as sg
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs the 'oracle' extra")
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..cli import train as train_command
 from ..cli._data import DATASETS, load
 from . import settings as _settings
 from .runs import Job, Runner, history_json
@@ -59,7 +60,8 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
     """
     runner = Runner()
     parser = _settings.train_parser()
-    config = _config(defaults)
+    config = {**_config(defaults), "settings": _settings.choices(parser),
+              "default_lr": train_command.DEFAULT_LR}
 
     def job_of(request: Request) -> Job | None:
         return runner.jobs.get(request.path_params["id"])

@@ -68,6 +68,17 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def choices(parser: argparse.ArgumentParser) -> dict[str, dict[str, Any]]:
+    """Each setting's default and, where the command line has them, its choices (the registries')."""
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found = {}
+    for action in train.choices["train"]._actions:
+        if action.dest in KEYS:
+            found[action.dest] = {"default": action.default,
+                                  "choices": None if action.choices is None else list(action.choices)}
+    return found
+
+
 @dataclass
 class Run:
     """What a checked request trains: the command line's objects and the numbers it shows.
