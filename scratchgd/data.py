@@ -25,6 +25,8 @@ import numpy as np
 from . import _checks, distributed, io
 from .io import PathLike
 
+__all__ = ["CHUNK_SIZE", "DataLoader", "Dataset"]
+
 Index = slice | np.ndarray
 
 CHUNK_SIZE = 1024
