@@ -61,6 +61,8 @@ from .npzfile import (
     describe_model,
     is_whole,
     model_arrays,
+    model_entry_bytes,
+    parse_meta,
     read_meta,
     read_npz,
     read_scaling,
@@ -72,7 +74,7 @@ from .scaling import Scaling
 FORMAT = "scratchgd-checkpoint"
 VERSION = 5
 OLDEST_VERSION = 3
-"""The oldest format version :func:`load` reads (see the module docstring)."""
+"""The oldest format version :func:`~scratchgd.checkpoint.load` reads (see the module docstring)."""
 FINGERPRINT_ROWS = 1024
 """Rows of the data set :func:`fingerprint` hashes, at most."""
 COUNT_LIMIT = 2**62
@@ -166,7 +168,7 @@ def optimizer_settings(optimizer: Any) -> dict[str, Any]:
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read by :func:`load`: well-formed, not yet checked against a run.
+    """A checkpoint read by :func:`~scratchgd.checkpoint.load` (not yet checked against a run).
 
     Attributes
     ----------
@@ -302,15 +304,11 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("checkpoint", path))
-    arrays = read_npz(path, "checkpoint", content)
     ck = Checkpoint(path, {}, [], None, None, {}, {})
+    arrays = read_npz(path, "checkpoint", content,
+                      expected=lambda meta: entry_bytes(parse_meta(meta, ck.fail), ck.fail))
     meta = read_meta(arrays, ck.fail)
-    if meta.get("format") != FORMAT:
-        raise ck.fail("is not a scratchgd checkpoint")
-    version = meta.get("version")
-    if not is_whole(version, OLDEST_VERSION, VERSION):
-        raise ck.fail(f"has format version {version!r}; this scratchgd reads versions "
-                      f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
+    version = _check_format(meta, ck.fail)
     try:
         ck.meta = meta
         for part in ("model", "optimizer", "settings", "position", "history", "history_lists"):
@@ -333,11 +331,50 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
         ck.history = _read_history(ck, arrays)
         ck.position = dict(meta["position"])
         _check_position(ck)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise ck.fail(f"misses or mangles the entry {exc}") from None
     if arrays.keys() - {"order"}:
         raise ck.fail(f"holds unexpected entries {sorted(arrays)}")
     return ck
+
+
+def _check_format(meta: dict[str, Any], fail: Any) -> int:
+    """The format version of a checkpoint's ``meta``, if this is a checkpoint of a version read."""
+    if meta.get("format") != FORMAT:
+        raise fail("is not a scratchgd checkpoint")
+    version = meta.get("version")
+    if not is_whole(version, OLDEST_VERSION, VERSION):
+        raise fail(f"has format version {version!r}; this scratchgd reads versions "
+                   f"{OLDEST_VERSION} to {VERSION}: start the run afresh (without resume)")
+    return version
+
+
+def entry_bytes(meta: dict[str, Any], fail: Any) -> dict[str, int]:
+    """The most bytes of each entry of a checkpoint whose ``meta`` is ``meta`` (see ``read_npz``).
+
+    The model's entries (:func:`scratchgd.npzfile.model_entry_bytes`, momentum
+    buffers included); the row order, int64, at most ``rows + batch_size``
+    values (``len(loader) * batch`` drawn with replacement); each History
+    list of ``meta["history_lists"]`` one float64 or int64 per iteration
+    (``iteration_loss``) or per epoch.
+    """
+    _check_format(meta, fail)
+    parts = [meta.get(part) for part in ("settings", "optimizer", "history", "history_lists")]
+    if not all(isinstance(part, dict) for part in parts):
+        raise fail("has a malformed 'settings', 'optimizer', 'history' or 'history_lists' entry")
+    settings, optimizer, history, lists = parts
+    most = model_entry_bytes(meta.get("model"), fail, ("param", "velocity"))
+    rows, batch = settings.get("rows"), optimizer.get("batch_size")
+    if not is_whole(rows, 1, COUNT_LIMIT):
+        raise fail(f"has settings rows={rows!r}")
+    most["order"] = 8 * (rows + (batch if is_whole(batch, 1, rows) else rows))
+    for counter in ("iterations", "epochs"):
+        if not is_whole(history.get(counter), 0, COUNT_LIMIT):
+            raise fail(f"has history counter {counter}={history.get(counter)!r}")
+    for name in lists:
+        most[f"history_{name}"] = 8 * history["iterations" if name == "iteration_loss"
+                                              else "epochs"]
+    return most
 
 
 def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

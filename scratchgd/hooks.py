@@ -36,7 +36,7 @@ from types import TracebackType
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, _files
 from . import checkpoint as _ckpt
 from .data import Dataset
 from .distributed import Group
@@ -47,6 +47,8 @@ from .noise import batch_estimates, noise_scale
 from .npzfile import remove_temporaries
 from .optim import Optimizer
 from .plan import Plan
+
+__all__ = ["Checkpoints", "EpochCallback", "Hook", "NoiseTracker", "Report"]
 
 
 class Hook:
@@ -308,9 +310,17 @@ def span_end(hooks: list[Hook], history: History, at: Position, k: int, last: in
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume).
+
+    Only a regular file whose size fits this process's memory is read
+    (:mod:`scratchgd._files`): a FIFO or a device is refused, never read.
+    """
     try:
-        with open(path, "rb") as f:
+        size = _files.regular_size(path)
+        _checks.fits_in_memory("checkpoint", os.fspath(path), size)
+        with _files.open_regular(path) as f:
             return f.read()
     except FileNotFoundError:
         return None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {exc}") from None

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..cli import train as train_command
 from ..cli._data import DATASETS, load
 from . import settings as _settings
 from .runs import Job, Runner, history_json
@@ -59,7 +60,8 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
     """
     runner = Runner()
     parser = _settings.train_parser()
-    config = _config(defaults)
+    config = {**_config(defaults), "settings": _settings.choices(parser),
+              "default_lr": train_command.DEFAULT_LR}
 
     def job_of(request: Request) -> Job | None:
         return runner.jobs.get(request.path_params["id"])
@@ -195,11 +197,13 @@ async def _stream(job: Job):
 
     with job.cond:
         job.listeners.append(notify)
-    sent = 0
+    sent, compactions = 0, job.compactions
     try:
         while True:
             wake.clear()
             with job.cond:
+                if job.compactions != compactions:  # the run ended: its start and final events
+                    sent, compactions = min(sent, 1), job.compactions
                 new = job.events[sent:]
             sent += len(new)
             for name, data in new:
