@@ -81,18 +81,12 @@ class Server:
     def post(self, settings, query=""):
         return self.http.post("/api/runs" + query, json=settings)
 
-    def events(self, run_id, until=("done", "stopped", "error")):
+    def events(self, run_id):
         """Yield ``(name, data, seconds)`` of the run's server-sent events as they arrive."""
         with self.http.stream("GET", f"/api/runs/{run_id}/events") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            name = None
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    yield name, json.loads(line[6:]), time.perf_counter()
-                    if name in until:
-                        return
+            for name, data in runs_module.read_events(response.iter_lines()):
+                yield name, data, time.perf_counter()
 
     def train(self, settings):
         """Run ``settings`` to the end; its events and its record."""
