@@ -8,11 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scratchgd as sg
-from crashes import Crash, crash_at
 from scratchgd import checkpoint as ck
 
 DATA = sg.datasets.blobs(n=90, seed=1)

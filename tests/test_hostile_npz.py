@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scratchgd as sg
-from crashes import Crash, crash_at
 from scratchgd import checkpoint as ck
 from scratchgd import npzfile
 

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from crashes import Crash, crash_at
+from hypothesis import given, settings
 from strategies import problems
 
 import scratchgd as sg
