@@ -168,6 +168,9 @@ def test_a_page_run_equals_the_command_line_it_shows(server, name, tmp_path, mon
     for p, q in zip(scope["model"].params, page.params, strict=True):
         assert np.array_equal(p, q)
     assert_same_history(record["history"], scope["history"])
+    # the settings it reports, posted again, are the same run
+    again = server.post(record["settings"]).json()["id"]
+    assert server.http.get(f"/api/runs/{again}").json()["command"] == record["command"]
     # the History as CSV: History.to_csv's table
     csv = server.http.get(f"/api/runs/{run_id}/history.csv").text.splitlines()
     assert csv[0] == ",".join(sg.History.COLUMNS) and len(csv) == 1 + record["history"]["epochs"]
@@ -236,6 +239,31 @@ def test_a_diverging_run_ends_with_its_message(server):
     assert record["status"] == "error" and "lr=1000" in record["error"]
     assert record["history"]["iterations"] > 0  # what it recorded before
     assert server.http.get("/api/config").status_code == 200
+
+
+def test_advice_measures_the_noise_scale_of_a_finished_run(server):
+    run_id, _, _ = server.train({**SPIRALS, "epochs": 2})
+    advice = server.http.get(f"/api/runs/{run_id}/advice").json()
+    assert advice["b_simple"] > 0 and advice["rows"] == 480
+    assert [row["batch_size"] for row in advice["table"]] == sg.noise.default_batch_sizes(480)
+
+
+def test_a_finished_run_keeps_its_first_and_final_events_and_old_runs_let_data_go(
+        server, monkeypatch):
+    monkeypatch.setattr(runs_module, "KEPT_DATA", 1)
+    first, events, _ = server.train({**SPIRALS, "optimizer": "sgd", "batch_size": None,
+                                     "epochs": 30})
+    assert len(events) > 3
+    assert [e[0] for e in server.events(first)] == [e[0] for e in events]  # a late listener
+    for _ in range(2):  # two newer runs: the first lets its data and updates go
+        server.train({**SPIRALS, "epochs": 1})
+    replay = list(server.events(first))
+    assert [e[0] for e in replay] == ["start", "done"]
+    assert replay[-1][1]["history"] == events[-1][1]["history"]
+    too_old = server.http.get(f"/api/runs/{first}/advice")
+    assert too_old.status_code == 400 and "too old" in too_old.json()["error"]
+    assert server.http.get(f"/api/runs/{first}").json()["points"]  # still drawn
+    assert server.http.get(f"/api/runs/{first}/model").status_code == 200
 
 
 def test_at_most_eight_runs_wait(client, monkeypatch):
@@ -363,10 +391,11 @@ def test_a_port_in_use_is_one_line(capsys):
     assert err.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in err
 
 
-def test_ctrl_c_ends_the_server_with_status_0():
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_ctrl_c_ends_the_server_with_status_0(host):
     process = subprocess.Popen([sys.executable, "-m", "scratchgd", "playground", "--no-browser",
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=os.environ)
+                                "--port", "0", "--host", host], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=os.environ)
     try:
         line = process.stdout.readline()
         assert line.startswith("scratchgd playground: http://127.0.0.1:")
@@ -378,3 +407,5 @@ def test_ctrl_c_ends_the_server_with_status_0():
         process.kill()
     assert process.returncode == 0 and "Traceback" not in err, err
     assert "stopped" in out
+    warned = "scratchgd: warning: serving on 0.0.0.0, not this machine alone" in err
+    assert warned == (host == "0.0.0.0"), err

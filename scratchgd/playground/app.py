@@ -197,11 +197,13 @@ async def _stream(job: Job):
 
     with job.cond:
         job.listeners.append(notify)
-    sent = 0
+    sent, compactions = 0, job.compactions
     try:
         while True:
             wake.clear()
             with job.cond:
+                if job.compactions != compactions:  # the run ended: its start and final events
+                    sent, compactions = min(sent, 1), job.compactions
                 new = job.events[sent:]
             sent += len(new)
             for name, data in new:

@@ -36,8 +36,12 @@ SPAN_SECONDS = 0.04
 MAX_QUEUED = 8
 """Runs waiting for the one training now; more are refused."""
 
-KEPT = 64
+KEPT = 32
 """Finished runs kept (the oldest are forgotten)."""
+
+KEPT_DATA = 4
+"""Finished runs that keep their data sets (for ``advice``) and every update; older ones keep
+their first and final events (the final one holds the whole History)."""
 
 GRID = 48
 """Cells per side of a 2-D decision surface; points of a 1-D fitted curve: ``2 * GRID``."""
@@ -124,10 +128,13 @@ class Job:
         self.paused, self.stop, self.step = paused, False, False
         self.cond = threading.Condition()
         self.events: list[tuple[str, str]] = []
+        self.compactions = 0  # an old finished run keeps its first and final events only
         self.listeners: list[Callable[[], None]] = []
         self.started = self.paused_since = None
         self.paused_seconds = 0.0
         self.surface_input = self._surface_input()
+        self._points = None
+        self.rows = len(run.train), len(run.test)
 
     def elapsed(self) -> float:
         """Seconds the run has trained (time paused excluded)."""
@@ -197,13 +204,25 @@ class Job:
         self.publish(self.status, {"seconds": self.elapsed(), "error": self.error,
                                    "history": history_json(self.history), **self.picture()})
 
+    def compact(self) -> None:
+        """Keep the first and the final event only: the final one holds the whole History."""
+        with self.cond:
+            self.events = [self.events[0], self.events[-1]] if len(self.events) > 2 else self.events
+            self.compactions += 1
+
+    def release(self) -> None:
+        """Let an old finished run's data sets and updates go: its advice is no longer offered."""
+        self.points()  # its points are kept
+        self.run.train = self.run.test = None
+        self.compact()
+
     def summary(self) -> dict[str, Any]:
         """What the page shows of a run besides its curves: settings, sizes, command line."""
         run = self.run
         return {"id": self.id, "status": self.status, "settings": run.settings,
                 "command": run.command, "python": snippet(run),
                 "epochs": self.epochs, "iterations_per_epoch": self.iterations_per_epoch,
-                "train_rows": len(run.train), "test_rows": len(run.test),
+                "train_rows": self.rows[0], "test_rows": self.rows[1],
                 "model": repr(run.model), "optimizer": repr(run.optimizer),
                 "step_bytes": run.step_bytes, "max_batch": run.max_batch,
                 "error": self.error, **self.points()}
@@ -212,6 +231,11 @@ class Job:
         """Up to 600 training rows of 1-D or 2-D data, for the surface or the curve."""
         if self.surface_input is None:
             return {}
+        if self._points is None:
+            self._points = self._sample_points()
+        return self._points
+
+    def _sample_points(self) -> dict[str, Any]:
         data = self.run.train
         rows = slice(None, None, max(1, len(data) // 600))
         y = data.y[rows]
@@ -269,6 +293,9 @@ class Job:
     def advice(self) -> dict[str, Any]:
         """The gradient noise scale and the advised batch sizes at the weights now (finished runs)."""
         run = self.run
+        if run.train is None:
+            raise ValueError(f"run {self.id} is too old: its data set has been let go; train it "
+                             f"again")
         noise = gradient_noise(run.model, run.train, rows=min(len(run.train), 2000))
         table = advise_batch_size(run.model, run.train, default_batch_sizes(len(run.train)),
                                   rows=min(len(run.train), 2000))
@@ -327,6 +354,9 @@ class Runner:
         finished = [j for j in self.jobs.values() if j.status in ("done", "stopped", "error")]
         for job in finished[:max(0, len(self.jobs) - KEPT)]:
             del self.jobs[job.id]
+        for job in finished[:-KEPT_DATA]:
+            if job.id in self.jobs and job.run.train is not None:
+                job.release()
 
     def _work(self) -> None:
         while True:

@@ -112,8 +112,8 @@ class Run:
 def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> list[str]:
     """``train``'s arguments for the JSON settings ``body``; ``defaults``: the playground's flags.
 
-    Keys left out take the command line's defaults (the data flags those of
-    ``scratchgd playground``); ``"dataset": "file"`` stands for its file flags.
+    Keys left out (or ``null``) take the command line's defaults (the data flags
+    those of ``scratchgd playground``); ``"dataset": "file"`` stands for its file flags.
     """
     if not isinstance(body, dict):
         raise SettingError(f"the settings must be a JSON object, got {type(body).__name__}")
@@ -124,7 +124,7 @@ def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> lis
     values = {key: getattr(defaults, key) for key in DATA_KEYS}
     if values["dataset"] is None or defaults.data is not None:
         values["dataset"] = "file" if defaults.data is not None else "digits"
-    values.update(body)
+    values.update({key: value for key, value in body.items() if value is not None})
     argv = ["train"]
     for key, value in values.items():
         if value is None and key in DATA_KEYS:
@@ -190,24 +190,17 @@ def check(body: dict[str, Any], defaults: argparse.Namespace,
                            f"a smaller batch_size or hidden, or a memory_budget", "batch_size")
     settings = {key: getattr(args, key) for key in KEYS if key != "dataset"}
     settings.update(dataset="file" if args.data else args.dataset, loss=model.loss,
-                    lr=optimizer.lr, batch_size=optimizer.batch_size,
-                    scale="none" if model.scaling is None else "standard",
-                    scale_targets="none" if model.target_scaling is None else "standard")
+                    lr=optimizer.lr, scale="none" if model.scaling is None else "standard",
+                    batch_size=optimizer.batch_size if args.optimizer == "minibatch" else None,
+                    scale_targets=None if model.loss != "mse" else
+                    "none" if model.target_scaling is None else "standard")
     return Run(args, canonical(settings, defaults), settings, train, test, model, optimizer,
                plan, step_bytes, memory.max_batch_size(model, LIMITS["step_bytes"], optimizer))
 
 
 def canonical(settings: dict[str, Any], defaults: argparse.Namespace) -> list[str]:
-    """The ``train`` arguments that write out every one of a run's ``settings``.
-
-    Leaves out only what the command line refuses for these settings
-    (``--batch-size`` but for minibatch, ``--scale-targets`` but for mse) and
-    what is not set (``--memory-budget``).
-    """
-    shown = {key: value for key, value in settings.items() if value is not None
-             and not (key == "batch_size" and settings["optimizer"] != "minibatch")
-             and not (key == "scale_targets" and settings["loss"] != "mse")}
-    return command_arguments(shown, defaults)
+    """The ``train`` arguments that write out every one of a run's ``settings`` (but ``None``)."""
+    return command_arguments({k: v for k, v in settings.items() if v is not None}, defaults)
 
 
 def _blamed(message: str) -> str | None:
