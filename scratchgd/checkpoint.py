@@ -74,7 +74,7 @@ from .scaling import Scaling
 FORMAT = "scratchgd-checkpoint"
 VERSION = 5
 OLDEST_VERSION = 3
-"""The oldest format version :func:`load` reads (see the module docstring)."""
+"""The oldest format version :func:`~scratchgd.checkpoint.load` reads (see the module docstring)."""
 FINGERPRINT_ROWS = 1024
 """Rows of the data set :func:`fingerprint` hashes, at most."""
 COUNT_LIMIT = 2**62
@@ -168,7 +168,7 @@ def optimizer_settings(optimizer: Any) -> dict[str, Any]:
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read by :func:`load`: well-formed, not yet checked against a run.
+    """A checkpoint read by :func:`~scratchgd.checkpoint.load` (not yet checked against a run).
 
     Attributes
     ----------

@@ -47,6 +47,8 @@ from .npzfile import remove_temporaries
 from .optim import Optimizer
 from .plan import Plan
 
+__all__ = ["Checkpoints", "EpochCallback", "Hook", "NoiseTracker", "Report"]
+
 
 class Hook:
     """A collaborator of the loop, called before and after every span and after every epoch.

@@ -27,6 +27,8 @@ from . import _checks
 from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
+__all__ = ["GD", "OPTIMIZERS", "SGD", "MiniBatchSGD", "Optimizer", "OptimizerKind"]
+
 
 class Optimizer:
     """The shared update rule; subclasses fix how batches are drawn.
