@@ -322,3 +322,28 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, flag):
         assert err.startswith(f"scratchgd: error: {flag} {path}") and re.search(
             why, err), err
         assert ".tmp" not in err
+
+
+def test_ranks_reading_one_file_name_it_alike(tmp_path):
+    """Under ``comm`` every rank reads the file and checks its share of rows: the rank that
+    finds the NaN names the file and the row, the others name that rank, all raise; a FIFO
+    is refused by every rank without blocking."""
+    from scratchgd.threadcomm import run_threads
+
+    X = np.ones((30, 3))
+    X[25, 1] = np.nan   # in rank 2's share of 30 rows on 3 ranks
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(30) % 2)
+    os.mkfifo(tmp_path / "pipe.npy")
+
+    def refusal(name, comm):
+        try:
+            sg.Dataset.from_file(tmp_path / name, tmp_path / "y.npy", comm=comm)
+        except ValueError as exc:
+            return str(exc)
+
+    messages = run_threads(3, lambda comm: refusal("X.npy", comm))
+    assert re.search(r"X \(.*X.npy\) must be finite, found nan at index \(25, 1\)", messages[2])
+    assert all("rank 2 of 3 refused" in m and "X.npy" in m for m in messages[:2]), messages
+    messages = run_threads(2, lambda comm: refusal("pipe.npy", comm))
+    assert all("pipe.npy is a FIFO" in m for m in messages), messages
