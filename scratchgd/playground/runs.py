@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,27 @@ KEPT_DATA = 4
 """Finished runs that keep their data sets (for ``advice``) and every update; older ones keep
 their first and final events (the final one holds the whole History)."""
 
+FINAL = ("done", "stopped", "error")
+"""The events (and statuses) that end a run."""
+
 GRID = 48
 """Cells per side of a 2-D decision surface; points of a 1-D fitted curve: ``2 * GRID``."""
+
+
+def read_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, data)`` of the server-sent events in ``lines``, up to the run's final one.
+
+    ``lines``: the lines of a ``GET /api/runs/{id}/events`` response (for a Python client
+    of the API, e.g. ``httpx``'s ``response.iter_lines()``).
+    """
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[len("data: "):])
+            if name in FINAL:
+                return
 
 
 def finite(value: float) -> float | None:
@@ -351,7 +370,7 @@ class Runner:
             job.control("stop")
 
     def _forget_old(self) -> None:
-        finished = [j for j in self.jobs.values() if j.status in ("done", "stopped", "error")]
+        finished = [j for j in self.jobs.values() if j.status in FINAL]
         for job in finished[:max(0, len(self.jobs) - KEPT)]:
             del self.jobs[job.id]
         for job in finished[:-KEPT_DATA]:
