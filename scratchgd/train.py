@@ -137,8 +137,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     accumulate : int or "epoch"
         Iterations per training step, their gradient sums over their rows (:doc:`/math`).
     progress : bool
-        One line per epoch, under a progress bar over the iterations where the
-        output is a terminal or a notebook (:func:`scratchgd.hooks.bar_fits`).
+        One line per epoch, and a bar over the iterations (:func:`scratchgd.hooks.bar_fits`).
     seed, rng : int, numpy.random.Generator, optional
         The loader's shuffling: a seed, or a generator to go on drawing from (:doc:`/estimators`).
     checkpoint, checkpoint_every, resume : path, "epoch" or int, bool

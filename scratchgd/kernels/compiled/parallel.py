@@ -190,7 +190,7 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
 
     Inlined into :func:`train_span_parallel`: numba links a called kernel's
     code into its caller and LLVM optimizes it there again, so a separate
-    kernel cost a cold ``--distributed`` start 3 s more compiling (measured).
+    kernel compiled slower (docs/performance.md, "Start-up").
     Loops rather than ``counts.max()`` and slice assignments, which compile
     slower.
     """
@@ -245,9 +245,8 @@ def add_rows(rows: np.ndarray, total: np.ndarray, wide: np.ndarray) -> None:
     additions in rank order in ``wide`` (the accumulator), then one rounding,
     the same bits. Row by row, so that every loop runs over contiguous
     elements and vectorizes; with two rows (P = 2, the common case on one
-    machine) one pass, ``total[j] = rows[0, j] + rows[1, j]``. For W2's
-    chunk (two float32 rows of 101,765 elements added in float64) 48 us,
-    where one loop over ``j`` with the ranks inside took 210 us.
+    machine) one pass, ``total[j] = rows[0, j] + rows[1, j]`` (what that
+    saves: docs/distributed.md, "Measured").
     """
     t = wide.dtype.type
     n = total.size
