@@ -70,13 +70,19 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     >>> bool(accuracy > 0.85), bool(loss < 0.5)
     (True, True)
     """
-    loss, accuracy, _ = _evaluate(model, data)
+    loss, accuracy, _ = evaluate_in_blocks(model, data)
     return loss, accuracy
 
 
-def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
+def evaluate_in_blocks(model: MLP, data: Dataset,
+                       each: Callable[[slice, np.ndarray], object] | None = None
+                       ) -> tuple[float, float, float]:
     """:func:`evaluate`'s loss and accuracy, and (mse) R^2 averaged over outputs, in one pass.
 
+    The one evaluation loop: the rows of ``data`` are passed forward
+    ``EVAL_BATCH`` at a time, and ``each(rows, z)``, if given, is shown every
+    block's rows (a slice of ``data``) and raw outputs ``z`` (the reports of
+    :mod:`scratchgd.metrics` add their own figures from them).
     R^2 is measured on the targets the network is trained to output; with a
     target scaling that is the R^2 of the targets themselves (each output's
     ``SS_res`` and ``SS_tot`` both scale by ``1 / std^2``), up to rounding.
@@ -89,6 +95,8 @@ def _evaluate(model: MLP, data: Dataset) -> tuple[float, float, float]:
         rows = slice(start, start + EVAL_BATCH)
         X = model.inputs(data.X[rows])
         z = model.kernels.forward(model.params, X, model.activation)[-1]
+        if each is not None:
+            each(rows, z)
         loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
         if model.loss == "cross_entropy":
             correct += int((z.argmax(axis=1) == y[rows]).sum())
@@ -236,7 +244,7 @@ def _record_validation(model: MLP, history: History, validation: Dataset | None)
     """
     if validation is None and not history.val_loss:
         return
-    figures = _evaluate(model, validation) if validation is not None else (math.nan,) * 3
+    figures = evaluate_in_blocks(model, validation) if validation is not None else (math.nan,) * 3
     lists = [history.val_loss, history.val_accuracy] + [history.val_r2] * (model.loss == "mse")
     for values, value in zip(lists, figures[:len(lists)], strict=True):
         values.extend([math.nan] * (history.epochs - 1 - len(values)))  # epochs not validated
