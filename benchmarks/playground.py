@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -32,11 +31,11 @@ import uvicorn
 from scratchgd import cli
 from scratchgd.cli.playground import hosts_of
 from scratchgd.playground.app import create_app
+from scratchgd.playground.runs import FINAL, read_events
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-FINAL = ("done", "stopped", "error")
 
 
 def serve() -> tuple[str, uvicorn.Server, threading.Thread]:
@@ -57,14 +56,8 @@ def serve() -> tuple[str, uvicorn.Server, threading.Thread]:
 def events(http: httpx.Client, run_id: str):
     """``(name, data, arrival)`` of a run's events as they come."""
     with http.stream("GET", f"/api/runs/{run_id}/events") as response:
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                yield name, json.loads(line[6:]), time.perf_counter()
-                if name in FINAL:
-                    return
+        for name, data in read_events(response.iter_lines()):
+            yield name, data, time.perf_counter()
 
 
 def train(http: httpx.Client, settings: dict) -> list:

@@ -31,6 +31,9 @@ import numpy as np
 
 from ._registry import Registry, check_steps
 
+__all__ = ["LEDGER_UNITS", "LOSSES", "Loss", "cross_entropy", "log_softmax", "mse", "register",
+           "unregister"]
+
 LEDGER_UNITS = ("outputs", "rows", "index")
 """The arrays of a loss's memory walk: ``(n, k)`` and ``(n,)`` in the model's
 dtype, and ``(n,)`` int64 (a row index)."""

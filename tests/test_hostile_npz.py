@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,24 +99,10 @@ def assert_one_line(status: int, err: str, peak: float, *words: str) -> None:
     assert peak < PEAK_MB, f"peak RSS {peak:.0f} MB"
 
 
-class Crash(Exception):
-    """Stands in for the process dying."""
-
-
 def train(path: Path, epochs: int = 1, crash_at_step: int | None = None, loss="cross_entropy",
           data=DATA, **kwargs) -> sg.History:
     """A small run checkpointed at ``path`` (mid-epoch if ``crash_at_step``)."""
-    optimizer = sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
-    if crash_at_step is not None:
-        real_step, count = optimizer.step, [0]
-
-        def step(params, grads):
-            count[0] += 1
-            if count[0] == crash_at_step:
-                raise Crash
-            real_step(params, grads)
-
-        optimizer.step = step
+    optimizer = crash_at(sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9), crash_at_step)
     k = 3 if loss == "cross_entropy" else 1
     try:
         return sg.fit(sg.MLP([2, 8, k], loss=loss, seed=0), data, optimizer, epochs=epochs,

@@ -19,6 +19,8 @@ import numpy as np
 from ..activations import ACTIVATIONS
 from ..losses import LOSSES
 
+__all__ = ["LayerObserver", "apply_scaling", "backward", "forward", "loss_and_grads"]
+
 LayerObserver = Callable[[np.ndarray, np.ndarray], object]
 """Called as ``observe(a_prev, delta)`` for each layer by :func:`backward`."""
 

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,13 +43,32 @@ KEPT_DATA = 4
 """Finished runs that keep their data sets (for ``advice``) and every update; older ones keep
 their first and final events (the final one holds the whole History)."""
 
+FINAL = ("done", "stopped", "error")
+"""The events (and statuses) that end a run."""
+
 GRID = 48
 """Cells per side of a 2-D decision surface; points of a 1-D fitted curve: ``2 * GRID``."""
 
 
+def read_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, data)`` of the server-sent events in ``lines``, up to the run's final one.
+
+    ``lines``: the lines of a ``GET /api/runs/{id}/events`` response (for a Python client
+    of the API, e.g. ``httpx``'s ``response.iter_lines()``).
+    """
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[len("data: "):])
+            if name in FINAL:
+                return
+
+
 def finite(value: float) -> float | None:
-    """``value``, or ``None`` for NaN (JSON has no NaN)."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+    """``value``, or ``None`` for NaN and infinities (JSON has neither)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def history_json(history: History) -> dict[str, Any]:
@@ -79,7 +98,6 @@ class Live(Hook):
         if steps:
             seconds = (time.perf_counter() - self.span_start) / steps
             self.per_step = seconds if self.per_step is None else 0.5 * (self.per_step + seconds)
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or self.job.paused or self.job.stop:
             self.send(history, at)
         self.job.wait_while_paused()
@@ -87,7 +105,6 @@ class Live(Hook):
             raise StopTraining
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or at.epoch == self.job.epochs:
             self.send(history, at)
         if self.job.stop:
@@ -124,7 +141,7 @@ class Job:
         self.status, self.error = "queued", None
         self.epochs = run.args.epochs
         self.iterations_per_epoch = len(run.plan.loader)
-        self.history, self.at = History(), Position()
+        self.history = History()
         self.paused, self.stop, self.step = paused, False, False
         self.cond = threading.Condition()
         self.events: list[tuple[str, str]] = []
@@ -351,7 +368,7 @@ class Runner:
             job.control("stop")
 
     def _forget_old(self) -> None:
-        finished = [j for j in self.jobs.values() if j.status in ("done", "stopped", "error")]
+        finished = [j for j in self.jobs.values() if j.status in FINAL]
         for job in finished[:max(0, len(self.jobs) - KEPT)]:
             del self.jobs[job.id]
         for job in finished[:-KEPT_DATA]:
@@ -366,6 +383,11 @@ class Runner:
                 if self.closed:
                     return
                 self.current = job = self.queue.popleft()
-            job.train()
+            try:
+                job.train()
+            except Exception as exc:  # a failure to report the run must not end the worker
+                job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
+                job.publish("error", {"seconds": job.elapsed(), "error": job.error,
+                                      "history": None})
             with self.lock:
                 self.current = None
