@@ -12,7 +12,10 @@ relative errors, so ``B_crit = E_min / S_min``; and measure ``B_simple`` with
 ``sg.gradient_noise`` at the weights where a run first reached that loss (of
 all runs, the one whose loss at that moment was closest to the target: a
 large step can jump well below it). Printed per target: ``B_crit / B_simple`` with a 95%
-bootstrap interval (batch sizes resampled with replacement).
+bootstrap interval (batch sizes resampled with replacement). Beside it, at the
+same weights, the paper's ``B_noise = tr(H Sigma) / (G^T H G)``, of which
+``B_simple`` is the special case ``H = I``: it tells how much of the gap
+between ``B_crit`` and ``B_simple`` the curvature of the loss explains.
 
 Two tasks: the digits (MLP 64-128-10, cross-entropy) and a synthetic linear
 regression ``y = x . w* + noise`` (MLP [d, 1], mse), where the Hessian is a
@@ -83,6 +86,39 @@ def first_crossings(model: sg.MLP, data: sg.Dataset, batch_size: int, lr: float,
     return reached
 
 
+def b_noise(model: sg.MLP, data: sg.Dataset, rows: int | None = None, step: float = 1e-5) -> float:
+    """The paper's ``B_noise = tr(H Sigma) / (G^T H G)`` at the model's weights.
+
+    ``H`` is the Hessian of the mean loss; ``B_simple`` is this ratio with
+    ``H = I``. Hessian-vector products come from central differences of the
+    mean gradient, ``H v ~ (G(w + h v) - G(w - h v)) / (2 h)`` with
+    ``h |v| = step |w|``, and ``tr(H Sigma) = (1/n) sum_i (g_i - G)^T H (g_i - G)``
+    takes one product per row: of every row, or with ``rows`` of that many drawn
+    without replacement (seed 0), an unbiased estimate of the same mean.
+    """
+    y = model.check_y(data.y, len(data))
+    X = model.inputs(data.X)
+    w = np.concatenate([p.ravel() for p in model.params])
+    splits = np.cumsum([p.size for p in model.params])[:-1]
+
+    def gradient(flat: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        params = [part.reshape(p.shape) for part, p in zip(np.split(flat, splits), model.params,
+                                                           strict=True)]
+        _, grads, _ = model.kernels.loss_and_grads(params, X[rows], y[rows], model.activation,
+                                                    model.loss)
+        return np.concatenate([g.ravel() for g in grads]) / len(X[rows])
+
+    def curvature(v: np.ndarray) -> float:  # v^T H v
+        h = step * np.linalg.norm(w) / np.linalg.norm(v)
+        return float(v @ (gradient(w + h * v) - gradient(w - h * v))) / (2 * h)
+
+    per_row = np.array([gradient(w, slice(i, i + 1)) for i in range(len(X))])
+    G = per_row.mean(axis=0)
+    sample = (per_row if rows is None or rows >= len(X)
+              else per_row[np.random.default_rng(0).choice(len(X), rows, replace=False)])
+    return float(np.mean([curvature(g - G) for g in sample])) / curvature(G)
+
+
 def fit_model(batch_sizes: np.ndarray, steps: np.ndarray) -> tuple[float, float]:
     """``(S_min, E_min) >= 0`` minimising ``sum_j ((S_min + E_min / B_j) / S_j - 1)^2``."""
     A = np.column_stack([1 / steps, 1 / (batch_sizes * steps)])
@@ -106,7 +142,8 @@ def critical_ratio(batch_sizes: np.ndarray, steps: np.ndarray, b_simple: float,
 
 
 def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
-               lr_grid, targets: list[float], max_epochs: float, seed: int) -> dict:
+               lr_grid, targets: list[float], max_epochs: float, seed: int,
+               noise_rows: int | None = None) -> dict:
     """Run the grid of one task, fit per target; report and return what the figure needs."""
     n = len(data)
     best: dict[float, dict[int, int]] = {t: {} for t in targets}
@@ -122,7 +159,7 @@ def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
                     closest[target] = (loss, weights)
     rng = np.random.default_rng(seed)
     result = {"targets": [], "points": {}, "fits": {}, "b_crit": [], "b_simple": [],
-              "interval": []}
+              "b_noise": [], "interval": []}
     model = make_model()
     for target in targets:
         reached = best[target]
@@ -134,10 +171,11 @@ def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
         s_min, e_min = fit_model(B, S)
         model.params = closest[target][1]
         b_simple = sg.gradient_noise(model, data).b_simple
+        noise = b_noise(model, data, noise_rows)
         ratio, low, high = critical_ratio(B, S, b_simple, rng)
         report(f"{name}_target[{target:g}]",
                f"S_min={s_min:.4g} E_min={e_min:.4g} B_crit={e_min / s_min:.4g} "
-               f"B_simple={b_simple:.4g} loss_there={closest[target][0]:.4g} "
+               f"B_simple={b_simple:.4g} B_noise={noise:.4g} loss_there={closest[target][0]:.4g} "
                f"ratio={ratio:.4g} ratio_low={low:.4g} ratio_high={high:.4g} "
                f"batch_sizes={len(B)}")
         result["targets"].append(target)
@@ -145,6 +183,7 @@ def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
         result["fits"][target] = (s_min, e_min)
         result["b_crit"].append(e_min / s_min)
         result["b_simple"].append(b_simple)
+        result["b_noise"].append(noise)
         result["interval"].append((low * b_simple, high * b_simple))
     report(f"{name}_seconds", time.perf_counter() - start)
     return result
@@ -164,7 +203,8 @@ def main() -> None:
         digit_targets, digit_epochs, factors = [1.0, 0.5, 0.3, 0.2, 0.1], 40, (0.5, 1.0, 2.0)
     tasks = {"digits": experiment(
         "digits", train, lambda: sg.MLP([64, 128, 10], seed=0, backend="numba"), digit_sizes,
-        lambda b: [0.03 * math.sqrt(b) * f for f in factors], digit_targets, digit_epochs, 0)}
+        lambda b: [0.03 * math.sqrt(b) * f for f in factors], digit_targets, digit_epochs, 0,
+        200 if args.quick else None)}
     d, noise = 16, 0.5
     reg = linear_regression(512 if args.quick else 2048, d, noise, seed=0)
     reg_sizes = ([1, 4, 16, 64, len(reg)] if args.quick
@@ -174,7 +214,7 @@ def main() -> None:
     tasks[f"linear regression (d={d})"] = experiment(
         "linreg", reg, lambda: sg.MLP([d, 1], loss="mse", seed=0, backend="numba"), reg_sizes,
         lambda b: [min(0.5, 0.02 * b) * f for f in factors], reg_targets,
-        8 if args.quick else 60, 0)
+        8 if args.quick else 60, 0, 200 if args.quick else None)
     plot_critical_batch(tasks, args.out / "critical_batch_size.png",
                         title=f"Critical batch size: measured (fit of S against E) and "
                               f"predicted (B_simple); {machine()}")

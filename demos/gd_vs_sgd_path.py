@@ -5,6 +5,11 @@ one bias) on a synthetic data set of 60 points. All three optimizers start at
 the same point and take the same number of training steps; GD (solid) follows
 the full loss downhill, SGD (dotted) steps on one sample at a time, mini-batch
 SGD (dashed) on 10. Each run's end is marked with an x.
+
+SGD zigzags because one row's gradient is the full gradient plus noise: the
+demo prints ``B_simple = tr(Sigma) / |G|^2`` (``sg.gradient_noise``), the noise
+against the gradient, at the start and where GD ends, next to the minimum; a
+batch of ``b`` rows divides the noise by ``b`` (docs/batch_size.md).
 """
 
 import numpy as np
@@ -40,9 +45,6 @@ def main() -> None:
         paths[label] = descend(model, data, optimizer, STEPS, seed=0)
     X1 = np.column_stack([data.X[:, 0], np.ones(N)])
     optimum = np.linalg.lstsq(X1, data.y[:, 0], rcond=None)[0]
-    w, b = np.meshgrid(np.linspace(-2.5, 3.5, 80 if args.quick else 200),
-                       np.linspace(-2.0, 3.0, 80 if args.quick else 200))
-    loss = linear_loss_surface(w, b, data)
     report("optimum_w", float(optimum[0]))
     report("optimum_b", float(optimum[1]))
     report("start_loss", float(linear_loss_surface(*START, data)))
@@ -52,8 +54,19 @@ def main() -> None:
         report(f"{key}_epochs", STEPS * optimizers[label].loader(data).rows_per_batch / N)
         report(f"{key}_end_loss", float(linear_loss_surface(*p[-1], data)))
         report(f"{key}_end_distance", float(np.linalg.norm(p[-1] - optimum)))
-    plot_loss_paths(w, b, loss, paths, tuple(optimum), path=args.out / "gd_vs_sgd_path.png",
-                    title=f"{STEPS} training steps each, learning rate {LR}, from the same start")
+    noise = {}
+    for where, (w, b) in (("start", START), ("gd_end", paths["GD"][-1])):
+        model = sg.MLP([1, 1], loss="mse")
+        model.params[0][...], model.params[1][...] = w, b
+        noise[where] = sg.gradient_noise(model, data).b_simple
+        report(f"b_simple_at_{where}", noise[where])
+    plot_loss_paths(lambda w, b: linear_loss_surface(w, b, data), (-2.5, 3.5, -2.0, 3.0), paths,
+                    tuple(optimum), path=args.out / "gd_vs_sgd_path.png",
+                    title=f"{STEPS} training steps each, learning rate {LR}, from the same start\n"
+                          f"SGD zigzags: one row's gradient is the full gradient G plus noise of "
+                          f"summed variance tr($\\Sigma$) = {noise['start']:.2g} |G|$^2$ at the "
+                          f"start, {noise['gd_end']:.2g} |G|$^2$ where GD ends;\na batch of b rows "
+                          f"divides the noise by b (docs/batch_size.md, the gradient noise scale)")
 
 
 if __name__ == "__main__":

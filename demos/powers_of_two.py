@@ -9,7 +9,9 @@ fewer if a busy machine makes them take over 45 seconds), and the median over
 the repeats is kept. The demo prints, for every power of two p,
 throughput(p) / mean(throughput(p - 1), throughput(p + 1)), their geometric
 mean with a bootstrap interval, and its verdict: powers of two are faster only
-if the whole interval lies above 1.
+if the whole interval lies above 1. With fewer than ``MIN_REPEATS`` repeats
+(``--quick`` takes 3) the medians and their interval are too rough for one: the
+demo says so instead of a verdict.
 """
 
 import time
@@ -21,7 +23,8 @@ import scratchgd as sg
 from scratchgd import kernels
 from scratchgd.plots import plot_throughput, throughput_ratio
 
-TIME_BUDGET, MIN_REPEATS = 45.0, 5  # seconds of measuring after which no new repeat starts
+TIME_BUDGET, MIN_REPEATS = 45.0, 5  # seconds of measuring after which no new repeat starts,
+# once MIN_REPEATS are done: the fewest repeats the demo gives a verdict from
 SIZES = [31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257]
 
 
@@ -45,6 +48,21 @@ def mean_ratio(timings: dict, configs: list, sizes: list[int], steps: int,
                  for key, t in timings.items()}
     low, high = np.quantile(statistic(resampled), [0.025, 0.975])
     return float(estimate), float(low), float(high)
+
+
+def verdict(mean: float, low: float, high: float, repeats: int) -> str:
+    """What the mean ratio and its 95% interval say, or that ``repeats`` are too few to say."""
+    if repeats < MIN_REPEATS:
+        return (f"no verdict: {repeats} repeats, fewer than the {MIN_REPEATS} a verdict needs "
+                f"(run without --quick); this run measured {100 * (mean - 1):+.1f}%, "
+                f"interval {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%")
+    if low > 1:
+        return f"powers of two are faster, by {100 * (mean - 1):.1f}% on average"
+    if high < 1:
+        return f"powers of two are slower, by {100 * (1 - mean):.1f}% on average"
+    return (f"no measurable difference: powers of two are {100 * (mean - 1):+.1f}% against "
+            f"their neighbours, within the noise ({100 * (low - 1):+.1f}% to "
+            f"{100 * (high - 1):+.1f}%)")
 
 
 def main() -> None:
@@ -91,15 +109,7 @@ def main() -> None:
     mean, low, high = mean_ratio(timings, configs, sizes, steps, rng)
     report("mean_ratio", mean)
     report("mean_ratio_95_interval", f"{low:.4f} {high:.4f}")
-    if low > 1:
-        verdict = f"powers of two are faster, by {100 * (mean - 1):.1f}% on average"
-    elif high < 1:
-        verdict = f"powers of two are slower, by {100 * (1 - mean):.1f}% on average"
-    else:
-        verdict = (f"no measurable difference: powers of two are {100 * (mean - 1):+.1f}% "
-                   f"against their neighbours, within the noise ({100 * (low - 1):+.1f}% "
-                   f"to {100 * (high - 1):+.1f}%)")
-    report("verdict", verdict)
+    report("verdict", verdict(mean, low, high, repeats))
     plot_throughput(sizes, throughput, (low, high), args.out / "powers_of_two.png",
                     title=f"MLP [64, 128, 10] on digits, mini-batch SGD; median of {repeats} "
                           f"epochs of {steps} steps; {machine()}")

@@ -171,7 +171,7 @@ def all_finite(name: str, arr: np.ndarray, first_row: int = 0) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or inf; checked block by block.
 
     ``first_row``: ``arr`` is the rows from ``first_row`` on of a larger array
-    (one rank's share, see ``Dataset(comm=...)``); the message names the row
+    (one rank's share, see ``Dataset(share=...)``); the message names the row
     of the larger array.
     """
     if arr.dtype.kind != "f":

@@ -3,13 +3,13 @@
 Each activation ``f`` is applied element-wise to the pre-activation ``z`` of a
 hidden layer, ``a = f(z)``. Backpropagation needs ``f'(z)``; for the three
 activations here it can be written in terms of the output ``a`` alone, so the
-forward pass only has to keep the activations, not the pre-activations.
+forward pass only has to keep the activations, not the pre-activations::
 
-| name    | f(z)                 | f'(z) written with a = f(z) | initialisation |
-|---------|----------------------|-----------------------------|----------------|
-| relu    | max(0, z)            | 1 if a > 0 else 0           | He             |
-| tanh    | tanh(z)              | 1 - a**2                    | Glorot         |
-| sigmoid | 1 / (1 + exp(-z))    | a * (1 - a)                 | Glorot         |
+    | name    | f(z)                 | f'(z) written with a = f(z) | initialisation |
+    |---------|----------------------|-----------------------------|----------------|
+    | relu    | max(0, z)            | 1 if a > 0 else 0           | He             |
+    | tanh    | tanh(z)              | 1 - a**2                    | Glorot         |
+    | sigmoid | 1 / (1 + exp(-z))    | a * (1 - a)                 | Glorot         |
 
 :data:`ACTIVATIONS` is the registry the rest of the package reads: ``MLP``'s
 choices and initialisation, the reference kernels, ``memory.estimate``, the

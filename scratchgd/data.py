@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 
 from . import _checks, distributed, io
 from .io import PathLike
+
+__all__ = ["CHUNK_SIZE", "DataLoader", "Dataset"]
 
 Index = slice | np.ndarray
 
@@ -52,36 +55,45 @@ class Dataset:
 
     Other Parameters
     ----------------
+    share : (int, int)
+        ``(p, P)``: check the values (finite, labels) of the ``p``-th of ``P``
+        contiguous shares of the rows only (:func:`scratchgd.distributed.shard`);
+        the caller vouches for the others. Shapes are always checked whole. The
+        ranks of a data-parallel run each check their share this way, the
+        verdicts agreed by :func:`scratchgd.distributed.checked_in_shares`. The
+        default ``(0, 1)`` checks every row.
     comm : mpi4py communicator, optional
-        The ranks of a data-parallel run (``fit(comm=...)``), each holding the
-        same ``X`` and ``y`` (or the same memory-mapped file): each rank checks
-        only its ``1/P`` of the rows (:func:`scratchgd.distributed.shard`) and
-        the verdicts are reduced, so P ranks read a file once between them and
-        every rank raises the same error.
+        Deprecated (``DeprecationWarning``): the ranks' agreement on the data
+        belongs to the data-parallel layer. ``Dataset(X, y, comm=comm)`` is
+        ``checked_in_shares(lambda share: Dataset(X, y, share=share), comm)``.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, comm: object | None = None) -> None:
-        self.X, self.y = _checked(X, y, comm, ("X", "y"))
+    def __init__(self, X: np.ndarray, y: np.ndarray, comm: object | None = None,
+                 share: tuple[int, int] = (0, 1)) -> None:
+        _deprecated_comm("Dataset(X, y, comm=...)", comm)
+        self.X, self.y = _checked(X, y, comm, ("X", "y"), share)
 
     @classmethod
     def _read(cls, X: np.ndarray, y: np.ndarray, comm: object | None,
-              names: tuple[str, str]) -> Dataset:
-        """``cls(X, y, comm)`` for arrays read from files: its refusals name them by ``names``."""
+              names: tuple[str, str], share: tuple[int, int] = (0, 1)) -> Dataset:
+        """``cls(X, y, comm, share)`` for arrays read from files: its refusals name them by ``names``."""
         data = cls.__new__(cls)
-        data.X, data.y = _checked(X, y, comm, names)
+        data.X, data.y = _checked(X, y, comm, names, share)
         return data
 
     @classmethod
     def from_npy(cls, x_path: PathLike, y_path: PathLike, mmap: bool = True,
-                 comm: object | None = None) -> Dataset:
+                 comm: object | None = None, share: tuple[int, int] = (0, 1)) -> Dataset:
         """``X`` and ``y`` from two ``.npy`` files, memory-mapped read-only if ``mmap``.
 
         With ``mmap`` nothing is loaded whole: the constructor's checks read the
-        file once in blocks of rows (with ``comm``, each rank its share), and the
-        data loader reads one batch at a time.
+        file once in blocks of rows (of ``share`` only, see :class:`Dataset`),
+        and the data loader reads one batch at a time. ``comm``: deprecated, as
+        :class:`Dataset`'s.
         """
+        _deprecated_comm("Dataset.from_npy(..., comm=...)", comm)
         return cls._read(io.read_npy(x_path, mmap), io.read_npy(y_path, mmap), comm,
-                         (f"X ({x_path})", f"y ({y_path})"))
+                         (f"X ({x_path})", f"y ({y_path})"), share)
 
     @classmethod
     def from_npz(cls, path: PathLike, x_key: str = "X", y_key: str = "y") -> Dataset:
@@ -115,7 +127,7 @@ class Dataset:
     @classmethod
     def from_file(cls, data_path: PathLike, labels_path: PathLike | None = None,
                   comm: object | None = None, header: bool | None = None,
-                  targets: bool = False) -> Dataset:
+                  targets: bool = False, share: tuple[int, int] = (0, 1)) -> Dataset:
         """Any of the formats above, chosen by the file's extension (see ``io.read_any``).
 
         Text tables (``.csv``, ``.txt``, either gzipped as ``.gz``) hold the
@@ -125,10 +137,12 @@ class Dataset:
         ``y`` is class labels ``(n,)`` when it is one column of whole numbers
         ``>= 0``, else regression targets ``(n, k)``; ``targets=True`` reads it
         as targets whatever its values (see ``io.labels_or_targets``).
-        ``comm``: split the checks between the ranks (see :class:`Dataset`).
+        ``share``: check that share of the rows only (see :class:`Dataset`);
+        ``comm``: deprecated, as :class:`Dataset`'s.
         """
+        _deprecated_comm("Dataset.from_file(..., comm=...)", comm)
         return cls._read(*io.read_any(data_path, labels_path, header, targets), comm,
-                         (f"X ({data_path})", f"y ({labels_path or data_path})"))
+                         (f"X ({data_path})", f"y ({labels_path or data_path})"), share)
 
     def check_files(self) -> None:
         """Raise ``OSError`` if a file ``X`` or ``y`` is memory-mapped from has shrunk.
@@ -178,13 +192,25 @@ class Dataset:
         return f"Dataset(X={self.X.shape} {self.X.dtype}, y={self.y.shape} {self.y.dtype})"
 
 
-def _checked(X: np.ndarray, y: np.ndarray, comm: object | None, names: tuple[str, str]
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_validated` on one process, or split between the ranks of ``comm``."""
+def _deprecated_comm(call: str, comm: object | None) -> None:
+    """Warn that ``comm=`` is deprecated, if given."""
+    if comm is not None:
+        warnings.warn(f"{call} is deprecated: the ranks' agreement on the data belongs to the "
+                      f"data-parallel layer; use scratchgd.distributed.checked_in_shares("
+                      f"lambda share: Dataset(X, y, share=share), comm)", DeprecationWarning,
+                      stacklevel=3)
+
+
+def _checked(X: np.ndarray, y: np.ndarray, comm: object | None, names: tuple[str, str],
+             share: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_validated` of ``share``'s rows, or (deprecated ``comm``) each rank's, agreed."""
+    if (not isinstance(share, tuple) or len(share) != 2
+            or not all(isinstance(v, int | np.integer) for v in share)
+            or not 0 <= share[0] < share[1]):
+        raise ValueError(f"share must be (p, P), whole numbers with 0 <= p < P, got {share!r}")
     if comm is None:
-        return _validated(X, y, 0, 1, names)
-    group = distributed.Group(comm)
-    return group.agree(lambda: _validated(X, y, group.rank, group.size, names))
+        return _validated(X, y, *share, names)
+    return distributed.checked_in_shares(lambda mine: _validated(X, y, *mine, names), comm)
 
 
 def _validated(X: np.ndarray, y: np.ndarray, rank: int, size: int,

@@ -431,3 +431,17 @@ class Group:
     def bcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (small Python values: JSON-like, bytes)."""
         return self.comm.bcast(obj, root=0)
+
+
+def checked_in_shares(check: Callable[[tuple[int, int]], Any], comm: object) -> Any:
+    """``check((p, P))`` on every rank ``p`` of the ``P`` of ``comm``; all return or raise alike.
+
+    The data-parallel layer's agreement on the data: every rank holds the same
+    data (or the same memory-mapped file), so each checks only its share of
+    the rows and the verdicts are agreed (:meth:`Group.agree`): P ranks read a
+    file once between them, and a refusal names the true row on every rank::
+
+        data = checked_in_shares(lambda share: Dataset(X, y, share=share), comm)
+    """
+    group = Group(comm)
+    return group.agree(lambda: check((group.rank, group.size)))

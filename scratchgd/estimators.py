@@ -55,6 +55,8 @@ from .losses import log_softmax
 from .mlp import MLP, standardize_targets
 from .optim import GD, MiniBatchSGD, Optimizer
 
+__all__ = ["ACTIVATION_ALIASES", "MLPClassifier", "MLPRegressor"]
+
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}
 """scikit-learn's names of activations that scratchgd names otherwise."""
 

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, _files
 from . import checkpoint as _ckpt
 from .data import Dataset
 from .distributed import Group
@@ -46,6 +47,8 @@ from .noise import batch_estimates, noise_scale
 from .npzfile import remove_temporaries
 from .optim import Optimizer
 from .plan import Plan
+
+__all__ = ["Checkpoints", "EpochCallback", "Hook", "NoiseTracker", "Report"]
 
 
 class Hook:
@@ -128,18 +131,34 @@ class MappedFiles(Hook):
             data.check_files()
 
 
+def bar_fits() -> bool:
+    """Whether a progress bar can share the output with the lines written through it.
+
+    True in a notebook (tqdm's widget) and when standard output and standard
+    error are both a terminal. When either is piped or redirected, the bar's
+    redraws on standard error would land between the lines written to
+    standard output (``scratchgd train 2>&1 | tee log``), so there is no bar.
+    """
+    if any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__):
+        return True
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))
+
+
 class Report(Hook):
     """``fit(progress=True)``: a progress bar over iterations and one line per epoch.
 
     A context manager: the bar closes when the run ends or fails. A resumed
     run (``history`` not empty) starts with a line saying where it stands.
+    The lines are written through the bar; the bar itself only where
+    :func:`bar_fits`.
     """
 
     def __init__(self, progress: bool, epochs: int, iterations_per_epoch: int, history: History,
                  at: Position, checkpoint: str | os.PathLike | None) -> None:
         self.progress, self.epochs = progress, epochs
         self.bar = tqdm(total=epochs * iterations_per_epoch, initial=history.iterations,
-                        disable=not progress, unit="it", leave=False, dynamic_ncols=True)
+                        disable=not (progress and bar_fits()), unit="it", leave=False,
+                        dynamic_ncols=True)
         if history.iterations and progress:
             self.bar.write(f"resumed from {os.fspath(checkpoint)}: epoch {at.epoch}, "
                            f"iteration {at.iteration}, step {history.steps}")
@@ -291,9 +310,17 @@ def span_end(hooks: list[Hook], history: History, at: Position, k: int, last: in
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume)."""
+    """The bytes of the file at ``path``, or ``None`` if there is none (rank 0, on resume).
+
+    Only a regular file whose size fits this process's memory is read
+    (:mod:`scratchgd._files`): a FIFO or a device is refused, never read.
+    """
     try:
-        with open(path, "rb") as f:
+        size = _files.regular_size(path)
+        _checks.fits_in_memory("checkpoint", os.fspath(path), size)
+        with _files.open_regular(path) as f:
             return f.read()
     except FileNotFoundError:
         return None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {exc}") from None

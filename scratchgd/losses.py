@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from ._arrays import NUMPY, Array, Namespace
 from ._registry import Registry, check_steps
 
+__all__ = ["LEDGER_UNITS", "LOSSES", "Loss", "cross_entropy", "log_softmax", "mse", "onehot",
+           "register", "unregister"]
+
 LEDGER_UNITS = ("outputs", "rows", "index")
 """The arrays of a loss's memory walk: ``(n, k)`` and ``(n,)`` in the model's
 dtype, and ``(n,)`` int64 (a row index)."""

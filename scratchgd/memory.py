@@ -32,6 +32,11 @@ from .losses import LOSSES
 from .mlp import MLP
 from .optim import Optimizer
 
+__all__ = [
+    "ELIDE_BYTES", "UNITS", "budget_loader", "estimate", "format_bytes", "max_batch_size",
+    "parse_bytes"
+]
+
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 """Byte units of a budget string: decimal (``MB`` = 10**6) and binary (``MiB`` = 2**20)."""

@@ -16,6 +16,7 @@ is accepted wherever a model file is: its model part is the same.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .npzfile import (
     MODEL_FORMAT,
     MODEL_VERSION,
     is_whole,
+    model_entry_bytes,
+    parse_meta,
     read_meta,
     read_npz,
     read_scaling,
@@ -55,22 +58,24 @@ def load_model(path: str | os.PathLike, backend: str = "numpy", device: str | No
     path = os.fspath(_checks.path("path", path))
     backend = _checks.choice("backend", backend, tuple(BACKENDS) + ARRAY_BACKENDS)
     check_device(backend, device)  # before the file is read
-    arrays = read_npz(path, "model file")
 
     def fail(message: str) -> ValueError:
         return ValueError(f"model file {path!r} {message}")
 
+    def entry_bytes(meta_array: np.ndarray | None) -> dict[str, int]:
+        meta = parse_meta(meta_array, fail)
+        if meta.get("format") == _ckpt.FORMAT:
+            return _ckpt.entry_bytes(meta, fail)
+        _check_format(meta, fail)
+        return model_entry_bytes(meta.get("model"), fail)
+
+    arrays = read_npz(path, "model file", expected=entry_bytes)
     meta = read_meta(arrays, fail)
     if meta.get("format") == _ckpt.FORMAT:
         ck = _ckpt.load(path)
         return _build(ck.meta["model"], ck.params, (ck.scaling, ck.target_scaling), backend,
                       device, fail)
-    if meta.get("format") != MODEL_FORMAT:
-        raise fail("is neither a scratchgd model file nor a checkpoint")
-    version = meta.get("version")
-    if not is_whole(version, 1, MODEL_VERSION):
-        raise fail(f"has format version {version!r}; this scratchgd reads versions 1 to "
-                   f"{MODEL_VERSION}")
+    version = _check_format(meta, fail)
     described = meta.get("model")
     if not isinstance(described, dict):
         raise fail("has a malformed 'model' entry")
@@ -86,6 +91,17 @@ def load_model(path: str | os.PathLike, backend: str = "numpy", device: str | No
     return _build(described, params, scalings, backend, device, fail)
 
 
+def _check_format(meta: dict, fail: Any) -> int:
+    """The format version of a model file's ``meta``, if it is a model file of a version read."""
+    if meta.get("format") != MODEL_FORMAT:
+        raise fail("is neither a scratchgd model file nor a checkpoint")
+    version = meta.get("version")
+    if not is_whole(version, 1, MODEL_VERSION):
+        raise fail(f"has format version {version!r}; this scratchgd reads versions 1 to "
+                   f"{MODEL_VERSION}")
+    return version
+
+
 def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: str,
            device: str | None, fail: object) -> MLP:
     """The model ``described``, with ``params`` and ``scalings`` (input, target)."""
@@ -97,8 +113,8 @@ def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: 
     try:
         model = MLP(described["sizes"], described["activation"], described["loss"],
                     dtype=np.dtype(described["dtype"]).type, backend=backend, device=device)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise fail(f"describes an impossible model: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as exc:
+        raise fail(f"describes an impossible model: {str(exc) or type(exc).__name__}") from None
     model.params = model.to_device([np.array(p) for p in params])
     model.scaling = scalings[0]
     try:

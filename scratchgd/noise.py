@@ -36,6 +36,11 @@ from ._arrays import NUMPY, Array
 from .data import Dataset
 from .mlp import MLP, to_numpy
 
+__all__ = [
+    "BLOCK_ROWS", "GradientNoise", "advice_table", "advise_batch_size", "batch_estimates",
+    "default_batch_sizes", "gradient_noise", "noise_scale", "predicted_cost"
+]
+
 BLOCK_ROWS = 4096
 """Rows per backward pass of :func:`gradient_noise`: memory stays bounded by one
 block's activations (``BLOCK_ROWS`` times the layer widths), whatever ``n``."""

@@ -28,6 +28,8 @@ from ._arrays import NUMPY, Array
 from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
+__all__ = ["GD", "OPTIMIZERS", "SGD", "MiniBatchSGD", "Optimizer", "OptimizerKind"]
+
 
 class Optimizer:
     """The shared update rule; subclasses fix how batches are drawn.

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, kernels, memory
+from . import _checks, _files, kernels, memory
 from .checkpoint import optimizer_settings
 from .data import DataLoader, Dataset
 from .distributed import Group
@@ -231,6 +231,11 @@ def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_ever
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: folder {folder!r} does not exist")
     if os.path.isdir(checkpoint):
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} is a folder, not a file")
+    if os.path.exists(checkpoint):  # a FIFO or a device is never read, nor replaced by a file
+        try:
+            _files.regular_size(checkpoint)
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {exc}") from None
     _checks.count_or_epoch("checkpoint_every", checkpoint_every)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import matplotlib
 
@@ -114,38 +115,45 @@ def plot_three_losses(w: np.ndarray, losses: np.ndarray, paths: dict[str, np.nda
     return _finish(fig, path, title)
 
 
-def plot_loss_paths(w: np.ndarray, b: np.ndarray, loss: np.ndarray, paths: dict[str, np.ndarray],
+def plot_loss_paths(loss: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                    extent: tuple[float, float, float, float], paths: dict[str, np.ndarray],
                     optimum: tuple[float, float], path: str | os.PathLike | None = None,
-                    title: str | None = None) -> Figure:
+                    title: str | None = None, points: int = 200) -> Figure:
     """The article's second figure: optimizer paths over the contour lines of the full loss.
 
-    ``w, b, loss`` are grids of one shape (``np.meshgrid``); ``paths`` maps a
-    label to the ``(T, 2)`` array of ``(w_t, b_t)``. All paths should share
-    their first row; each end is marked with an ``x``, the minimum with a star.
-    Left: the whole grid. Right: a square around the minimum just large
-    enough to hold every end (the grid should be fine enough for it).
+    ``loss(w, b)`` is the full loss on grids of one shape (``np.meshgrid``);
+    ``extent = (w_min, w_max, b_min, b_max)`` is the left panel's window;
+    ``paths`` maps a label to the ``(T, 2)`` array of ``(w_t, b_t)``. All paths
+    should share their first row; each end is marked with an ``x`` drawn over
+    the minimum's hollow star (the first path's on top), so an end at the
+    minimum stays visible, and its legend entry gives its distance to the
+    minimum. Left: the whole window. Right: a square around the minimum just
+    large enough to hold every end.
+    Each panel draws its contour lines from a grid of its own, ``points`` by
+    ``points``, so the zoomed one is as smooth as the whole.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     first = next(iter(paths.values()))[0]
     zoom = 1.3 * max(np.abs(p[-1] - optimum).max() for p in paths.values())
-    near = (np.abs(w - optimum[0]) <= zoom) & (np.abs(b - optimum[1]) <= zoom)
-    for ax, region in zip(axes, (loss, loss[near]), strict=True):
-        levels = np.quantile(region, np.linspace(0, 1, 30) ** 3)[1:]
-        ax.contour(w, b, loss, levels=levels, colors="0.6", linewidths=0.6)
-        for (label, p), color in zip(paths.items(), ("tab:blue", "tab:orange", "tab:green"),
-                                     strict=False):
+    windows = (extent, (optimum[0] - zoom, optimum[0] + zoom, optimum[1] - zoom, optimum[1] + zoom))
+    for ax, (w0, w1, b0, b1) in zip(axes, windows, strict=True):
+        w, b = np.meshgrid(np.linspace(w0, w1, points), np.linspace(b0, b1, points))
+        surface = loss(w, b)
+        levels = np.quantile(surface, np.linspace(0, 1, 30) ** 3)[1:]
+        ax.contour(w, b, surface, levels=levels, colors="0.6", linewidths=0.6)
+        ax.plot(*optimum, "*", mfc="none", mec=AVERAGE_COLOR, ms=22, mew=1.8,
+                label="minimum of $L$", zorder=4)
+        for i, ((label, p), color) in enumerate(zip(paths.items(), ("tab:blue", "tab:orange",
+                                                                    "tab:green"), strict=False)):
             ax.plot(p[:, 0], p[:, 1], ls=linestyle(label), lw=1.8, color=color, label=label)
-            ax.plot(*p[-1], "X", color=color, ms=11, mec="black", mew=0.8,
-                    label=f"end of {label.split()[0]}")
-        ax.plot(*optimum, "*", color=AVERAGE_COLOR, ms=15, mec="black", mew=0.5,
-                label="minimum of $L$", zorder=5)
-        ax.set(xlabel="weight $w$", ylabel="bias $b$")
+            distance = float(np.linalg.norm(p[-1] - optimum))
+            ax.plot(*p[-1], "X", color=color, ms=10, mec="black", mew=0.8, zorder=9 - i,
+                    label=f"end of {label.split()[0]}, {distance:.2g} from the minimum")
+        ax.set(xlim=(w0, w1), ylim=(b0, b1), xlabel="weight $w$", ylabel="bias $b$")
     axes[0].plot(*first, "o", color="black", ms=7, label="start")
     axes[0].set_title("contour lines of the full loss $L(w, b)$")
     axes[0].legend(fontsize=8, loc="upper right")
-    axes[1].set(xlim=(optimum[0] - zoom, optimum[0] + zoom),
-                ylim=(optimum[1] - zoom, optimum[1] + zoom),
-                title="close to the minimum: where each run ends")
+    axes[1].set_title("close to the minimum: where each run ends")
     return _finish(fig, path, title)
 
 
@@ -331,10 +339,11 @@ def plot_critical_batch(tasks: dict[str, dict], path: str | os.PathLike | None =
     each batch size needed (points) and the fitted model
     ``S = S_min (1 + B_crit / B)``, ``E = E_min (1 + B / B_crit)`` (line).
     Right: ``B_crit`` (with its 95% bootstrap interval) and ``B_simple``
-    measured at the weights that first reached the target, against the target.
-    ``tasks`` maps a name to a dict with ``targets``, ``points`` (target ->
-    ``(B, S)``), ``fits`` (target -> ``(S_min, E_min)``), ``b_crit``,
-    ``b_simple`` and ``interval`` (lists over the targets).
+    measured at the weights that first reached the target, against the target,
+    and ``B_noise`` there if given. ``tasks`` maps a name to a dict with
+    ``targets``, ``points`` (target -> ``(B, S)``), ``fits`` (target ->
+    ``(S_min, E_min)``), ``b_crit``, ``b_simple``, ``interval`` and optionally
+    ``b_noise`` (lists over the targets).
     """
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.6 * len(tasks)), squeeze=False)
     for (name, task), (ax_se, ax_b) in zip(tasks.items(), axes, strict=True):
@@ -355,6 +364,9 @@ def plot_critical_batch(tasks: dict[str, dict], path: str | os.PathLike | None =
                                                          np.maximum(high, b_crit) - b_crit],
                           fmt="o-", capsize=3, label="B_crit = E_min / S_min (fit, 95% bootstrap)")
             ax_b.plot(task["targets"], task["b_simple"], "s--", label="B_simple (gradient_noise)")
+            if "b_noise" in task:
+                ax_b.plot(task["targets"], task["b_noise"], "^:",
+                          label="B_noise = tr(H $\\Sigma$) / G$^T$ H G (Hessian-weighted)")
         ax_b.set(xscale="log", yscale="log", xlabel="target training loss",
                  ylabel="batch size", title=f"{name}: measured and predicted")
         ax_b.set_xticks(task["targets"], [f"{t:.3g}" for t in task["targets"]])

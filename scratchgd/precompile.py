@@ -3,8 +3,8 @@
 Numba compiles a kernel the first time it is called with a new combination of
 argument types and, with ``cache=True``, stores the machine code on disk
 (``__pycache__`` next to the package, or ``NUMBA_CACHE_DIR``). The types a
-training run produces are few, because :func:`scratchgd.kernels.compiled.span_input` and
-:func:`~scratchgd.kernels.compiled.forward` normalise array layouts first: what varies is
+training run produces are few, because ``scratchgd.kernels.compiled.span_input`` and
+``forward`` normalise array layouts first: what varies is
 
 * the model's dtype: float32 or float64;
 * the dtype of ``X`` as stored: float32, float64 or uint8 (raw IDX pixels), in
@@ -39,7 +39,7 @@ from .train import evaluate, fit
 DTYPES = {"float32": np.float32, "float64": np.float64}
 """Model dtypes by name (``scratchgd train --dtype``)."""
 X_DTYPES = (np.float32, np.float64, np.uint8)
-"""The types ``X`` reaches the kernels in (:func:`scratchgd.kernels.compiled.x_input`):
+"""The types ``X`` reaches the kernels in (``scratchgd.kernels.compiled.x_input``):
 float32 and float64 as they are; uint8 pixels, and the bytes of any other dtype."""
 
 

@@ -1,15 +1,16 @@
 """Text tables of numbers (CSV, TXT, plain or gzipped), read with memory bounded by the result.
 
-A table is read in blocks of about ``BLOCK`` bytes of text. Each block's
-lines are cut from the bytes (a line longer than ``MAX_LINE`` is refused with
-its number, before more of it is read), decoded as UTF-8 (a byte that is not
-UTF-8 is reported by its line and column), stripped of blanks and ``#``
-comments, and parsed by NumPy's C reader into a float64 block: no Python
-object per field, so memory follows the resulting array (the blocks, then one
-concatenation: about twice the array at the end). A gzipped table inflates
-with the bound of :class:`scratchgd._files.Inflating`. A UTF-8 byte-order mark
-(what spreadsheet programs write as "CSV UTF-8") is dropped before anything
-else, so it never hides the first row or its header.
+A table is read in blocks of about ``BLOCK`` bytes of text, whole lines each:
+a line longer than ``MAX_LINE`` is refused with its number before more of it
+is read; the block is decoded as UTF-8 (a byte that is not UTF-8 is reported
+by its line and column) and parsed by NumPy's C reader (``np.loadtxt``, which
+skips blank lines and ``#`` comments itself) into a float64 block. No Python
+object is made per field, nor per line unless a line is at fault, so memory
+follows the resulting array (the blocks, then one concatenation: about twice
+the array at the end). A gzipped table inflates with the bound of
+:class:`scratchgd._files.Inflating`. A UTF-8 byte-order mark (what
+spreadsheet programs write as "CSV UTF-8") is dropped before anything else,
+so it never hides the first row or its header.
 
 Every error is a ``ValueError`` naming the file, and the line where a line is
 at fault: another number of fields than the first row, a field that is not a
@@ -19,6 +20,7 @@ number, a value that is not finite (NaN, inf, or beyond float64's range).
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import warnings
@@ -35,14 +37,14 @@ BLOCK = 2**20
 """Bytes of text read and parsed at a time."""
 BOM = "\ufeff"
 
-Lines = list[tuple[int, str]]
-"""``(line number, text)`` of content lines: blanks and ``#`` comments removed, numbers from 1."""
+Block = tuple[int, str]
+"""Whole lines of a table: the number of the first (counting from 1) and their text."""
 
 
-def _decoded(path: Path, data: bytes, first: int) -> list[str]:
+def _decoded(path: Path, data: bytes, first: int) -> str:
     """``data``, whole lines starting at line ``first``, as text; a non-UTF-8 byte names its line."""
     try:
-        return data.decode("utf-8").split("\n")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = first + data.count(b"\n", 0, exc.start)
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -51,44 +53,62 @@ def _decoded(path: Path, data: bytes, first: int) -> list[str]:
                          ) from None
 
 
-def content_blocks(path: str | os.PathLike) -> Iterator[Lines]:
-    """The content lines of the text file ``path``, a block of them (possibly empty) at a time.
-
-    A line holding more than blanks and a ``#`` comment is content; line
-    numbers count every line, as an editor shows them. A leading byte-order
-    mark is dropped.
-    """
+def text_blocks(path: str | os.PathLike) -> Iterator[Block]:
+    """The text file ``path`` as blocks of whole lines, without a leading byte-order mark."""
     path = Path(path)
-    number, tail = 0, b""
+    number, tail = 1, b""
     with _files.open_data(path) as (stream, _):
         while True:
             chunk = stream.read(BLOCK)
             if chunk:
                 data, cut, tail = (tail + chunk).rpartition(b"\n")
                 if len(tail) > MAX_LINE:
-                    _too_long(path, number + (data.count(b"\n") + 1 if cut else 0) + 1)
+                    _too_long(path, number + (data.count(b"\n") + 1 if cut else 0))
                 if not cut:
                     continue
             else:
                 data, tail = tail, b""
                 if not data:
                     return
-            lines = _decoded(path, data, number + 1)
-            if number == 0 and lines[0].startswith(BOM):
-                lines[0] = lines[0][1:]
-            block, start = [], number + 1
-            for number, line in enumerate(lines, start):
-                if len(line) > MAX_LINE:
-                    _too_long(path, number)
-                text = line.split("#", 1)[0].strip()
-                if text:
-                    block.append((number, text))
-            yield block
+            if len(data) > MAX_LINE:   # a long line carried over may end in this chunk
+                for offset, line in enumerate(data.split(b"\n")):
+                    if len(line) > MAX_LINE:
+                        _too_long(path, number + offset)
+            text = _decoded(path, data, number)
+            if number == 1 and text.startswith(BOM):
+                text = text[1:]
+            yield number, text
+            number += data.count(b"\n") + 1
 
 
 def _too_long(path: Path, number: int) -> None:
     raise ValueError(f"{path}, line {number}: longer than {MAX_LINE // 2**20} MiB, the longest "
                      f"line a table may have")
+
+
+def content_lines(block: Block) -> Iterator[tuple[int, str]]:
+    """``(line number, content)`` of each line of ``block`` holding more than blanks and a
+    ``#`` comment; numbers count every line, as an editor shows them."""
+    number, text = block
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        content = text[start:None if end < 0 else end].split("#", 1)[0].strip()
+        if content:
+            yield number, content
+        if end < 0:
+            return
+        number, start = number + 1, end + 1
+
+
+def _after_line(block: Block, line: int) -> Block:
+    """The lines of ``block`` after line number ``line``."""
+    number, text = block
+    start = 0
+    while number <= line and start >= 0:
+        start = text.find("\n", start) + 1 or -1
+        number += 1
+    return number, text[start:] if start >= 0 else ""
 
 
 def _numbers(line: str, delimiter: str | None) -> bool:
@@ -141,14 +161,14 @@ def read_table(path: str | os.PathLike, header: bool | None = None,
         regular file. A missing file raises ``FileNotFoundError``.
     """
     path = Path(path)
-    with _files.named_errors(path), contextlib.closing(content_blocks(path)) as blocks:
+    with _files.named_errors(path), contextlib.closing(text_blocks(path)) as blocks:
         try:
-            pending: list[Lines] = []   # read before the delimiter and header are decided
+            pending, first = [], []   # blocks read before the delimiter and header are decided
             for block in blocks:
                 pending.append(block)
-                if sum(map(len, pending)) >= 2:
+                first += itertools.islice(content_lines(block), 2 - len(first))
+                if len(first) == 2:
                     break
-            first = [line for block in pending for line in block][:2]
             if not first:
                 raise ValueError(f"{path}: no rows of numbers (the file is empty, or blank lines "
                                  f"and # comments only)")
@@ -158,16 +178,16 @@ def read_table(path: str | os.PathLike, header: bool | None = None,
                 header = not _numbers(first[0][1], delimiter)
             parts, shape, rows, limit = [], None, 0, _files.memory_limit()
             for block in itertools.chain(pending, blocks):
-                if header and block and block[0] == first[0]:
-                    block = block[1:]
-                if not block:
-                    continue
+                if header and block[0] <= first[0][0]:
+                    block = _after_line(block, first[0][0])
                 part = _parse(path, block, delimiter, shape)
-                shape = (shape[0] if shape else block[0][0], part.shape[1])
+                if not len(part):
+                    continue
+                shape = shape or (next(content_lines(block))[0], part.shape[1])
                 parts.append(part)
                 rows += len(part)
                 if 2 * 8 * rows * part.shape[1] > limit:   # the blocks, then their join
-                    raise ValueError(f"{path}, line {block[-1][0]}: {rows} rows of "
+                    raise ValueError(f"{path}, line {block[0]}: {rows} rows of "
                                      f"{part.shape[1]} numbers so far, more than the "
                                      f"{limit / 2**30:.3g} GiB of memory this process may use "
                                      f"can read (save it as .npy to read it memory-mapped)")
@@ -181,31 +201,34 @@ def read_table(path: str | os.PathLike, header: bool | None = None,
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _parse(path: Path, block: Lines, delimiter: str | None,
+def _parse(path: Path, block: Block, delimiter: str | None,
            shape: tuple[int, int] | None) -> np.ndarray:
-    """The numbers of ``block`` as a float64 array; ``shape``: (first line, width) of the table."""
+    """The numbers of ``block`` as a float64 array; ``shape``: (first line, width) of the table.
+
+    Parsed in C; the lines are looked at one by one only to say which is at fault.
+    """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            part = np.loadtxt([text for _, text in block], delimiter=delimiter, ndmin=2,
-                              dtype=np.float64, comments=None)
+            warnings.simplefilter("ignore", UserWarning)   # "input contained no data"
+            part = np.loadtxt(io.StringIO(block[1]), delimiter=delimiter, ndmin=2,
+                              dtype=np.float64, comments="#")
     except ValueError as exc:
         raise ValueError(_first_bad_line(path, block, delimiter, shape)
-                         or f"{path}, lines {block[0][0]}-{block[-1][0]}: not a table of "
-                            f"numbers: {exc}") from None
-    if shape is not None and part.shape[1] != shape[1]:
+                         or f"{path}, lines from {block[0]}: not a table of numbers: "
+                            f"{exc}") from None
+    if len(part) and shape is not None and part.shape[1] != shape[1]:
         raise ValueError(_first_bad_line(path, block, delimiter, shape))
     finite = np.isfinite(part)
     if not finite.all():
         row, column = (int(i) for i in np.argwhere(~finite)[0])
-        number, text = block[row]
+        number, text = next(itertools.islice(content_lines(block), row, None))
         field = text.split(delimiter)[column].strip()
         raise ValueError(f"{path}, line {number}: field {column + 1}, {field!r}, is not a finite "
                          f"number ({_describe(delimiter)})")
     return part
 
 
-def _first_bad_line(path: Path, block: Lines, delimiter: str | None,
+def _first_bad_line(path: Path, block: Block, delimiter: str | None,
                     shape: tuple[int, int] | None) -> str | None:
     """What is wrong with the first faulty line of ``block``, or ``None``.
 
@@ -213,11 +236,11 @@ def _first_bad_line(path: Path, block: Lines, delimiter: str | None,
     its line and width; the block's first line if ``None``), or a field that is
     not a number. Checked field by field only once the fast reader has failed.
     """
-    first, width = shape if shape is not None else (block[0][0], None)
-    for number, text in block:
+    first, width = shape if shape is not None else (None, None)
+    for number, text in content_lines(block):
         fields = text.split(delimiter)
         if width is None:
-            width = len(fields)
+            first, width = number, len(fields)
         elif len(fields) != width:
             return (f"{path}, line {number}: {len(fields)} field"
                     f"{'s' * (len(fields) != 1)}, but line {first} has {width} "

@@ -115,141 +115,50 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
         hooks: Iterable[Hook] = ()) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return the :class:`History`.
 
+    The cycle, numbered step by step: :source:`scratchgd.engines.python.PythonEngine.run_span`.
+
     Parameters
     ----------
     model : MLP
-        Trained in place. Its scaling, if any (``model.scaling``, see
-        :func:`scratchgd.standardize`), applies to every batch; its target
-        scaling (``model.target_scaling``, :func:`scratchgd.standardize_targets`)
-        to the targets, once at the start, so the losses of ``History`` are in
-        its scaled units. Both are part of a checkpoint's settings.
-    data : Dataset
-        Training set.
+        Trained in place; its input and target scalings apply (:doc:`/usage`).
+    data, validation : Dataset
+        The training set; an optional set evaluated after every epoch.
     optimizer : GD, SGD or MiniBatchSGD
-        Decides the batch size (through its data loader) and the update rule.
+        The batch size (through its data loader) and the update rule.
     epochs : int
         Full passes over ``data``.
     accumulate : int or "epoch"
-        Iterations per training step. The gradient of one step is
-        ``g = (1/m) sum_{batches} sum_{i in batch} grad l_i`` over the ``m``
-        rows of the ``k`` batches it accumulates: a sum of gradient SUMS divided
-        by the rows seen, never a mean of batch means, so a short last batch
-        weighs what its rows weigh. A partial accumulation at the end of an
-        epoch is flushed as a step, so steps per epoch = ``ceil(iterations / k)``.
-        ``"epoch"``: one step per epoch, which is full-batch gradient descent
-        computed batch by batch.
-    validation : Dataset, optional
-        Evaluated after every epoch (``History.val_loss``, ``val_accuracy``;
-        for mse also ``val_r2``).
+        Iterations per training step, their gradient sums over their rows (:doc:`/math`).
     progress : bool
-        Show a progress bar over iterations and print one line per epoch.
-    seed : int
-        Seed of the data loader's shuffling.
-    checkpoint : path, optional
-        Write the whole state of the run to this ``.npz`` file (see
-        :mod:`scratchgd.checkpoint`), atomically, so a crash leaves the last
-        complete checkpoint. Checkpoints are written only between training
-        steps, never with a half-filled accumulation, and once more when
-        training ends.
-    checkpoint_every : "epoch" or int
-        ``"epoch"``: after every epoch (after its validation). ``N``: after every
-        ``N``-th training step (counted over the whole run).
-    resume : bool
-        Continue from ``checkpoint`` if that file exists; if it does not, start
-        afresh (so one command line serves the first run and every restart).
-        The checkpoint must come from the same model, optimizer settings,
-        ``accumulate``, ``seed`` and data shape; ``epochs`` may be larger than
-        before to train on. The final weights and History then equal, bit for
-        bit, those of a run never interrupted -- except ``epoch_seconds``, whose
-        interrupted epoch counts only the time after the restart. Without
-        ``resume`` an existing checkpoint is overwritten by the fresh run.
+        One line per epoch, under a progress bar over the iterations where the
+        output is a terminal or a notebook (:func:`scratchgd.hooks.bar_fits`).
+    seed, rng : int, numpy.random.Generator, optional
+        The loader's shuffling: a seed, or a generator to go on drawing from (:doc:`/estimators`).
+    checkpoint, checkpoint_every, resume : path, "epoch" or int, bool
+        Atomic checkpoints between training steps, and resuming from one (:doc:`/reliability`).
     memory_budget : int or str, optional
-        Bytes one training step may use (``"64MB"``, ``"1.5GiB"``; see
-        ``scratchgd.memory.estimate``). With ``GD`` the full batch is computed in
-        the largest chunks of rows that fit, accumulated into one step per epoch:
-        the same update as one full batch (``History.iterations`` counts the
-        chunks). Other optimizers keep their batch size and raise ``ValueError``
-        if a batch does not fit.
+        Bytes one step may use; GD then computes its batch in chunks that fit (:doc:`/data`).
     track_noise : bool
-        Record ``History.b_simple``, each epoch's gradient noise scale, from
-        the batches it trains on, at no extra pass: every batch of ``B >= 2``
-        rows gives unbiased estimates of ``|G|^2`` and ``tr(Sigma)`` from its
-        per-example gradient norms and its gradient sum
-        (:func:`scratchgd.noise.batch_estimates`); the two are summed over the
-        epoch separately and then divided (:func:`scratchgd.noise.noise_scale`),
-        as the paper advises. A one-row batch carries no estimate and is
-        skipped; SGD (batch 1) raises ``ValueError``. The weights move during
-        the epoch, so this is the noise scale along the epoch, not at its end.
-        The numba backend then runs the loop in Python over its compiled
-        ``loss_and_grads`` (the same results as numpy, slower than its
-        compiled training loop for small batches).
-    rng : numpy.random.Generator, optional
-        Draw the loader's epoch orders from this generator instead of from a
-        fresh one seeded by ``seed`` (``seed`` is then only recorded in a
-        checkpoint). The generator advances with every epoch, so passing it to
-        the next call continues the run's shuffling without a checkpoint file:
-        with ``g = np.random.default_rng(s)``, ``fit(model, data, opt, epochs=a,
-        rng=g)`` followed by ``fit(model, data, opt, epochs=b, rng=g)`` (the same
-        model and optimizer, whose momentum buffers carry over) ends with the
-        weights of ``fit(model, data, opt, epochs=a + b, seed=s)``, bit for
-        bit: either way epoch ``e`` takes the ``e``-th order drawn from
-        ``default_rng(s)``. The estimators of ``scratchgd.estimators`` use this
-        for ``partial_fit`` and ``warm_start``.
-    on_epoch_end : callable, optional
-        Called as ``on_epoch_end(history)`` after every epoch (Keras's habit),
-        once its figures are in ``history``, its line is printed and its
-        checkpoint (if any) is written; its return value is ignored. The
-        command line prints its epoch lines and writes ``--log`` through it.
-    comm : mpi4py communicator, optional
-        Train data-parallel on the ranks of ``comm`` (``MPI.COMM_WORLD`` or a
-        sub-communicator; see ``docs/distributed.md``). Every rank calls ``fit``
-        with the same data, model sizes and settings (checked: a mismatch raises
-        ``ValueError`` on every rank, naming what differs); rank 0's weights
-        and momentum buffers are broadcast first. ``batch_size`` is the GLOBAL
-        batch: every rank draws the same row order, cuts each batch into P
-        contiguous shards ``S_p`` (sizes differ by at most one; some may be
-        empty) and sums its shard's gradients; one reduction per step adds
-        the P sums in rank order, and every rank steps with
-        ``g = (1/m) sum_p sum_{i in S_p} grad l_i`` (``m`` the step's global
-        rows): the single-process step, to rounding (1e-12 in float64), and
-        the same bits on every rank. ``History`` is the single-process one
-        (global rows; ``epoch_seconds`` each rank's own). ``memory_budget`` is
-        per rank: a rank computes ``ceil(B / P)`` rows of a batch of ``B``, so
-        with ``GD`` the chunks (which ``History.iterations`` counts) are P
-        times larger than one process's. Only rank 0 writes ``checkpoint``.
-        ``track_noise`` and ``rng`` are not supported with ``comm``.
-    reduce_dtype : None, "float64" or "float32"
-        What the sums of a data-parallel step (``comm``) travel and are added
-        in. ``None`` (the default) or ``"float64"``: float64, the promise above
-        (1e-12 to one process for a float64 model). ``"float32"``, for a
-        float32 model only: half the bytes per step; the gradient sums, loss
-        sums and correct counts are added in float32. A float32 model on P
-        ranks never matched one process to 1e-12 (its own float32 rounding
-        differs with the shards); float32 sums keep it at that level (1e-7 of
-        ``max|w|`` after 5 epochs of the digits, as with float64 sums), with
-        the same bits on every rank and run after run; ``History``'s losses
-        carry float32 rounding (about 1e-8 relative). Refused (``ValueError``)
-        for a float64 model and without ``comm``; a checkpoint records it.
-    hooks : list of scratchgd.hooks.Hook
-        The caller's own collaborators of the loop (progress, cancellation),
-        called after the built-in ones: ``span_steps(history, at)`` before each
-        span (the most training steps it may run, or ``None``), and
-        ``end_of_span(history, at)`` and ``end_of_epoch(history, at)`` after.
-        Cutting a run into shorter spans changes none of its results. A hook's
-        ``end_of_span`` or ``end_of_epoch`` may raise
-        :class:`scratchgd.StopTraining` to end the run at that training-step
-        boundary: ``fit`` then returns the History so far (the epoch a stop
-        ends is recorded, hooks called, if its last step was taken). With
-        ``comm`` a hook must act alike on every rank. See
-        ``docs/architecture.md``.
+        Record ``History.b_simple``, each epoch's gradient noise scale (:doc:`/batch_size`).
+    on_epoch_end, hooks : callable, list of scratchgd.hooks.Hook, optional
+        Called after every epoch; the caller's collaborators of the loop (:doc:`/architecture`).
+    comm, reduce_dtype : mpi4py communicator, "float64" or "float32", optional
+        Data-parallel training and the dtype of its sums (:doc:`/distributed`).
 
     Raises
     ------
     TrainingDiverged
-        If a loss or an update is not finite; the model keeps its last finite weights.
+        A loss or an update is not finite; the model keeps its last finite weights.
     ValueError
-        If an argument is invalid or the checkpoint to resume from is unreadable
-        or belongs to another run (nothing is changed then).
+        A bad argument, or a checkpoint of another run; nothing has changed then.
+
+    Examples
+    --------
+    >>> train, test = sg.datasets.digits(test_size=0.2, seed=0)
+    >>> hist = sg.fit(sg.MLP([64, 16, 10]), train, sg.MiniBatchSGD(lr=0.1, batch_size=32),
+    ...               epochs=2, progress=False)
+    >>> hist.epochs, hist.iterations, hist.steps, hist.samples_seen
+    (2, 90, 90, 2874)
     """
     hooks = check_hooks(hooks)
     group = None if comm is None else Group(comm)

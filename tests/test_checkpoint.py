@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,25 +19,12 @@ DATA = sg.datasets.blobs(n=90, seed=1)
 VALIDATION = sg.datasets.blobs(n=30, seed=2)
 
 
-class Crash(Exception):
-    """Stands in for the process dying."""
-
-
 def train(path=None, every="epoch", resume=False, crash_at_step=None, epochs=3,
           accumulate=2, optimizer=None, sizes=(2, 8, 3)):
     """Train a small model; with ``crash_at_step`` stop abruptly inside that training step."""
     model = sg.MLP(list(sizes), seed=0)
-    optimizer = optimizer or sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
-    if crash_at_step is not None:
-        real_step, count = optimizer.step, [0]
-
-        def step(params, grads):
-            count[0] += 1
-            if count[0] == crash_at_step:
-                raise Crash
-            real_step(params, grads)
-
-        optimizer.step = step
+    optimizer = crash_at(optimizer or sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9),
+                         crash_at_step)
     history = sg.fit(model, DATA, optimizer, epochs=epochs, accumulate=accumulate,
                      validation=VALIDATION, progress=False, seed=3, checkpoint=path,
                      checkpoint_every=every, resume=resume)
@@ -393,17 +381,7 @@ def test_any_sequence_of_fit_calls_leaves_a_checkpoint_the_next_accepts(tmp_path
     top = 0  # the most epochs asked for so far: the checkpoint is never beyond it
     for more, validate, every, crash in calls:
         top = max(1, top + more)
-        optimizer = sg.MiniBatchSGD(lr=0.01, batch_size=16, momentum=0.5)
-        if crash is not None:
-            real_step, count = optimizer.step, [0]
-
-            def step(params, grads, real_step=real_step, count=count, crash=crash):
-                count[0] += 1
-                if count[0] == crash:
-                    raise Crash
-                real_step(params, grads)
-
-            optimizer.step = step
+        optimizer = crash_at(sg.MiniBatchSGD(lr=0.01, batch_size=16, momentum=0.5), crash)
         try:
             history = sg.fit(sg.MLP([2, 5, 3 if loss == "cross_entropy" else 1], loss=loss,
                                     seed=0), data, optimizer, epochs=top,

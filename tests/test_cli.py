@@ -43,9 +43,33 @@ def test_train_variants_run(capsys, flags):
 
 
 def test_module_entry_point_runs():
-    result = run_module("train", "--epochs", "1")
+    result = run_module("train", "--epochs", "2")
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
+    # piped output: the epoch lines alone, no progress bar redrawn between them
+    assert [line[:10] for line in result.stdout.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/2 ", "epoch 2/2 "]
+    assert "\r" not in result.stdout + result.stderr and "it/s" not in result.stderr
+
+
+class Terminal:
+    """A stand-in output stream that says whether it is a terminal."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("stdout, stderr, bar", [(True, True, True), (True, False, False),
+                                                 (False, True, False), (False, False, False)])
+def test_the_progress_bar_needs_a_terminal_on_both_streams(monkeypatch, stdout, stderr, bar):
+    from scratchgd import hooks
+
+    monkeypatch.setattr(sys, "stdout", Terminal(stdout))
+    monkeypatch.setattr(sys, "stderr", Terminal(stderr))
+    assert hooks.bar_fits() is bar
 
 
 @pytest.mark.parametrize("flags, word", [

@@ -66,6 +66,33 @@ def test_gd_vs_sgd_path(tmp_path):
     assert float(out["sgd_end_distance"]) > float(out["gd_end_distance"])
     # the same number of steps covers more epochs the bigger the batch
     assert float(out["gd_epochs"]) > float(out["minibatch_epochs"]) > float(out["sgd_epochs"])
+    # why SGD zigzags: one row's noise outweighs the gradient, and far more so near the minimum
+    assert 1 < float(out["b_simple_at_start"]) < float(out["b_simple_at_gd_end"]) / 100
+
+
+def test_loss_paths_show_every_end_and_zoom_on_a_grid_of_their_own():
+    from scratchgd.plots import plot_loss_paths
+
+    grids = []
+
+    def loss(w, b):
+        grids.append((w, b))
+        return (w - 1) ** 2 + 3 * (b + 0.5) ** 2
+
+    optimum = (1.0, -0.5)
+    paths = {"GD": np.array([[-1.0, 2.0], [1.004, -0.5]]),  # ends 0.004 from the minimum
+             "SGD": np.array([[-1.0, 2.0], [1.2, -0.3]])}
+    fig = plot_loss_paths(loss, (-2.0, 3.0, -2.0, 3.0), paths, optimum, points=150)
+    assert [w.shape for w, _ in grids] == [(150, 150), (150, 150)]
+    zoomed_w = grids[1][0]
+    assert zoomed_w.min() == pytest.approx(1 - 1.3 * 0.2) and zoomed_w.max() == pytest.approx(1.26)
+    for ax in fig.axes:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        star = lines["minimum of $L$"]
+        gd_end = next(line for label, line in lines.items() if label.startswith("end of GD, 0.004 "))
+        assert star.get_markerfacecolor() == "none"        # hollow: what lies under it shows
+        assert gd_end.get_zorder() > star.get_zorder()      # GD's end is drawn over the star
+        assert gd_end.get_zorder() > lines["end of SGD, 0.28 from the minimum"].get_zorder()
 
 
 def test_epochs(tmp_path):
@@ -105,8 +132,24 @@ def test_powers_of_two(tmp_path):
             assert float(out[f"ratio[{label}][{p}]"]) == pytest.approx(expected, rel=1e-4)
     low, high = map(float, out["mean_ratio_95_interval"].split())
     assert low <= high
-    word = "faster" if low > 1 else "slower" if high < 1 else "no measurable difference"
-    assert word in out["verdict"]
+    # --quick takes 3 repeats: too few for a verdict, and it says so
+    assert int(out["repeats"]) == 3
+    assert out["verdict"].startswith("no verdict: 3 repeats, fewer than the 5 a verdict needs")
+    for word in ("faster", "slower", "no measurable difference"):
+        assert word not in out["verdict"]
+
+
+def test_powers_of_two_verdict_needs_enough_repeats():
+    sys.path.insert(0, str(ROOT / "demos"))
+    try:
+        from powers_of_two import MIN_REPEATS, verdict
+    finally:
+        sys.path.remove(str(ROOT / "demos"))
+    assert verdict(1.02, 1.01, 1.03, MIN_REPEATS).startswith("powers of two are faster, by 2.0%")
+    assert verdict(0.97, 0.95, 0.99, MIN_REPEATS).startswith("powers of two are slower, by 3.0%")
+    assert verdict(1.01, 0.99, 1.03, MIN_REPEATS).startswith("no measurable difference")
+    few = verdict(1.02, 1.01, 1.03, MIN_REPEATS - 1)  # the same figures, too few repeats
+    assert few.startswith(f"no verdict: {MIN_REPEATS - 1} repeats") and "faster" not in few
 
 
 def test_accumulation(tmp_path):
@@ -148,9 +191,12 @@ def test_critical_batch_size(tmp_path):
         assert fit["ratio"] == pytest.approx(fit["B_crit"] / fit["B_simple"], rel=2e-3)
         assert 0 < fit["ratio_low"] <= fit["ratio_high"]
         assert fit["loss_there"] <= target  # B_simple measured where the target was reached
+        assert fit["B_noise"] > 0
     for key, fit in fits.items():  # where the theory is exact: within an order of magnitude
         if key.startswith("linreg"):
             assert 0.1 < fit["ratio"] < 10, (key, fit)
+            # H = 2 E[(x, 1)(x, 1)^T] ~ 2 I: the Hessian-weighted noise scale is B_simple
+            assert fit["B_noise"] == pytest.approx(fit["B_simple"], rel=0.2), (key, fit)
 
 
 def test_grid_search(tmp_path):

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 import scratchgd as sg
-from scratchgd.distributed import Group, add_in_rank_order, run_threads, shard
+from scratchgd.distributed import (
+    Group,
+    add_in_rank_order,
+    checked_in_shares,
+    run_threads,
+    shard,
+)
 
 
 def make_data(n: int = 23, d: int = 5, classes: int = 3, seed: int = 0) -> sg.Dataset:
@@ -333,7 +339,7 @@ def test_dataset_checks_split_between_ranks_and_name_the_true_row(tmp_path):
 
     def build(comm):
         try:
-            sg.Dataset(X, y, comm=comm)
+            checked_in_shares(lambda share: sg.Dataset(X, y, share=share), comm)
         except ValueError as exc:
             return str(exc)
         return None
@@ -341,12 +347,63 @@ def test_dataset_checks_split_between_ranks_and_name_the_true_row(tmp_path):
     messages = run_threads(3, build)
     assert "at index (8, 1)" in messages[2]
     assert all("rank 2 of 3 refused" in m and "(8, 1)" in m for m in messages[:2])
+    # each rank checks only its share: rows 7..9 are rank 2's of 3
+    sg.Dataset(X, y, share=(0, 3))
+    with pytest.raises(ValueError, match=r"\(8, 1\)"):
+        sg.Dataset(X, y, share=(2, 3))
     np.save(tmp_path / "X.npy", np.nan_to_num(X))
     np.save(tmp_path / "y.npy", y)
-    loaded = run_threads(2, lambda comm: sg.Dataset.from_file(
-        tmp_path / "X.npy", tmp_path / "y.npy", comm=comm))
+    loaded = run_threads(2, lambda comm: checked_in_shares(lambda share: sg.Dataset.from_file(
+        tmp_path / "X.npy", tmp_path / "y.npy", share=share), comm))
     for data in loaded:
         assert data.y.dtype == np.int64 and np.array_equal(data.y, y)
+
+
+@pytest.mark.parametrize("share", [(2, 2), (-1, 2), (0, 0), (0.0, 1), [0, 1], (0, 1, 2)])
+def test_a_share_that_is_not_p_of_P_is_refused(share):
+    with pytest.raises(ValueError, match="share must be"):
+        sg.Dataset(np.ones((3, 2)), np.zeros(3), share=share)
+
+
+def makers(comm, folder):
+    """The three deprecated ways of checking a data set on the ranks of ``comm``."""
+    return (lambda: sg.Dataset(np.load(folder / "X.npy"), np.load(folder / "y.npy"), comm=comm),
+            lambda: sg.Dataset.from_npy(folder / "X.npy", folder / "y.npy", comm=comm),
+            lambda: sg.Dataset.from_file(folder / "X.npy", folder / "y.npy", comm=comm))
+
+
+def test_dataset_comm_is_deprecated_naming_what_replaces_it(tmp_path):
+    np.save(tmp_path / "X.npy", np.ones((6, 2)))
+    np.save(tmp_path / "y.npy", np.zeros(6))
+
+    def build(comm):  # one rank: no other thread touches the warnings filters
+        for make in makers(comm, tmp_path):
+            with pytest.warns(DeprecationWarning, match="checked_in_shares") as caught:
+                assert len(make()) == 6
+            assert caught[0].filename == __file__  # the warning points at the caller
+        return True
+
+    assert run_threads(1, build) == [True]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dataset_comm_still_splits_the_checks_between_the_ranks(tmp_path):
+    X = np.ones((6, 2))
+    X[5, 0] = np.inf  # rank 1's share of 6 rows on 2 ranks
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.zeros(6))
+
+    def build(comm):
+        messages = []
+        for make in makers(comm, tmp_path):
+            with pytest.raises(ValueError) as caught:
+                make()
+            messages.append(str(caught.value))
+        return messages
+
+    for rank, messages in enumerate(run_threads(2, build)):
+        assert all("(5, 0)" in m and ("rank 1 of 2 refused" in m) == (rank == 0)
+                   for m in messages)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

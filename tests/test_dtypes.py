@@ -18,7 +18,7 @@ import pytest
 from test_numba import assert_close
 
 import scratchgd as sg
-from scratchgd.distributed import run_threads
+from scratchgd.distributed import checked_in_shares, run_threads
 from scratchgd.kernels import compiled
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
@@ -48,7 +48,8 @@ def features(dtype, n=48, d=5, seed=0):
 def train(X, y, backend, dtype=np.float32, scale=False, comm=None, momentum=0.0):
     """A model trained for 2 epochs on ``(X, y)``; its weights, History, evaluation, outputs."""
     model = sg.MLP([X.shape[1], 6, 3], seed=1, dtype=dtype, backend=backend)
-    data = sg.Dataset(X, y, comm=comm)
+    data = sg.Dataset(X, y) if comm is None else checked_in_shares(
+        lambda share: sg.Dataset(X, y, share=share), comm)
     if scale:
         sg.standardize(model, data)
     history = sg.fit(model, data, sg.MiniBatchSGD(0.05, batch_size=7, momentum=momentum),

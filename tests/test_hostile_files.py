@@ -187,10 +187,14 @@ def test_a_non_utf8_byte_names_its_line_past_the_first_block(tmp_path):
             r"bytes.csv, line 200001: byte 0xff at column 3 is not UTF-8")
 
 
-@pytest.mark.parametrize("value", ["inf", "nan", "1e999"])
-def test_a_non_finite_value_in_a_table_names_line_and_field(tmp_path, value):
-    (tmp_path / "v.csv").write_text(f"x,y,label\n1,2,0\n3,4,1\n5,{value},0\n")
-    refused(train(tmp_path / "v.csv"), rf"v.csv, line 4: field 2, '{value}', is not a finite")
+def test_a_non_finite_value_in_a_table_names_line_and_field(tmp_path):
+    (tmp_path / "v.csv").write_text("x,y,label\n1,2,0\n3,4,1\n5,1e999,0\n")
+    refused(train(tmp_path / "v.csv"), r"v.csv, line 4: field 2, '1e999', is not a finite")
+    for value in ("inf", "-Infinity", "nan"):
+        (tmp_path / "v.csv").write_text(f"# values\n1 2 0\n\n3 {value} 1\n")
+        with pytest.raises(ValueError, match=rf"v.csv, line 4: field 2, '{value}', is not a "
+                                             rf"finite number \(whitespace-separated\)"):
+            sg.Dataset.from_file(tmp_path / "v.csv")
 
 
 def test_a_label_of_5_million_classes_is_refused_before_the_model(tmp_path):
@@ -322,3 +326,30 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, flag):
         assert err.startswith(f"scratchgd: error: {flag} {path}") and re.search(
             why, err), err
         assert ".tmp" not in err
+
+
+def test_ranks_reading_one_file_name_it_alike(tmp_path):
+    """Under ``comm`` every rank reads the file and checks its share of rows: the rank that
+    finds the NaN names the file and the row, the others name that rank, all raise; a FIFO
+    is refused by every rank without blocking."""
+    from scratchgd.distributed import checked_in_shares
+    from scratchgd.threadcomm import run_threads
+
+    X = np.ones((30, 3))
+    X[25, 1] = np.nan   # in rank 2's share of 30 rows on 3 ranks
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(30) % 2)
+    os.mkfifo(tmp_path / "pipe.npy")
+
+    def refusal(name, comm):
+        try:
+            checked_in_shares(lambda share: sg.Dataset.from_file(
+                tmp_path / name, tmp_path / "y.npy", share=share), comm)
+        except ValueError as exc:
+            return str(exc)
+
+    messages = run_threads(3, lambda comm: refusal("X.npy", comm))
+    assert re.search(r"X \(.*X.npy\) must be finite, found nan at index \(25, 1\)", messages[2])
+    assert all("rank 2 of 3 refused" in m and "X.npy" in m for m in messages[:2]), messages
+    messages = run_threads(2, lambda comm: refusal("pipe.npy", comm))
+    assert all("pipe.npy is a FIFO" in m for m in messages), messages

@@ -11,15 +11,23 @@ is refused with a ``ValueError`` naming the file, or loads a valid model.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import scratchgd as sg
 from scratchgd import checkpoint as ck
@@ -59,16 +67,20 @@ least the test process's size.
 """
 
 
-def child(args: list, cwd: Path, timeout: float = HANG_SECONDS) -> tuple[int, str, float]:
+def child(args: list, cwd: Path, timeout: float = HANG_SECONDS, limit_kib: int | None = None
+          ) -> tuple[int, str, float]:
     """Run ``python -m scratchgd *args``; its exit status, stderr and own peak RSS in MB.
 
+    ``limit_kib``: run it under ``ulimit -v`` (``RLIMIT_AS``) of that many KiB.
     A child still running after ``timeout`` seconds is killed and fails the test.
     """
     env = {**os.environ, "PYTHONPATH": str(Path(sg.__file__).parents[1])}
     peak_file = cwd / "peak.txt"
     with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+        limit = [] if limit_kib is None else ["bash", "-c", f'ulimit -v {limit_kib} && exec "$@"',
+                                              "limit"]
         status = subprocess.run([sys.executable, "-c", REAPER, str(peak_file), str(timeout),
-                                 sys.executable, "-m", "scratchgd", *map(str, args)],
+                                 *limit, sys.executable, "-m", "scratchgd", *map(str, args)],
                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
                                 env=env).returncode
     if status == 124:
@@ -87,24 +99,10 @@ def assert_one_line(status: int, err: str, peak: float, *words: str) -> None:
     assert peak < PEAK_MB, f"peak RSS {peak:.0f} MB"
 
 
-class Crash(Exception):
-    """Stands in for the process dying."""
-
-
 def train(path: Path, epochs: int = 1, crash_at_step: int | None = None, loss="cross_entropy",
           data=DATA, **kwargs) -> sg.History:
     """A small run checkpointed at ``path`` (mid-epoch if ``crash_at_step``)."""
-    optimizer = sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9)
-    if crash_at_step is not None:
-        real_step, count = optimizer.step, [0]
-
-        def step(params, grads):
-            count[0] += 1
-            if count[0] == crash_at_step:
-                raise Crash
-            real_step(params, grads)
-
-        optimizer.step = step
+    optimizer = crash_at(sg.MiniBatchSGD(lr=0.1, batch_size=16, momentum=0.9), crash_at_step)
     k = 3 if loss == "cross_entropy" else 1
     try:
         return sg.fit(sg.MLP([2, 8, k], loss=loss, seed=0), data, optimizer, epochs=epochs,
@@ -257,3 +255,235 @@ def test_more_classes_than_training_rows_is_refused_with_a_hint(tmp_path):
     status, err, peak = child(["train", "--data", "t.csv", "--loss", "cross_entropy",
                                "--epochs", "1", "--no-progress"], tmp_path)
     assert_one_line(status, err, peak, "5000000 classes", "--loss mse")
+
+
+# -- the file itself: what it is, how it is compressed, what it declares ----------------------
+
+
+def raw_zip(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
+    """A zip of ``(name, method, compressed bytes, crc32, uncompressed size)`` entries, as given.
+
+    Written by hand, so a test can declare what ``zipfile`` would never write:
+    bzip2 data made elsewhere, a name twice, sizes that do not match the data.
+    """
+    local, central = b"", b""
+    for name, method, data, crc, size in entries:
+        encoded = name.encode()
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 46, 0, method, 0, 0x21,
+                               crc, len(data), size, len(encoded), 0, 0, 0, 0, 0,
+                               len(local)) + encoded
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 46, 0, method, 0, 0x21, crc,
+                             len(data), size, len(encoded), 0) + encoded + data
+    return local + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries),
+                                         len(entries), len(central), len(local), 0)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def stored(name: str, array: np.ndarray) -> tuple[str, int, bytes, int, int]:
+    data = npy_bytes(array)
+    return f"{name}.npy", zipfile.ZIP_STORED, data, zlib.crc32(data), len(data)
+
+
+def model_meta(sizes=(2, 3)) -> np.ndarray:
+    return np.array(json.dumps({"format": "scratchgd-model", "version": 2, "model": {
+        "sizes": list(sizes), "activation": "relu", "loss": "cross_entropy",
+        "dtype": "float64"}}))
+
+
+def weights(sizes=(2, 3)) -> list:
+    return [stored(f"param_{i}", np.zeros(shape)) for i, shape in
+            enumerate([(sizes[0], sizes[1]), (sizes[1],)])]
+
+
+BZIP2_GIB = base64.b64decode(
+    "QlpoOTFBWSZTWZGsdq4FfkBfoOAQQOR81AEDQiCvRd0KCAAACCAAlIZEp+qNGmhp6T0QyaB6T9KCKqepkMEBgAQA"
+    "IflEAVVEgAoAqqJr9wBQBJJIIwreoRsCKixnmjOhbi1sWlGF0kky+twFWVMcvE87vrrW8NB81QmJ2rp2pQLTbZMX"
+    "uoBIABJJIn8xQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZC"
+    "oCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAl"
+    "qQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakK"
+    "gJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCX"
+    "MUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFB"
+    "WSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkm"
+    "U1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZ"
+    "Dgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J"
+    "4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLf"
+    "AV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFf"
+    "jkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWevONKwAilrA"
+    "CMAAAAgACCAAMMwFKaaSkSGwpSJDxdyRThQkG31Xa0A=")
+"""bzip2 (level 9) of a 1 GiB ``.npy`` of zeros, shape ``((2**30 - 128) // 8,)``: made by
+``bz2.compress(header + bytes(2**30 - 128))`` (40 s), kept here as its 890 bytes."""
+BZIP2_GIB_CRC = 0x0b80871e
+
+
+def forged_files(folder: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Each file-level probe: a path (model file or checkpoint) and the words its refusal holds."""
+    probes = {}
+
+    def probe(name: str, content: bytes, *words: str) -> None:
+        (folder / name).write_bytes(content)
+        probes[name] = (folder / name, list(words))
+
+    header = np.lib.format
+    probe("bzip2.npz", raw_zip([stored("meta", model_meta((2**14, 2**14)))] + [
+        (f"param_{i}.npy", zipfile.ZIP_BZIP2, BZIP2_GIB, BZIP2_GIB_CRC, 2**30)
+        for i in range(2)]), "bzip2.npz", "method 12")
+    lzma = zlib.compress(b"")  # any bytes: refused by the method alone, never decompressed
+    probe("lzma.npz", raw_zip([stored("meta", model_meta()), ("param_0.npy", zipfile.ZIP_LZMA,
+                                                              lzma, 0, 10**9)]),
+          "lzma.npz", "method 14")
+    probe("twice.npz", raw_zip([stored("meta", model_meta()), *weights(),
+                                stored("param_1", np.ones(3))]), "twice.npz", "twice")
+    nested = np.array("[" * 100_000 + "]" * 100_000)
+    probe("nested.npz", raw_zip([stored("meta", nested), *weights()]), "nested.npz",
+          "unreadable meta")
+    big_meta = np.array(json.dumps({"format": "scratchgd-model", "pad": "x" * 300_000}))
+    probe("big_meta.npz", raw_zip([stored("meta", big_meta), *weights()]), "big_meta.npz",
+          "cap")
+    buffer = io.BytesIO()
+    header.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False,
+                                           "shape": (20, -3)})
+    negative = buffer.getvalue()
+    probe("negative.npz", raw_zip([stored("meta", model_meta()), weights()[1],
+                                   ("param_0.npy", 0, negative, zlib.crc32(negative),
+                                    len(negative))]), "negative.npz", "(20, -3)")
+    buffer = io.BytesIO()
+    header.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False,
+                                           "shape": (2**14, 2**14)})
+    huge = buffer.getvalue()  # 2 GiB declared, consistently, then the deflate stream ends
+    deflate = zlib.compressobj(wbits=-15)
+    probe("huge.npz", raw_zip([stored("meta", model_meta((2**14, 2**14))),
+                               ("param_0.npy", zipfile.ZIP_DEFLATED,
+                                deflate.compress(huge + bytes(2**16))
+                                + deflate.flush(zlib.Z_SYNC_FLUSH), 0,
+                                len(huge) + 2**31)]), "huge.npz")
+    probe("beyond_meta.npz", raw_zip([stored("meta", model_meta()),
+                                      stored("param_0", np.zeros((2000, 3))), weights()[1]]),
+          "beyond_meta.npz", "param_0", "meta implies")
+    probe("extra.npz", raw_zip([stored("meta", model_meta()), *weights(),
+                                stored("extra", np.zeros(1))]), "extra.npz", "unexpected")
+    probe("longer.npz", raw_zip([stored("meta", model_meta()), weights()[0],
+                                 ("param_1.npy", 0, npy_bytes(np.zeros(3)) + b"\0" * 64, 0,
+                                  len(npy_bytes(np.zeros(3))) + 64)]), "longer.npz", "longer")
+    probe("empty.npz", b"", "empty.npz")
+    return probes
+
+
+PROBES = ["bzip2.npz", "lzma.npz", "twice.npz", "nested.npz", "big_meta.npz", "negative.npz",
+          "huge.npz", "beyond_meta.npz", "extra.npz", "longer.npz", "empty.npz"]
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_a_forged_file_is_refused_naming_it(tmp_path, name):
+    path, words = forged_files(tmp_path)[name]
+    with pytest.raises(ValueError) as info:
+        sg.load_model(path)
+    assert "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+    with pytest.raises(ValueError, match=name):
+        ck.load(path)
+
+
+@pytest.mark.parametrize("name", ["bzip2.npz", "twice.npz", "nested.npz", "huge.npz",
+                                  "negative.npz"])
+def test_cli_refuses_a_forged_model_file_in_bounded_memory(tmp_path, name):
+    path, words = forged_files(tmp_path)[name]
+    np.savetxt(tmp_path / "rows.csv", np.zeros((2, 2)), delimiter=",")
+    status, err, peak = child(["predict", "--model", path.name, "--data", "rows.csv"],
+                              tmp_path)
+    assert_one_line(status, err, peak, *words)
+
+
+def test_the_memory_limit_is_the_process_limit_not_the_machine(tmp_path):
+    """2 GiB declared, under ``ulimit -v`` of 1.5 GiB: refused before reading, naming the limit."""
+    path, _ = forged_files(tmp_path)["huge.npz"]
+    np.savetxt(tmp_path / "rows.csv", np.zeros((2, 2)), delimiter=",")
+    status, err, peak = child(["predict", "--model", path.name, "--data", "rows.csv"],
+                              tmp_path, limit_kib=3 * 2**19)
+    assert_one_line(status, err, peak, "huge.npz", "more than the", "this process may use")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_what_is_not_a_regular_file_is_refused_saying_what_it_is(tmp_path, kind):
+    """A FIFO is never opened (that would block until a writer comes); /dev/zero never read."""
+    path = {"fifo": tmp_path / "pipe.npz", "device": Path("/dev/zero"),
+            "folder": tmp_path / "folder.npz"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    what = {"fifo": "FIFO", "device": "character device", "folder": "folder"}[kind]
+    np.savetxt(tmp_path / "rows.csv", np.zeros((2, 2)), delimiter=",")
+    status, err, peak = child(["predict", "--model", path, "--data", "rows.csv"], tmp_path)
+    assert_one_line(status, err, peak, str(path), what)
+    status, err, peak = child(["train", "--dataset", "blobs", "--epochs", "1", "--no-progress",
+                               "--checkpoint", path, "--resume"], tmp_path)
+    assert_one_line(status, err, peak, str(path), what)
+    with pytest.raises(ValueError, match=what):
+        sg.load_model(path)
+    if kind != "device":  # never write over /dev/zero, even by mistake
+        with pytest.raises(ValueError, match=what):
+            sg.fit(sg.MLP([2, 3, 3]), DATA, sg.GD(0.1), epochs=1, progress=False,
+                   checkpoint=path)
+
+
+# -- fuzz: flipped, cut and spliced bytes of a model file and a checkpoint ---------------------
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> dict[str, bytes]:
+    """The bytes of a model file (input scaling) and of a mid-epoch checkpoint with momentum."""
+    folder = tmp_path_factory.mktemp("originals")
+    model = sg.MLP([2, 4, 3], seed=0)
+    sg.standardize(model, DATA)
+    model.save(folder / "model.npz")
+    train(folder / "ck.npz", epochs=2, crash_at_step=9)
+    return {name: (folder / name).read_bytes() for name in ("model.npz", "ck.npz")}
+
+
+@st.composite
+def damaged(draw, original: bytes) -> bytes:
+    """``original`` with 1 to 4 changes: a byte flipped or set, a cut, a splice of random bytes."""
+    data = bytearray(original)
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        kind = draw(st.sampled_from(["flip", "set", "cut", "splice"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set":
+            data[at] = draw(st.sampled_from([0x00, 0xFF, 0x7F, 0x80]))
+        elif kind == "cut":
+            del data[at:]
+        else:
+            data[at:at + draw(st.integers(0, 8))] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.data())
+def test_damaged_bytes_are_refused_naming_the_file_or_load_a_valid_model(tmp_path, originals,
+                                                                         data):
+    name = data.draw(st.sampled_from(sorted(originals)))
+    path = tmp_path / name
+    path.write_bytes(data.draw(damaged(originals[name])))
+    try:
+        model = sg.load_model(path)
+    except ValueError as exc:
+        assert name in str(exc) and "\n" not in str(exc)
+        return
+    sizes = [2, 4, 3] if name == "model.npz" else [2, 8, 3]
+    assert model.sizes == sizes  # a damaged description is refused, not believed
+    for p, q in zip(model.params, sg.MLP(sizes).params, strict=True):
+        assert p.shape == q.shape and np.isfinite(p).all()
+    if model.scaling is not None:
+        assert (model.scaling.std >= np.finfo(np.float64).tiny).all()
+    if name == "ck.npz":
+        ck.load(path)  # what loads as a model loads as a checkpoint

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from crashes import Crash, crash_at
 from hypothesis import given, settings
 from strategies import problems
 
@@ -235,23 +236,9 @@ def test_track_noise_refuses_sgd_and_bad_values():
         sg.fit(sg.MLP([64, 10]), DIGITS, sg.GD(0.1), epochs=1, track_noise="yes")
 
 
-class Crash(Exception):
-    """Stands in for the process dying."""
-
-
 def noisy_run(path, resume=False, crash_at_step=None):
     model = sg.MLP([64, 8, 10], seed=0)
-    optimizer = sg.MiniBatchSGD(0.1, batch_size=16, momentum=0.9)
-    if crash_at_step is not None:
-        real_step, count = optimizer.step, [0]
-
-        def step(params, grads):
-            count[0] += 1
-            if count[0] == crash_at_step:
-                raise Crash
-            real_step(params, grads)
-
-        optimizer.step = step
+    optimizer = crash_at(sg.MiniBatchSGD(0.1, batch_size=16, momentum=0.9), crash_at_step)
     data = sg.Dataset(DIGITS.X[:100], DIGITS.y[:100])
     history = sg.fit(model, data, optimizer, epochs=3, progress=False, checkpoint=path,
                      checkpoint_every=3, resume=resume, track_noise=True)

@@ -81,18 +81,12 @@ class Server:
     def post(self, settings, query=""):
         return self.http.post("/api/runs" + query, json=settings)
 
-    def events(self, run_id, until=("done", "stopped", "error")):
+    def events(self, run_id):
         """Yield ``(name, data, seconds)`` of the run's server-sent events as they arrive."""
         with self.http.stream("GET", f"/api/runs/{run_id}/events") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            name = None
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    yield name, json.loads(line[6:]), time.perf_counter()
-                    if name in until:
-                        return
+            for name, data in runs_module.read_events(response.iter_lines()):
+                yield name, data, time.perf_counter()
 
     def train(self, settings):
         """Run ``settings`` to the end; its events and its record."""
@@ -122,6 +116,31 @@ def assert_same_history(record, history):
             np.testing.assert_array_equal(value, fields[name], err_msg=name)
 
 
+def assert_same_as_command_line(record, model_file, tmp_path, monkeypatch):
+    """The run ``record`` (with its ``model_file``) equals its command line and its Python."""
+    captured = {}
+    real_fit = cli.train.fit
+
+    def fit(*args, **kwargs):
+        captured["history"] = real_fit(*args, **kwargs)
+        return captured["history"]
+
+    monkeypatch.setattr(cli.train, "fit", fit)
+    argv = shlex.split(record["command"])
+    assert argv[:2] == ["scratchgd", "train"]
+    assert cli.main([*argv[1:], "--no-progress", "--save", str(tmp_path / "cli.npz")]) == 0
+    assert_same_history(record["history"], captured["history"])
+    (tmp_path / "page.npz").write_bytes(model_file)
+    page, line = sg.load_model(tmp_path / "page.npz"), sg.load_model(tmp_path / "cli.npz")
+    for p, q in zip(page.params, line.params, strict=True):
+        assert np.array_equal(p, q)
+    scope = {}
+    exec(record["python"], scope)
+    for p, q in zip(scope["model"].params, page.params, strict=True):
+        assert np.array_equal(p, q)
+    assert_same_history(record["history"], scope["history"])
+
+
 CASES = {
     "spirals numpy minibatch": SPIRALS,
     "regression_1d numba accumulate": {"dataset": "regression_1d", "backend": "numba",
@@ -145,32 +164,32 @@ def test_a_page_run_equals_the_command_line_it_shows(server, name, tmp_path, mon
     for p in progress:
         losses[p["first_iteration"]:] = p["iteration_loss"]
     assert losses == record["history"]["iteration_loss"]
-    # the command line it shows, run by the command itself
-    captured = {}
-    real_fit = cli.train.fit
-
-    def fit(*args, **kwargs):
-        captured["history"] = real_fit(*args, **kwargs)
-        return captured["history"]
-
-    monkeypatch.setattr(cli.train, "fit", fit)
-    argv = shlex.split(record["command"])
-    assert argv[:2] == ["scratchgd", "train"]
-    assert cli.main([*argv[1:], "--no-progress", "--save", str(tmp_path / "cli.npz")]) == 0
-    assert_same_history(record["history"], captured["history"])
-    (tmp_path / "page.npz").write_bytes(server.http.get(f"/api/runs/{run_id}/model").content)
-    page, line = sg.load_model(tmp_path / "page.npz"), sg.load_model(tmp_path / "cli.npz")
-    for p, q in zip(page.params, line.params, strict=True):
-        assert np.array_equal(p, q)
-    # and the Python snippet it shows
-    scope = {}
-    exec(record["python"], scope)
-    for p, q in zip(scope["model"].params, page.params, strict=True):
-        assert np.array_equal(p, q)
-    assert_same_history(record["history"], scope["history"])
+    assert_same_as_command_line(record, server.http.get(f"/api/runs/{run_id}/model").content,
+                                tmp_path, monkeypatch)
+    # the settings it reports, posted again, are the same run
+    again = server.post(record["settings"]).json()["id"]
+    assert server.http.get(f"/api/runs/{again}").json()["command"] == record["command"]
     # the History as CSV: History.to_csv's table
     csv = server.http.get(f"/api/runs/{run_id}/history.csv").text.splitlines()
     assert csv[0] == ",".join(sg.History.COLUMNS) and len(csv) == 1 + record["history"]["epochs"]
+
+
+def test_a_run_on_the_command_lines_file_equals_its_command_line(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 3)) * [1.0, 10.0, 100.0]
+    table = np.column_stack([X, np.tanh(X[:, 0]) + X[:, 1] / 10])
+    np.savetxt(tmp_path / "table.csv", table, delimiter=",", header="a,b,c,y", comments="")
+    app = create_app(flags("--data", str(tmp_path / "table.csv"), "--loss", "mse"), {"testserver"})
+    with TestClient(app) as c:
+        run_id = c.post("/api/runs", json={"epochs": 3, "hidden": [8], "lr": 0.01}).json()["id"]
+        deadline = time.time() + 60
+        while c.get(f"/api/runs/{run_id}").json()["status"] != "done" and time.time() < deadline:
+            time.sleep(0.05)
+        record = c.get(f"/api/runs/{run_id}").json()
+        assert f"--data {tmp_path}" in record["command"] and record["settings"]["scale"] == "standard"
+        assert_same_as_command_line(record, c.get(f"/api/runs/{run_id}/model").content,
+                                    tmp_path, monkeypatch)
+    app.state.runner.close()
 
 
 def test_progress_events_carry_the_article_counters(server):
@@ -238,6 +257,31 @@ def test_a_diverging_run_ends_with_its_message(server):
     assert server.http.get("/api/config").status_code == 200
 
 
+def test_advice_measures_the_noise_scale_of_a_finished_run(server):
+    run_id, _, _ = server.train({**SPIRALS, "epochs": 2})
+    advice = server.http.get(f"/api/runs/{run_id}/advice").json()
+    assert advice["b_simple"] > 0 and advice["rows"] == 480
+    assert [row["batch_size"] for row in advice["table"]] == sg.noise.default_batch_sizes(480)
+
+
+def test_a_finished_run_keeps_its_first_and_final_events_and_old_runs_let_data_go(
+        server, monkeypatch):
+    monkeypatch.setattr(runs_module, "KEPT_DATA", 1)
+    first, events, _ = server.train({**SPIRALS, "optimizer": "sgd", "batch_size": None,
+                                     "epochs": 30})
+    assert len(events) > 3
+    assert [e[0] for e in server.events(first)] == [e[0] for e in events]  # a late listener
+    for _ in range(2):  # two newer runs: the first lets its data and updates go
+        server.train({**SPIRALS, "epochs": 1})
+    replay = list(server.events(first))
+    assert [e[0] for e in replay] == ["start", "done"]
+    assert replay[-1][1]["history"] == events[-1][1]["history"]
+    too_old = server.http.get(f"/api/runs/{first}/advice")
+    assert too_old.status_code == 400 and "too old" in too_old.json()["error"]
+    assert server.http.get(f"/api/runs/{first}").json()["points"]  # still drawn
+    assert server.http.get(f"/api/runs/{first}/model").status_code == 200
+
+
 def test_at_most_eight_runs_wait(client, monkeypatch):
     first = client.post("/api/runs", json={**SPIRALS, "epochs": 10}, params={"paused": "1"})
     ids = [first.json()["id"]]
@@ -269,6 +313,9 @@ def test_at_most_eight_runs_wait(client, monkeypatch):
     ({"hidden": [64] * 5}, "hidden", "at most 4 layers"),
     ({"hidden": [2048]}, "hidden", "1024 units"),
     ({"hidden": 32}, "hidden", "a list"),
+    ({"hidden": ["--data=/etc/passwd"]}, "hidden", "layer widths"),
+    ({"hidden": [16, "--epochs", "1"]}, "hidden", "layer widths"),
+    ({"hidden": ["-3"]}, "hidden", "-3"),
     ({"activation": "gelu"}, "activation", "invalid choice"),
     ({"optimizer": "adam"}, "optimizer", "invalid choice"),
     ({"optimizer": "gd"}, "batch_size", "--batch-size applies to --optimizer minibatch"),
@@ -363,10 +410,11 @@ def test_a_port_in_use_is_one_line(capsys):
     assert err.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in err
 
 
-def test_ctrl_c_ends_the_server_with_status_0():
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_ctrl_c_ends_the_server_with_status_0(host):
     process = subprocess.Popen([sys.executable, "-m", "scratchgd", "playground", "--no-browser",
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=os.environ)
+                                "--port", "0", "--host", host], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=os.environ)
     try:
         line = process.stdout.readline()
         assert line.startswith("scratchgd playground: http://127.0.0.1:")
@@ -378,3 +426,5 @@ def test_ctrl_c_ends_the_server_with_status_0():
         process.kill()
     assert process.returncode == 0 and "Traceback" not in err, err
     assert "stopped" in out
+    warned = "scratchgd: warning: serving on 0.0.0.0, not this machine alone" in err
+    assert warned == (host == "0.0.0.0"), err

@@ -93,3 +93,19 @@ def test_train_stop_and_refuse_by_clicking(browser, server):
     assert "lr must be finite" in page.text_content("#err-lr")
     assert errors == []
     page.close()
+
+
+def test_the_sweep_trains_five_batch_sizes_one_after_another(browser, server):
+    page = browser.new_page()
+    page.goto(server.url + "/?dataset=spirals&hidden=8&epochs=2&lr=0.1")
+    page.wait_for_function("window.firstPaint !== undefined")
+    before = len(server.http.get("/api/runs").json())
+    page.click("#sweep")
+    page.wait_for_function("runs.length === 5 && runs.every((r) => r.status === 'done')")
+    made = server.http.get("/api/runs").json()[before:]
+    assert [r["settings"]["batch_size"] for r in made] == [1, 8, 32, 128, 480]
+    assert {r["settings"]["optimizer"] for r in made} == {"minibatch"}
+    assert page.locator("#runs tbody tr").count() == 5
+    page.select_option("#xaxis", "samples")
+    assert ink(page, "chart-epochs") > 200
+    page.close()

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _files, datasets
 from ..data import Dataset
+from ..distributed import checked_in_shares
 from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
@@ -96,16 +97,25 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
                              f"(classification) cross_entropy")
         return _embedded(args.dataset, args.seed)
     targets = args.loss == "mse"
-    data = Dataset.from_file(args.data, args.labels, comm, args.header, targets)
+    data = _read(args.data, args.labels, args.header, targets, comm)
     if not targets:
         check_labels(data, args.labels or args.data, args.loss)
     if args.test_data is None:
         split = datasets.random_split if targets else datasets.stratified_split
         return split(data, test_size=0.2, seed=args.seed)
-    test = Dataset.from_file(args.test_data, args.test_labels, comm, args.header, targets)
+    test = _read(args.test_data, args.test_labels, args.header, targets, comm)
     if not targets:
         check_labels(test, args.test_labels or args.test_data, args.loss, singletons=False)
     return data, test
+
+
+def _read(path: str, labels: str | None, header: bool | None, targets: bool,
+          comm: object | None) -> Dataset:
+    """``Dataset.from_file``; with ``comm``, its rows' checks split between the ranks, agreed."""
+    if comm is None:
+        return Dataset.from_file(path, labels, header=header, targets=targets)
+    return checked_in_shares(lambda share: Dataset.from_file(
+        path, labels, header=header, targets=targets, share=share), comm)
 
 
 def check_labels(data: Dataset, path: str, loss: str | None, singletons: bool = True) -> None:

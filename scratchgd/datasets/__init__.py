@@ -21,6 +21,11 @@ import numpy as np
 from .. import _checks
 from ..data import Dataset
 
+__all__ = [
+    "blobs", "digits", "load_digits", "random_split", "regression_1d", "spirals",
+    "stratified_split"
+]
+
 
 def load_digits() -> Dataset:
     """All 1,797 digits: ``X`` = pixels / 16 in ``[0, 1]``, shape (1797, 64); ``y`` in 0..9."""

@@ -64,7 +64,7 @@ def compiled_unsupported(model: MLP, optimizer: Optimizer, loader: DataLoader) -
 
     They implement the update rule of :class:`~scratchgd.Optimizer`, the batches of
     :class:`~scratchgd.DataLoader`, and the activations and losses with a compiled
-    twin; a class that overrides :data:`OPTIMIZER_METHODS` or :data:`LOADER_METHODS`
+    twin; a class that overrides ``OPTIMIZER_METHODS`` or ``LOADER_METHODS``
     is something else.
     """
     _, missing = kernels.for_model(model.backend, model.activation, model.loss)

@@ -27,6 +27,8 @@ from .._arrays import NUMPY, Array, Namespace
 from ..activations import ACTIVATIONS
 from ..losses import LOSSES
 
+__all__ = ["LayerObserver", "apply_scaling", "backward", "forward", "loss_and_grads"]
+
 LayerObserver = Callable[[Array, Array], object]
 """Called as ``observe(a_prev, delta)`` for each layer by :func:`backward`."""
 

@@ -35,12 +35,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..cli import train as train_command
 from ..cli._data import DATASETS, load
 from . import settings as _settings
-from .runs import Job, Runner, history_json
-
-FINAL = ("done", "stopped", "error")
-"""The events that end a run's stream."""
+from .runs import FINAL, Job, Runner, history_json
 
 CONTROLS = ("stop", "pause", "resume", "step")
 
@@ -59,10 +57,19 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
     """
     runner = Runner()
     parser = _settings.train_parser()
-    config = _config(defaults)
+    config = {**_config(defaults), "settings": _settings.choices(parser),
+              "default_lr": train_command.DEFAULT_LR}
 
-    def job_of(request: Request) -> Job | None:
-        return runner.jobs.get(request.path_params["id"])
+    def of_a_run(handler: Any, ended: str | None = None) -> Any:
+        """A route of one run: 404 for an unknown id; with ``ended``, 409 until the run ends."""
+        async def route(request: Request) -> Response:
+            job = runner.jobs.get(request.path_params["id"])
+            if job is None:
+                return error(404, "no such run")
+            if ended is not None and job.status not in FINAL:
+                return error(409, f"run {job.id} is {job.status}: {ended} when it ends")
+            return await handler(request, job)
+        return route
 
     async def create(request: Request) -> Response:
         try:
@@ -83,23 +90,15 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
         return JSONResponse([{"id": j.id, "status": j.status, "settings": j.run.settings}
                              for j in runner.jobs.values()])
 
-    async def show(request: Request) -> Response:
-        job = job_of(request)
-        if job is None:
-            return error(404, "no such run")
-        return JSONResponse({**job.summary(), "history": _history(job)})
+    async def show(request: Request, job: Job) -> Response:
+        return JSONResponse({**job.summary(), "history": history_json(job.history)})
 
-    async def events(request: Request) -> Response:
-        job = job_of(request)
-        if job is None:
-            return error(404, "no such run")
+    async def events(request: Request, job: Job) -> Response:
         return StreamingResponse(_stream(job), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def control(request: Request) -> Response:
-        job, action = job_of(request), request.path_params["action"]
-        if job is None:
-            return error(404, "no such run")
+    async def control(request: Request, job: Job) -> Response:
+        action = request.path_params["action"]
         if action not in CONTROLS:
             return error(404, f"no action {action!r}; the actions are {', '.join(CONTROLS)}")
         if action == "stop":
@@ -108,29 +107,16 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
             job.control(action)
         return JSONResponse({"id": job.id, "status": job.status})
 
-    async def model(request: Request) -> Response:
-        job = job_of(request)
-        if job is None:
-            return error(404, "no such run")
-        if job.status not in FINAL:
-            return error(409, f"run {job.id} is {job.status}: its model is ready when it ends")
+    async def model(request: Request, job: Job) -> Response:
         return Response(await run_in_threadpool(job.model_file),
                         media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="run-{job.id}.npz"'})
 
-    async def history_csv(request: Request) -> Response:
-        job = job_of(request)
-        if job is None:
-            return error(404, "no such run")
+    async def history_csv(request: Request, job: Job) -> Response:
         return PlainTextResponse(job.history_csv(), media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="run-{job.id}-history.csv"'})
 
-    async def advice(request: Request) -> Response:
-        job = job_of(request)
-        if job is None:
-            return error(404, "no such run")
-        if job.status not in FINAL:
-            return error(409, f"run {job.id} is {job.status}: advice is measured when it ends")
+    async def advice(request: Request, job: Job) -> Response:
         try:
             return JSONResponse(await run_in_threadpool(job.advice))
         except (ValueError, FloatingPointError) as exc:
@@ -149,12 +135,12 @@ def create_app(defaults: argparse.Namespace, hosts: set[str]) -> Starlette:
         Route("/api/config", page_config),
         Route("/api/runs", create, methods=["POST"]),
         Route("/api/runs", listing),
-        Route("/api/runs/{id}", show),
-        Route("/api/runs/{id}/events", events),
-        Route("/api/runs/{id}/model", model),
-        Route("/api/runs/{id}/history.csv", history_csv),
-        Route("/api/runs/{id}/advice", advice),
-        Route("/api/runs/{id}/{action}", control, methods=["POST"]),
+        Route("/api/runs/{id}", of_a_run(show)),
+        Route("/api/runs/{id}/events", of_a_run(events)),
+        Route("/api/runs/{id}/model", of_a_run(model, "its model is ready")),
+        Route("/api/runs/{id}/history.csv", of_a_run(history_csv)),
+        Route("/api/runs/{id}/advice", of_a_run(advice, "advice is measured")),
+        Route("/api/runs/{id}/{action}", of_a_run(control), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ])
     app.state.runner = runner
@@ -195,11 +181,13 @@ async def _stream(job: Job):
 
     with job.cond:
         job.listeners.append(notify)
-    sent = 0
+    sent, compactions = 0, job.compactions
     try:
         while True:
             wake.clear()
             with job.cond:
+                if job.compactions != compactions:  # the run ended: its start and final events
+                    sent, compactions = min(sent, 1), job.compactions
                 new = job.events[sent:]
             sent += len(new)
             for name, data in new:
@@ -213,10 +201,6 @@ async def _stream(job: Job):
     finally:
         with job.cond:
             job.listeners.remove(notify)
-
-
-def _history(job: Job) -> dict[str, Any]:
-    return history_json(job.history)
 
 
 def _config(defaults: argparse.Namespace) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -36,16 +36,39 @@ SPAN_SECONDS = 0.04
 MAX_QUEUED = 8
 """Runs waiting for the one training now; more are refused."""
 
-KEPT = 64
+KEPT = 32
 """Finished runs kept (the oldest are forgotten)."""
+
+KEPT_DATA = 4
+"""Finished runs that keep their data sets (for ``advice``) and every update; older ones keep
+their first and final events (the final one holds the whole History)."""
+
+FINAL = ("done", "stopped", "error")
+"""The events (and statuses) that end a run."""
 
 GRID = 48
 """Cells per side of a 2-D decision surface; points of a 1-D fitted curve: ``2 * GRID``."""
 
 
+def read_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, data)`` of the server-sent events in ``lines``, up to the run's final one.
+
+    ``lines``: the lines of a ``GET /api/runs/{id}/events`` response (for a Python client
+    of the API, e.g. ``httpx``'s ``response.iter_lines()``).
+    """
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[len("data: "):])
+            if name in FINAL:
+                return
+
+
 def finite(value: float) -> float | None:
-    """``value``, or ``None`` for NaN (JSON has no NaN)."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+    """``value``, or ``None`` for NaN and infinities (JSON has neither)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def history_json(history: History) -> dict[str, Any]:
@@ -75,7 +98,6 @@ class Live(Hook):
         if steps:
             seconds = (time.perf_counter() - self.span_start) / steps
             self.per_step = seconds if self.per_step is None else 0.5 * (self.per_step + seconds)
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or self.job.paused or self.job.stop:
             self.send(history, at)
         self.job.wait_while_paused()
@@ -83,7 +105,6 @@ class Live(Hook):
             raise StopTraining
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or at.epoch == self.job.epochs:
             self.send(history, at)
         if self.job.stop:
@@ -120,14 +141,17 @@ class Job:
         self.status, self.error = "queued", None
         self.epochs = run.args.epochs
         self.iterations_per_epoch = len(run.plan.loader)
-        self.history, self.at = History(), Position()
+        self.history = History()
         self.paused, self.stop, self.step = paused, False, False
         self.cond = threading.Condition()
         self.events: list[tuple[str, str]] = []
+        self.compactions = 0  # an old finished run keeps its first and final events only
         self.listeners: list[Callable[[], None]] = []
         self.started = self.paused_since = None
         self.paused_seconds = 0.0
         self.surface_input = self._surface_input()
+        self._points = None
+        self.rows = len(run.train), len(run.test)
 
     def elapsed(self) -> float:
         """Seconds the run has trained (time paused excluded)."""
@@ -197,13 +221,25 @@ class Job:
         self.publish(self.status, {"seconds": self.elapsed(), "error": self.error,
                                    "history": history_json(self.history), **self.picture()})
 
+    def compact(self) -> None:
+        """Keep the first and the final event only: the final one holds the whole History."""
+        with self.cond:
+            self.events = [self.events[0], self.events[-1]] if len(self.events) > 2 else self.events
+            self.compactions += 1
+
+    def release(self) -> None:
+        """Let an old finished run's data sets and updates go: its advice is no longer offered."""
+        self.points()  # its points are kept
+        self.run.train = self.run.test = None
+        self.compact()
+
     def summary(self) -> dict[str, Any]:
         """What the page shows of a run besides its curves: settings, sizes, command line."""
         run = self.run
         return {"id": self.id, "status": self.status, "settings": run.settings,
                 "command": run.command, "python": snippet(run),
                 "epochs": self.epochs, "iterations_per_epoch": self.iterations_per_epoch,
-                "train_rows": len(run.train), "test_rows": len(run.test),
+                "train_rows": self.rows[0], "test_rows": self.rows[1],
                 "model": repr(run.model), "optimizer": repr(run.optimizer),
                 "step_bytes": run.step_bytes, "max_batch": run.max_batch,
                 "error": self.error, **self.points()}
@@ -212,6 +248,11 @@ class Job:
         """Up to 600 training rows of 1-D or 2-D data, for the surface or the curve."""
         if self.surface_input is None:
             return {}
+        if self._points is None:
+            self._points = self._sample_points()
+        return self._points
+
+    def _sample_points(self) -> dict[str, Any]:
         data = self.run.train
         rows = slice(None, None, max(1, len(data) // 600))
         y = data.y[rows]
@@ -269,6 +310,9 @@ class Job:
     def advice(self) -> dict[str, Any]:
         """The gradient noise scale and the advised batch sizes at the weights now (finished runs)."""
         run = self.run
+        if run.train is None:
+            raise ValueError(f"run {self.id} is too old: its data set has been let go; train it "
+                             f"again")
         noise = gradient_noise(run.model, run.train, rows=min(len(run.train), 2000))
         table = advise_batch_size(run.model, run.train, default_batch_sizes(len(run.train)),
                                   rows=min(len(run.train), 2000))
@@ -324,9 +368,12 @@ class Runner:
             job.control("stop")
 
     def _forget_old(self) -> None:
-        finished = [j for j in self.jobs.values() if j.status in ("done", "stopped", "error")]
+        finished = [j for j in self.jobs.values() if j.status in FINAL]
         for job in finished[:max(0, len(self.jobs) - KEPT)]:
             del self.jobs[job.id]
+        for job in finished[:-KEPT_DATA]:
+            if job.id in self.jobs and job.run.train is not None:
+                job.release()
 
     def _work(self) -> None:
         while True:
@@ -336,6 +383,11 @@ class Runner:
                 if self.closed:
                     return
                 self.current = job = self.queue.popleft()
-            job.train()
+            try:
+                job.train()
+            except Exception as exc:  # a failure to report the run must not end the worker
+                job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
+                job.publish("error", {"seconds": job.elapsed(), "error": job.error,
+                                      "history": None})
             with self.lock:
                 self.current = None

@@ -68,6 +68,17 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def choices(parser: argparse.ArgumentParser) -> dict[str, dict[str, Any]]:
+    """Each setting's default and, where the command line has them, its choices (the registries')."""
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found = {}
+    for action in train.choices["train"]._actions:
+        if action.dest in KEYS:
+            found[action.dest] = {"default": action.default,
+                                  "choices": None if action.choices is None else list(action.choices)}
+    return found
+
+
 @dataclass
 class Run:
     """What a checked request trains: the command line's objects and the numbers it shows.
@@ -101,8 +112,8 @@ class Run:
 def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> list[str]:
     """``train``'s arguments for the JSON settings ``body``; ``defaults``: the playground's flags.
 
-    Keys left out take the command line's defaults (the data flags those of
-    ``scratchgd playground``); ``"dataset": "file"`` stands for its file flags.
+    Keys left out (or ``null``) take the command line's defaults (the data flags
+    those of ``scratchgd playground``); ``"dataset": "file"`` stands for its file flags.
     """
     if not isinstance(body, dict):
         raise SettingError(f"the settings must be a JSON object, got {type(body).__name__}")
@@ -113,7 +124,7 @@ def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> lis
     values = {key: getattr(defaults, key) for key in DATA_KEYS}
     if values["dataset"] is None or defaults.data is not None:
         values["dataset"] = "file" if defaults.data is not None else "digits"
-    values.update(body)
+    values.update({key: value for key, value in body.items() if value is not None})
     argv = ["train"]
     for key, value in values.items():
         if value is None and key in DATA_KEYS:
@@ -130,10 +141,22 @@ def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> lis
         elif key == "hidden":
             if not isinstance(value, list):
                 raise SettingError(f"hidden must be a list of layer widths, got {value!r}", key)
-            argv += [flag, *(_text(key, v) for v in value)]
+            widths = [_text(key, v) for v in value]
+            flags = [w for w in widths if w.startswith("-") and not _is_number(w)]
+            if flags:  # an item that would read as a flag: --data, or another setting
+                raise SettingError(f"hidden must hold layer widths, got {flags[0]!r}", key)
+            argv += [flag, *widths]
         else:
             argv.append(f"{flag}={_text(key, value)}")
     return argv
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _text(key: str, value: Any) -> str:
@@ -179,29 +202,23 @@ def check(body: dict[str, Any], defaults: argparse.Namespace,
                            f"a smaller batch_size or hidden, or a memory_budget", "batch_size")
     settings = {key: getattr(args, key) for key in KEYS if key != "dataset"}
     settings.update(dataset="file" if args.data else args.dataset, loss=model.loss,
-                    lr=optimizer.lr, batch_size=optimizer.batch_size,
-                    scale="none" if model.scaling is None else "standard",
-                    scale_targets="none" if model.target_scaling is None else "standard")
+                    lr=optimizer.lr, scale="none" if model.scaling is None else "standard",
+                    batch_size=optimizer.batch_size if args.optimizer == "minibatch" else None,
+                    scale_targets=None if model.loss != "mse" else
+                    "none" if model.target_scaling is None else "standard")
     return Run(args, canonical(settings, defaults), settings, train, test, model, optimizer,
                plan, step_bytes, memory.max_batch_size(model, LIMITS["step_bytes"], optimizer))
 
 
 def canonical(settings: dict[str, Any], defaults: argparse.Namespace) -> list[str]:
-    """The ``train`` arguments that write out every one of a run's ``settings``.
-
-    Leaves out only what the command line refuses for these settings
-    (``--batch-size`` but for minibatch, ``--scale-targets`` but for mse) and
-    what is not set (``--memory-budget``).
-    """
-    shown = {key: value for key, value in settings.items() if value is not None
-             and not (key == "batch_size" and settings["optimizer"] != "minibatch")
-             and not (key == "scale_targets" and settings["loss"] != "mse")}
-    return command_arguments(shown, defaults)
+    """The ``train`` arguments that write out every one of a run's ``settings`` (but ``None``)."""
+    return command_arguments({k: v for k, v in settings.items() if v is not None}, defaults)
 
 
 def _blamed(message: str) -> str | None:
-    """The setting an error message of the library names first, if any."""
-    words = [w.strip("'\"=,:;()-").replace("-", "_") for w in message.split()]
+    """The setting an error message of the library names first, if any (``sizes``: hidden)."""
+    words = [w.strip("'\"=,:;()-").split("[")[0].replace("-", "_") for w in message.split()]
+    words = ["hidden" if w == "sizes" else w for w in words]
     return next((w for w in words if w in KEYS), None)
 
 

@@ -156,7 +156,7 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
-            ok, flipped = take_step(Wc, bc, gWs, gbs, gWs, gbs, vWs, vbs, lr, momentum, rows)
+            ok, flipped = take_step(Wc, bc, None, None, gWs, gbs, vWs, vbs, lr, momentum, rows)
             swapped ^= flipped
             if not ok:
                 _copy_back(Ws, bs, Wc, bc, swapped)

@@ -12,9 +12,14 @@ reference (NumPy)               compiled kernel
                                 takes either through :func:`take_step`
 ==============================  ==================================================
 
-Both read the gradient sums from ``sums`` arrays of the weights' dtype: in
-one process the gradient buffers themselves, in the data-parallel step
-(:func:`~.parallel.train_span_parallel`) the sums reduced over the ranks.
+Both read the gradient sums of the weights' dtype: in the data-parallel step
+(:func:`~.parallel.train_span_parallel`) from the sums reduced over the ranks
+(``sWs, sbs``), in one process (``sWs`` is ``None``) from the buffers they
+write, in place. The in-place case passes ONE array as both the sums and the
+output of the inlined loops below: passed as two, LLVM cannot know they are
+the same, checks at run time whether they overlap, finds that they do and runs
+its scalar loop instead of the vector one (issue 29: that made the one-process
+step at batch 1 take twice as long).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from .base import jit
 
 
-@jit
+@jit(inline="always")
 def _mean_and_check(w: np.ndarray, s: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float,
                     momentum: float, rows: int) -> bool:
     """``g <- s / rows``; whether ``w - lr (momentum v + g)`` is finite.
@@ -56,12 +61,12 @@ def _commit(w: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, momentum: fl
 
 
 @jit
-def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tuple, vWs: tuple,
-             vbs: tuple, lr: float, momentum: float, rows: int) -> bool:
+def sgd_step(Ws: tuple, bs: tuple, sWs: tuple | None, sbs: tuple | None, gWs: tuple,
+             gbs: tuple, vWs: tuple, vbs: tuple, lr: float, momentum: float, rows: int) -> bool:
     """One training step with momentum in place, PyTorch's convention; False if it would diverge.
 
     With ``g = sum / rows`` for every parameter (its gradient sum in ``sWs``,
-    ``sbs``)::
+    ``sbs``; ``None``: in ``gWs, gbs``)::
 
         v <- momentum * v + g
         w <- w - lr * v
@@ -75,11 +80,16 @@ def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tupl
     Constants are cast to the weights' dtype, as NumPy does.
     """
     for layer in range(len(Ws)):
-        if not (_mean_and_check(Ws[layer].reshape(-1), sWs[layer].reshape(-1),
-                                gWs[layer].reshape(-1), vWs[layer].reshape(-1), lr, momentum,
-                                rows)
-                and _mean_and_check(bs[layer], sbs[layer], gbs[layer], vbs[layer], lr, momentum,
-                                    rows)):
+        g, gb = gWs[layer].reshape(-1), gbs[layer]
+        if sWs is None:  # the sums are the means' buffers (numba prunes the other branch)
+            ok = (_mean_and_check(Ws[layer].reshape(-1), g, g, vWs[layer].reshape(-1), lr,
+                                  momentum, rows)
+                  and _mean_and_check(bs[layer], gb, gb, vbs[layer], lr, momentum, rows))
+        else:
+            ok = (_mean_and_check(Ws[layer].reshape(-1), sWs[layer].reshape(-1), g,
+                                  vWs[layer].reshape(-1), lr, momentum, rows)
+                  and _mean_and_check(bs[layer], sbs[layer], gb, vbs[layer], lr, momentum, rows))
+        if not ok:
             return False
     for layer in range(len(Ws)):
         _commit(Ws[layer].reshape(-1), gWs[layer].reshape(-1), vWs[layer].reshape(-1), lr,
@@ -88,7 +98,7 @@ def sgd_step(Ws: tuple, bs: tuple, sWs: tuple, sbs: tuple, gWs: tuple, gbs: tupl
     return True
 
 
-@jit
+@jit(inline="always")
 def _new_weights_into(w: np.ndarray, s: np.ndarray, out: np.ndarray, lr: float,
                       rows: int) -> bool:
     """``out <- w - lr (s / rows)`` (flat arrays; ``out`` may be ``s``); whether all are finite."""
@@ -106,38 +116,44 @@ def _new_weights_into(w: np.ndarray, s: np.ndarray, out: np.ndarray, lr: float,
 
 
 @jit(inline="always")
-def plain_step_into(Ws: list, bs: list, sWs: list | tuple, sbs: list | tuple, outWs: list,
+def plain_step_into(Ws: list, bs: list, sWs: tuple | None, sbs: tuple | None, outWs: list,
                     outbs: list, lr: float, rows: int) -> bool:
     """A training step without momentum written into other buffers: one pass.
 
     ``outW <- W - lr sW / rows`` (and the same for ``b``; ``sW`` the gradient
-    sums), so ``outWs, outbs`` then hold the new
-    weights and the caller swaps the two sets' roles. ``out`` may be the sums
-    themselves. Equals :func:`sgd_step` with ``momentum=0`` number for number,
+    sums; ``sWs`` ``None``: the sums are in ``outWs, outbs``, overwritten), so
+    ``outWs, outbs`` then hold the new weights and the caller swaps the two
+    sets' roles. Equals :func:`sgd_step` with ``momentum=0`` number for number,
     reading and writing each value once instead of twice. Invariant: ``Ws``
     and ``bs`` are never written, so when it returns False (a new weight is
     not finite) the weights are the last finite ones.
     """
     for layer in range(len(Ws)):
-        if not (_new_weights_into(Ws[layer].reshape(-1), sWs[layer].reshape(-1),
-                                  outWs[layer].reshape(-1), lr, rows)
-                and _new_weights_into(bs[layer], sbs[layer], outbs[layer], lr, rows)):
+        out, outb = outWs[layer].reshape(-1), outbs[layer]
+        if sWs is None:  # the sums are the output (numba prunes the other branch)
+            ok = (_new_weights_into(Ws[layer].reshape(-1), out, out, lr, rows)
+                  and _new_weights_into(bs[layer], outb, outb, lr, rows))
+        else:
+            ok = (_new_weights_into(Ws[layer].reshape(-1), sWs[layer].reshape(-1), out, lr, rows)
+                  and _new_weights_into(bs[layer], sbs[layer], outb, lr, rows))
+        if not ok:
             return False
     return True
 
 
 @jit(inline="always")
-def take_step(Wc: list, bc: list, sWs: list | tuple, sbs: list | tuple, Wn: list, bn: list,
+def take_step(Wc: list, bc: list, sWs: tuple | None, sbs: tuple | None, Wn: list, bn: list,
               vWs: tuple | None, vbs: tuple | None, lr: float, momentum: float,
               rows: int) -> tuple[bool, bool]:
     """One checked training step of the weights ``Wc, bc`` on the gradient sums ``sWs, sbs``.
+
+    ``sWs, sbs`` ``None``: the sums are in ``Wn, bn`` (one process), used up.
 
     With momentum (``vWs`` given): :func:`sgd_step` in place, its means written
     into ``Wn, bn``. Without (``vWs is None``; numba compiles only the branch
     the types allow): :func:`plain_step_into` writes the new weights into
     ``Wn, bn`` in one pass, and the two lists then swap their arrays, so
-    ``Wc, bc`` hold the new weights and ``Wn, bn`` the old ones (``Wn`` may
-    be the sums themselves: the next gradient overwrites them).
+    ``Wc, bc`` hold the new weights and ``Wn, bn`` the old ones.
 
     Returns ``(ok, swapped)``: whether the step was taken (all or nothing) and
     whether the lists swapped their arrays.

@@ -24,6 +24,8 @@ function readForm() {
       s.hidden = text === "" ? [] : text.split(/[\s,]+/).map(numberOrText);
     } else if (key === "batch_size" && $("optimizer").value !== "minibatch") {
       continue;  // the command line takes --batch-size for mini-batch only
+    } else if (text === "") {
+      continue;  // left out: the command line's default
     } else {
       s[key] = ["dataset", "activation", "optimizer", "backend"].includes(key) ? text
         : numberOrText(text);
@@ -125,7 +127,7 @@ function listen(run) {
       run.status = name;
       run.error = end.error;
       run.finalSeconds = end.seconds;
-      fromHistory(run, end.history);
+      if (end.history) fromHistory(run, end.history);
       if (end.surface || end.curve) run.picture = end;
       if (name === "error" && run === current) showError(end.error, null);
       updateButtons();
@@ -237,7 +239,7 @@ function drawCounters() {
   $("c-status").textContent = r ? `run ${r.id}: ${r.status}` : "no run yet";
 }
 
-function axes(ctx, w, h, box, xlabel, ylabel) {
+function axes(ctx, w, h, box, xlabel, ylabel, logx) {
   const pad = {l: 52, r: 10, t: 10, b: 34};
   ctx.clearRect(0, 0, w, h);
   ctx.strokeStyle = "#999";
@@ -249,7 +251,7 @@ function axes(ctx, w, h, box, xlabel, ylabel) {
   for (let i = 0; i <= 4; i++) {
     const x = box.x0 + (box.x1 - box.x0) * i / 4;
     const y = box.y0 + (box.y1 - box.y0) * i / 4;
-    ctx.fillText(short(x), X(x) - 12, h - pad.b + 13);
+    ctx.fillText(short(logx ? 10 ** x : x), Math.min(X(x) - 12, w - 40), h - pad.b + 13);
     ctx.fillText(short(y), 4, Y(y) + 4);
   }
   ctx.fillText(xlabel, w / 2 - 30, h - 4);
@@ -267,19 +269,22 @@ function short(v) {
   return a >= 1e4 || (a > 0 && a < 1e-2) ? v.toExponential(1) : +v.toPrecision(3) + "";
 }
 
-function lines(canvas, series, xlabel, ylabel) {
+function lines(canvas, series, xlabel, ylabel, logx) {
   const ctx = canvas.getContext("2d");
+  if (logx) {  // x on a log scale: 1, 10, 100, ... equally spaced
+    series = series.map((s) => Object.assign({}, s, {xs: s.xs.map((x) => x > 0 ? Math.log10(x) : NaN)}));
+  }
   const box = {x0: Infinity, x1: -Infinity, y0: Infinity, y1: -Infinity};
   for (const s of series) {
     for (let i = 0; i < s.xs.length; i++) {
-      if (s.ys[i] == null || !isFinite(s.ys[i])) continue;
+      if (s.ys[i] == null || !isFinite(s.ys[i]) || !isFinite(s.xs[i])) continue;
       box.x0 = Math.min(box.x0, s.xs[i]); box.x1 = Math.max(box.x1, s.xs[i]);
       box.y0 = Math.min(box.y0, s.ys[i]); box.y1 = Math.max(box.y1, s.ys[i]);
     }
   }
   if (!isFinite(box.x0)) Object.assign(box, {x0: 0, x1: 1, y0: 0, y1: 1});
   if (box.y0 > 0 && box.y0 < 0.5 * box.y1) box.y0 = 0;
-  const {X, Y} = axes(ctx, canvas.width, canvas.height, box, xlabel, ylabel);
+  const {X, Y} = axes(ctx, canvas.width, canvas.height, box, xlabel, ylabel, logx);
   let drawn = 0;
   for (const s of series) {
     ctx.strokeStyle = s.color;
@@ -289,7 +294,7 @@ function lines(canvas, series, xlabel, ylabel) {
     let pen = false;
     for (let i = 0; i < s.xs.length; i++) {
       const y = s.ys[i];
-      if (y == null || !isFinite(y)) { pen = false; continue; }
+      if (y == null || !isFinite(y) || !isFinite(s.xs[i])) { pen = false; continue; }
       if (pen) ctx.lineTo(X(s.xs[i]), Y(y)); else ctx.moveTo(X(s.xs[i]), Y(y));
       pen = true;
       drawn++;
@@ -335,9 +340,11 @@ function drawCompare() {
   }
   const label = {epoch: "epoch", steps: "training steps", samples: "samples seen",
     seconds: "seconds"}[axis];
-  lines($("chart-epochs"), lossSeries, label, "loss");
+  const logx = $("logx").checked;
+  lines($("chart-epochs"), lossSeries, label + (logx ? " (log scale)" : ""), "loss", logx);
   $("metric-caption").textContent = regression ? "Test R^2 per epoch" : "Test accuracy per epoch";
-  lines($("chart-metric"), metricSeries, label, regression ? "test R^2" : "test accuracy");
+  lines($("chart-metric"), metricSeries, label + (logx ? " (log scale)" : ""),
+    regression ? "test R^2" : "test accuracy", logx);
 }
 
 function drawPicture() {
@@ -439,6 +446,20 @@ async function advice() {
 
 async function main() {
   config = await (await fetch("/api/config")).json();
+  const labels = {gd: "GD (batch = the whole data set)", sgd: "SGD (batch of 1)",
+    minibatch: "mini-batch SGD"};
+  for (const key of ["activation", "optimizer", "backend"]) {  // the command line's registries
+    const select = $(key);
+    const keep = select.value;
+    select.textContent = "";
+    for (const name of config.settings[key].choices) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = labels[name] || name;
+      select.appendChild(option);
+    }
+    select.value = config.settings[key].choices.includes(keep) ? keep : config.settings[key].default;
+  }
   for (const name of config.datasets) {
     const option = document.createElement("option");
     option.value = name;
@@ -446,6 +467,9 @@ async function main() {
     $("dataset").appendChild(option);
   }
   $("dataset").value = config.defaults.dataset;
+  $("lr-hint").textContent = "empty: the command line's default, " + Object.entries(config.default_lr)
+    .map(([loss, rates]) => Object.entries(rates).map(([o, lr]) => `${o} ${lr}`).join(", ") +
+      ` (${loss})`).join("; ");
   fillForm(new URLSearchParams(location.search));
   for (const key of FIELDS) $(key).addEventListener("change", () => { saveToUrl(); markPower(); });
   $("train").addEventListener("click", () => { sweepQueue.length = 0; startRun(readForm(), false); });
@@ -464,6 +488,7 @@ async function main() {
   });
   $("sweep").addEventListener("click", sweep);
   $("xaxis").addEventListener("change", drawAll);
+  $("logx").addEventListener("change", drawAll);
   $("advice").addEventListener("click", advice);
   markPower();
   drawAll();
