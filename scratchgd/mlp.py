@@ -128,10 +128,13 @@ class MLP:
         self._xp_dtype = array_api.check_dtype(self.backend, self.xp, self.device, self.dtype)
 
     def to_device(self, arrays: list[np.ndarray]) -> list:
-        """Host (NumPy) arrays as arrays of the model's namespace on its device (the same for numpy)."""
+        """Host (NumPy) arrays as arrays of the model's namespace on its device (the same for numpy).
+
+        Copies (torch on the CPU would otherwise share the NumPy array's memory).
+        """
         if self.xp is NUMPY:
             return arrays
-        return [self.xp.asarray(a, device=self.device) for a in arrays]
+        return [self.xp.asarray(a, device=self.device, copy=True) for a in arrays]
 
     def to_host(self, arrays: list) -> list[np.ndarray]:
         """Arrays of the model's namespace as NumPy arrays (copies from a device; the same for numpy)."""

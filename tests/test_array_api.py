@@ -199,3 +199,52 @@ def test_importing_scratchgd_imports_no_array_library():
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_line_trains_resumes_and_predicts_across_backends(tmp_path, capsys):
+    """train --backend torch --device cpu, resumed on array_api_strict's device1, read back
+    by predict and evaluate on any backend: the NumPy command line's accuracy and labels."""
+    from scratchgd.cli import main
+    train_set, test_set = digits(np.float64)
+    np.save(tmp_path / "X.npy", test_set.X)
+    np.save(tmp_path / "y.npy", test_set.y)
+    common = ["train", "--epochs", "2", "--no-progress", "--optimizer", "minibatch"]
+    assert main([*common, "--backend", "torch", "--device", "cpu",
+                 "--checkpoint", str(tmp_path / "c.npz")]) == 0
+    assert main([*common, "--epochs", "3", "--backend", "array_api_strict", "--device",
+                 "device1", "--checkpoint", str(tmp_path / "c.npz"), "--resume",
+                 "--save", str(tmp_path / "resumed.npz")]) == 0
+    assert main([*common, "--epochs", "3", "--save", str(tmp_path / "numpy.npz")]) == 0
+    capsys.readouterr()
+    outputs = []
+    for model, backend in (("numpy.npz", "numpy"), ("resumed.npz", "torch"),
+                           ("resumed.npz", "array_api_strict")):
+        assert main(["predict", "--model", str(tmp_path / model), "--data",
+                     str(tmp_path / "X.npy"), "--backend", backend]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert main(["evaluate", "--model", str(tmp_path / "resumed.npz"), "--data",
+                 str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy"),
+                 "--backend", "torch", "--device", "cpu"]) == 0
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["train", "--epochs", "1", "--backend", "torch", "--distributed"], "--distributed trains"),
+    (["train", "--epochs", "1", "--backend", "array_api_strict", "--device", "gpu"],
+     "not a device of array_api_strict"),
+    (["train", "--epochs", "1", "--backend", "array_api_strict", "--device", "no_float64"],
+     "has no float64"),
+])
+def test_the_command_line_refuses_what_the_new_backends_do_not_take_in_one_line(argv, words,
+                                                                                capsys):
+    from scratchgd.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_the_estimators_refuse_the_new_backends():
+    pytest.importorskip("sklearn", reason="needs the 'sklearn' extra")
+    from scratchgd.estimators import MLPClassifier
+    with pytest.raises(ValueError, match="backend"):
+        MLPClassifier(backend="torch").fit(np.ones((8, 3)), np.arange(8) % 2)
