@@ -81,6 +81,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 GUIDE = ["index", "tour", "figures", "math", "usage", "data", "reliability", "batch_size",
-         "estimators", "distributed", "architecture", "performance", "contributing", "changelog"]
+         "estimators", "distributed", "architecture", "performance", "playground", "contributing",
+         "changelog"]
 html_sidebars = {page: [] for page in GUIDE}   # no empty left column beside a guide page
 html_math_renderer = "mathml"

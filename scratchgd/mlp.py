@@ -266,7 +266,10 @@ class MLP:
         mse: the outputs ``z``, or with a ``target_scaling`` the outputs mapped
         back to the targets' units, ``y_hat = z * std + mean`` (computed in float64).
         """
-        z = self.forward(X)
+        return self.predictions(self.forward(X))
+
+    def predictions(self, z: np.ndarray) -> np.ndarray:
+        """What :meth:`predict` gives for the rows whose raw outputs (:meth:`forward`) are ``z``."""
         if self.classifier:
             return z.argmax(axis=1)
         if self._target_scaling is None:

@@ -1,4 +1,4 @@
-"""The numba backend equals the numpy reference (DESIGN.md math item 5).
+"""The numba backend equals the numpy reference (docs/math.md, identity 5).
 
 float64 to 1e-10 relative, float32 to 1e-4, for losses, gradients, outputs,
 and weights and History after a few epochs of ``fit``. The compiled training
