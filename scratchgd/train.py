@@ -60,6 +60,15 @@ def evaluate(model: MLP, data: Dataset) -> tuple[float, float]:
     target scaling the loss is measured in its scaled units, as in training
     (:meth:`MLP.targets`); :func:`scratchgd.regression_report` gives the
     errors in the targets' own units.
+
+    Examples
+    --------
+    >>> train, test = sg.datasets.digits(test_size=0.2, seed=0)
+    >>> model = sg.MLP([64, 32, 10], seed=0)
+    >>> _ = sg.fit(model, train, sg.MiniBatchSGD(lr=0.1, batch_size=32), epochs=10, progress=False)
+    >>> loss, accuracy = sg.evaluate(model, test)          # 360 test rows never trained on
+    >>> bool(accuracy > 0.85), bool(loss < 0.5)
+    (True, True)
     """
     loss, accuracy, _ = evaluate_in_blocks(model, data)
     return loss, accuracy
