@@ -122,30 +122,42 @@ def api_sections() -> list[tuple[str, list[tuple[str, list[str]]]]]:
     return sections
 
 
+def _write(page: Path, lines: list[str]) -> None:
+    """``page`` with ``lines``, left untouched when equal (so Sphinx rereads nothing)."""
+    text = "\n".join([".. Written by docs/_ext/sitetools.py at each build; do not edit.", "",
+                      *lines])
+    if not page.exists() or page.read_text(encoding="utf-8") != text:
+        page.write_text(text, encoding="utf-8")
+
+
 def write_api(app: Sphinx, config: object = None) -> None:
-    """Write ``api/index.rst``: the layers, their modules and the names autosummary pages."""
-    lines = [".. Written by docs/_ext/sitetools.py at each build; do not edit.", "",
-             *_heading("API reference", "="),
+    """Write the API pages: ``api/index.rst`` (the modules by layer) and one page per module.
+
+    A module's page is its docstring and the table of its names, each of which autosummary
+    gives a page of its own (``api/generated/``).
+    """
+    API.mkdir(exist_ok=True)
+    index = [*_heading("API reference", "="),
              "Every public name of scratchgd, one page each, from its docstring, grouped by",
-             "the layers of :doc:`../architecture` (the lowest layer last). Each page links",
-             "to its highlighted source. The names a learner calls first are in",
+             "module and by the layers of :doc:`../architecture` (the lowest layer last). Each",
+             "page links to its highlighted source. The names a learner calls first are in",
              ":mod:`scratchgd` itself: :func:`scratchgd.fit`, :class:`scratchgd.MLP`,",
              ":class:`scratchgd.DataLoader`.", ""]
     for layer, modules in api_sections():
-        lines += _heading(layer, "-")
+        index += [*_heading(layer, "-"), ".. autosummary::", ""]
+        index += [f"   {module}" for module, _ in modules]
+        index += ["", ".. toctree::", "   :hidden:", ""]
+        index += [f"   {module}" for module, _ in modules]
+        index.append("")
         for module, names in modules:
-            lines += _heading(module, "~")
-            lines += [f".. automodule:: {module}", "   :no-members:", ""]
+            page = [*_heading(module, "="), f".. automodule:: {module}", "   :no-members:", ""]
             if names:
-                lines += [".. currentmodule:: scratchgd", "", ".. autosummary::",
-                          "   :toctree: generated", "   :nosignatures:", ""]
-                lines += [f"   {name.removeprefix('scratchgd.')}" for name in names]
-                lines.append("")
-    API.mkdir(exist_ok=True)
-    text = "\n".join(lines)
-    page = API / "index.rst"
-    if not page.exists() or page.read_text(encoding="utf-8") != text:
-        page.write_text(text, encoding="utf-8")
+                page += [*_heading("Names", "-"), ".. currentmodule:: scratchgd", "",
+                         ".. autosummary::", "   :toctree: generated", "   :nosignatures:", ""]
+                page += [f"   {name.removeprefix('scratchgd.')}" for name in names]
+                page.append("")
+            _write(API / f"{module}.rst", page)
+    _write(API / "index.rst", index)
 
 
 # -- math as MathML -------------------------------------------------------------------------
