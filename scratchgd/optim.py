@@ -65,7 +65,10 @@ class Optimizer:
                           chunk_size=self.chunk_size)
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+        r"""One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+
+        .. math:: v \leftarrow \mu v + g, \qquad w \leftarrow w - \mathrm{lr}\, v
+
 
         Raises
         ------

@@ -206,25 +206,48 @@ def _order(layers: list[list[str]], edges: list[tuple[str, str]]) -> list[list[s
     return order
 
 
+def _rows(nodes_: list[str], labels: dict[str, str], width: float) -> list[list[str]]:
+    """A layer's nodes cut into rows that each fit ``width`` (in order)."""
+    rows: list[list[str]] = [[]]
+    used = 0.0
+    for node in nodes_:
+        w = _box_width(labels[node]) + 14
+        if rows[-1] and used + w > width:
+            rows.append([])
+            used = 0.0
+        rows[-1].append(node)
+        used += w
+    return rows
+
+
+def _box_width(label: str) -> float:
+    return 14 + 7.8 * len(label)
+
+
 def flowchart_svg(text: str) -> str:
-    """The flowchart as an SVG: layers as bands, top layer first; an arrow per edge."""
+    """The flowchart as an SVG: layers as bands, top layer first; an arrow per edge.
+
+    A layer whose boxes do not fit one line takes two (or more), the band growing to hold them.
+    """
     layers, labels, edges = parse_flowchart(text)
-    rows = _order([ids for _, ids in layers], edges)
-    width, band, box_h, margin = 1160, 92, 26, 130
+    ordered = _order([ids for _, ids in layers], edges)
+    width, line, box_h, margin, pad = 900, 44, 26, 110, 14
     xy: dict[str, tuple[float, float, float]] = {}
     parts = []
-    for number, ((title, _), row) in enumerate(zip(layers, rows, strict=True)):
-        top = 10 + number * band
-        parts.append(f'<rect class="band" x="4" y="{top}" width="{width - 8}" '
-                     f'height="{band - 12}" rx="6"/>')
-        parts.append(f'<text class="layer" x="14" y="{top + band / 2}">{html.escape(title)}'
-                     f"</text>")
-        step = (width - margin - 20) / max(len(row), 1)
-        for i, node in enumerate(row):
-            label = labels[node]
-            w = 12 + 7.6 * len(label)
-            cx, cy = margin + step * (i + 0.5), top + (band - 12) / 2
-            xy[node] = (cx, cy, w)
+    top = 10.0
+    for (title, _), row in zip(layers, ordered, strict=True):
+        lines = _rows(row, labels, width - margin - 20)
+        band = pad * 2 + line * len(lines) - (line - box_h)
+        parts.append(f'<rect class="band" x="4" y="{top:.0f}" width="{width - 8}" '
+                     f'height="{band:.0f}" rx="6"/>')
+        parts.append(f'<text class="layer" x="14" y="{top + band / 2:.0f}">'
+                     f"{html.escape(title)}</text>")
+        for number, nodes_ in enumerate(lines):
+            step = (width - margin - 20) / len(nodes_)
+            cy = top + pad + box_h / 2 + number * line
+            for i, node in enumerate(nodes_):
+                xy[node] = (margin + step * (i + 0.5), cy, _box_width(labels[node]))
+        top += band + 12
     for a, b in edges:
         (x1, y1, _), (x2, y2, _) = xy[a], xy[b]
         y1, y2 = y1 + box_h / 2, y2 - box_h / 2
@@ -237,9 +260,8 @@ def flowchart_svg(text: str) -> str:
                      f'width="{w:.0f}" height="{box_h}" rx="4"/>')
         parts.append(f'<text class="module" x="{cx:.0f}" y="{cy + 4.5:.0f}">'
                      f"{html.escape(labels[node])}</text>")
-    height = 10 + len(layers) * band
     return (f'<svg class="architecture-map" xmlns="http://www.w3.org/2000/svg" '
-            f'viewBox="0 0 {width} {height}" role="img" '
+            f'viewBox="0 0 {width} {top:.0f}" role="img" '
             f'aria-label="The layers of scratchgd and the imports between its modules">'
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
             'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/>'
