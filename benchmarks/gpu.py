@@ -43,8 +43,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-import scratchgd as sg  # noqa: E402
 from compare import Problem, w2  # noqa: E402
+
+import scratchgd as sg  # noqa: E402
 
 LR = 0.1
 

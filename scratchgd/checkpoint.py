@@ -207,10 +207,11 @@ class Checkpoint:
         ``loader.dataset``'s, computed if not given). The position must be one
         of this loader's epochs (its iteration a step boundary, ``correct`` at
         most the rows drawn so far, the stored row order indexing the data: a
-        permutation unless drawn with replacement), the counters possible for
-        it, and the generator state one the generator takes. The run's targets
-        were scaled when it started (:func:`scratchgd.plan.training_targets`),
-        so the model's target statistics must be the checkpoint's, bit for bit.
+        permutation unless drawn with replacement), ``samples_seen`` at most
+        ``n`` plus one batch per epoch begun, and the generator state one the
+        generator takes. The run's targets were scaled when it started
+        (:func:`scratchgd.plan.training_targets`), so the model's target
+        statistics must be the checkpoint's, bit for bit.
         """
         wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
@@ -269,11 +270,13 @@ class Checkpoint:
         if at["correct"] > drawn:
             raise self.fail(f"has position correct={at['correct']}, more than the {drawn} rows "
                             f"drawn in its {iteration} iterations")
-        most = history["iterations"] * loader.rows_per_batch
+        # an epoch draws n rows, or len(loader) batches with replacement (< n + one batch);
+        # counted per epoch, so a resume with another memory budget (other GD chunks) holds too
+        most = (history["epochs"] + 1) * (n + loader.rows_per_batch)
         if history["iterations"] < iteration or history["samples_seen"] > most:
             raise self.fail(f"has history iterations={history['iterations']}, samples_seen="
-                            f"{history['samples_seen']}: impossible for iteration {iteration} "
-                            f"of batches of {loader.rows_per_batch} rows")
+                            f"{history['samples_seen']}: impossible in epoch {at['epoch']}, "
+                            f"iteration {iteration}, of a data set of {n} rows")
 
     def restore(self, model: Any, optimizer: Any, loader: Any) -> None:
         """Put the weights, momentum buffers and generator state into the run (after :meth:`check`)."""

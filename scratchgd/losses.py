@@ -103,9 +103,12 @@ def log_softmax(z: Array, xp: Namespace = NUMPY) -> Array:
 
 
 def cross_entropy(z: Array, y: Array, xp: Namespace = NUMPY) -> tuple[Array, Array]:
-    """Summed softmax cross-entropy and its gradient.
+    r"""Summed softmax cross-entropy and its gradient.
 
-    ``L = sum_i -log softmax(z_i)[y_i]``;  ``dL/dz = softmax(z) - onehot(y)``.
+    .. math::
+
+        L = -\sum_i \log \operatorname{softmax}(z_i)_{y_i}, \qquad
+        \frac{\partial L}{\partial z} = \operatorname{softmax}(z) - \operatorname{onehot}(y)
 
     Parameters
     ----------
@@ -124,9 +127,12 @@ def cross_entropy(z: Array, y: Array, xp: Namespace = NUMPY) -> tuple[Array, Arr
 
 
 def mse(z: Array, y: Array, xp: Namespace = NUMPY) -> tuple[Array, Array]:
-    """Summed per-row mean squared error and its gradient.
+    r"""Summed per-row mean squared error and its gradient.
 
-    ``L = sum_i (1/k) sum_j (z_ij - y_ij)**2``;  ``dL/dz = (2/k) (z - y)``.
+    .. math::
+
+        L = \sum_i \frac{1}{k} \sum_j (z_{ij} - y_{ij})^2, \qquad
+        \frac{\partial L}{\partial z} = \frac{2}{k} (z - y)
 
     Parameters
     ----------
