@@ -30,7 +30,7 @@ LAYERS = [
                     "tables", "io", "scaling", "npzfile", "kernels", "threadcomm", "distributed")),
     ("data", ("data", "datasets")),
     ("model", ("mlp", "optim", "memory", "noise", "gradcheck")),
-    ("files", ("checkpoint", "modelfile")),
+    ("files", ("checkpoint", "checkpoint_rules", "modelfile")),
     ("training", ("history", "engines", "plan", "hooks", "train")),
     ("apps", ("metrics", "plots", "estimators", "toy", "precompile", "playground", "cli",
               "__main__", PACKAGE)),

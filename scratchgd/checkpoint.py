@@ -32,10 +32,9 @@ believed.
 
 Arrays are stored as arrays; everything else (settings, generator state,
 counters) as one JSON text in the entry ``meta``: the format family of model
-files, read and written by :mod:`scratchgd.npzfile`. The file is read with
-``np.load(allow_pickle=False)`` after its headers are checked, so a file that
-holds pickled objects, is truncated or declares impossible shapes is refused
-with a ``ValueError`` naming the file, and no code from it ever runs.
+files, read and written by :mod:`scratchgd.npzfile`, whose reader checks every
+entry's size against what ``meta`` implies (:func:`entry_bytes`) before it
+reads any, with ``allow_pickle=False``: no code from a file ever runs.
 
 Writing is atomic: the file is written under a temporary name in the same
 folder, flushed and ``fsync``-ed, then renamed over the old checkpoint with
@@ -50,13 +49,13 @@ import hashlib
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _checks
+from .checkpoint_rules import COUNT_LIMIT, check_history, check_position
 from .npzfile import (
     describe_model,
     is_whole,
@@ -77,8 +76,6 @@ OLDEST_VERSION = 3
 """The oldest format version :func:`~scratchgd.checkpoint.load` reads (see the module docstring)."""
 FINGERPRINT_ROWS = 1024
 """Rows of the data set :func:`fingerprint` hashes, at most."""
-COUNT_LIMIT = 2**62
-"""The largest count a checkpoint may hold: int64 with room for what the next run adds."""
 
 
 def fingerprint(data: Any) -> dict[str, Any]:
@@ -103,6 +100,7 @@ def fingerprint(data: Any) -> dict[str, Any]:
     digest.update(y.tobytes())
     return {"rows": n, "features": X.shape[1], "targets": k, "sampled_rows": m,
             "sha256": digest.hexdigest()}
+
 
 NOISE = {"noise_grad_sq": 0.0, "noise_trace_cov": 0.0, "noise_batches": 0}
 """The gradient-noise sums of the epoch in progress, stored with the position (format
@@ -209,10 +207,11 @@ class Checkpoint:
         ``loader.dataset``'s, computed if not given). The position must be one
         of this loader's epochs (its iteration a step boundary, ``correct`` at
         most the rows drawn so far, the stored row order indexing the data: a
-        permutation unless drawn with replacement), the counters possible for
-        it, and the generator state one the generator takes. The run's targets
-        were scaled when it started (:func:`scratchgd.plan.training_targets`),
-        so the model's target statistics must be the checkpoint's, bit for bit.
+        permutation unless drawn with replacement), ``samples_seen`` at most
+        ``n`` plus one batch per epoch begun, and the generator state one the
+        generator takes. The run's targets were scaled when it started
+        (:func:`scratchgd.plan.training_targets`), so the model's target
+        statistics must be the checkpoint's, bit for bit.
         """
         wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
@@ -271,11 +270,13 @@ class Checkpoint:
         if at["correct"] > drawn:
             raise self.fail(f"has position correct={at['correct']}, more than the {drawn} rows "
                             f"drawn in its {iteration} iterations")
-        most = history["iterations"] * loader.rows_per_batch
+        # an epoch draws n rows, or len(loader) batches with replacement (< n + one batch);
+        # counted per epoch, so a resume with another memory budget (other GD chunks) holds too
+        most = (history["epochs"] + 1) * (n + loader.rows_per_batch)
         if history["iterations"] < iteration or history["samples_seen"] > most:
             raise self.fail(f"has history iterations={history['iterations']}, samples_seen="
-                            f"{history['samples_seen']}: impossible for iteration {iteration} "
-                            f"of batches of {loader.rows_per_batch} rows")
+                            f"{history['samples_seen']}: impossible in epoch {at['epoch']}, "
+                            f"iteration {iteration}, of a data set of {n} rows")
 
     def restore(self, model: Any, optimizer: Any, loader: Any) -> None:
         """Put the weights, momentum buffers and generator state into the run (after :meth:`check`)."""
@@ -292,8 +293,8 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
     Checks that the file is a checkpoint of this format, that every weight and
     momentum buffer has the shape its layer sizes give and is finite, and that
     every field of the position and the History follows its rule
-    (:func:`_check_history`, :func:`_check_position`; a field that needs the
-    run's loader: :meth:`Checkpoint.check`). Nothing of a run is changed;
+    (:mod:`scratchgd.checkpoint_rules`; a field that needs the run's loader:
+    :meth:`Checkpoint.check`). Nothing of a run is changed;
     :meth:`Checkpoint.check` and :meth:`Checkpoint.restore` do that part.
 
     Raises
@@ -330,7 +331,7 @@ def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:
             raise ck.fail(f"has a row order of {ck.order.dtype} {ck.order.shape}, not 1-d integers")
         ck.history = _read_history(ck, arrays)
         ck.position = dict(meta["position"])
-        _check_position(ck)
+        check_position(ck.position, ck.history, ck.meta, ck.fail)
     except (KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise ck.fail(f"misses or mangles the entry {exc}") from None
     if arrays.keys() - {"order"}:
@@ -396,104 +397,5 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         for name in ("val_loss", "val_accuracy", "val_r2"):
             if 0 < len(history[name]) < epochs:
                 history[name] = history[name] + [math.nan] * (epochs - len(history[name]))
-    _check_history(ck, history, regressor)
+    check_history(history, ck.meta, ck.fail)
     return history
-
-
-NAN_ONLY = {"low": math.inf, "high": -math.inf, "nan": True}
-"""Bounds of :func:`_real` that only NaN meets (what ``fit`` writes where a figure has no meaning)."""
-
-
-def _real(values: list, low: float = -math.inf, high: float = math.inf, nan: bool = False,
-          infinite: bool = False) -> bool:
-    """Whether every value is in ``[low, high]`` and finite (``infinite``: or inf), or NaN (``nan``)."""
-    array = np.asarray(values, dtype=np.float64)
-    inside = (low <= array) & (array <= high) & (np.isfinite(array) | infinite)
-    return bool((inside | (np.isnan(array) & nan)).all())
-
-
-def _check_history(ck: Checkpoint, history: dict[str, Any], regressor: bool) -> None:
-    """Every History field by its own rule; ``ck.fail`` names the first that breaks it.
-
-    Counters ``0 <= steps <= iterations <= samples_seen <= COUNT_LIMIT``; each
-    list as long as ``fit`` makes it (per iteration, per epoch; validation
-    empty or per epoch; ``b_simple`` per epoch with ``track_noise``, else
-    empty); losses and seconds finite and ``>= 0`` (a validation loss may
-    overflow to inf); accuracies in ``[0, 1]``, ``val_r2 <= 1``, NaN where
-    ``fit`` writes NaN (accuracies of mse, ``val_r2`` of cross_entropy, an
-    epoch without validation, ``b_simple`` of an epoch without an estimate);
-    the counters at each epoch's end non-decreasing whole numbers up to the counter.
-    """
-    epochs = history["epochs"]
-    if not history["steps"] <= history["iterations"] <= history["samples_seen"]:
-        raise ck.fail(f"has history steps={history['steps']}, iterations="
-                      f"{history['iterations']}, samples_seen={history['samples_seen']}: a "
-                      f"step takes at least one iteration, an iteration at least one row")
-    lengths = {"iteration_loss": history["iterations"]}
-    for name in ("epoch_loss", "epoch_accuracy", "epoch_seconds", "steps_at_epoch_end",
-                 "iterations_at_epoch_end", "samples_at_epoch_end"):
-        lengths[name] = epochs
-    lengths["b_simple"] = epochs if ck.meta["settings"].get("track_noise") else 0
-    for name, length in lengths.items():
-        if len(history[name]) != length:
-            raise ck.fail(f"has {len(history[name])} values of history {name}, expected {length}")
-    for name in ("val_loss", "val_accuracy", "val_r2"):
-        if len(history[name]) not in (0, epochs):
-            raise ck.fail(f"has {len(history[name])} values of history {name}, expected 0 "
-                          f"or one per epoch ({epochs})")
-    accuracy = NAN_ONLY if regressor else {"low": 0.0, "high": 1.0}
-    rules = {
-        "iteration_loss": ({"low": 0.0}, "finite and >= 0"),
-        "epoch_loss": ({"low": 0.0}, "finite and >= 0"),
-        "epoch_seconds": ({"low": 0.0}, "finite and >= 0"),
-        "epoch_accuracy": (accuracy, "NaN for mse, in [0, 1] for cross_entropy"),
-        "val_loss": ({"low": 0.0, "nan": True, "infinite": True}, ">= 0 or NaN"),
-        "val_accuracy": ({**accuracy, "nan": True}, "NaN for mse, in [0, 1] or NaN else"),
-        "val_r2": ({"high": 1.0, "nan": True, "infinite": True} if regressor else NAN_ONLY,
-                   "<= 1 or NaN for mse, NaN for cross_entropy"),
-        "b_simple": ({"low": -sys.float_info.max, "nan": True, "infinite": True},
-                     "a number, inf or NaN"),
-    }
-    for name, (bounds, rule) in rules.items():
-        if not _real(history[name], **bounds):
-            raise ck.fail(f"has history {name} that is not {rule}")
-    for name, counter in (("steps_at_epoch_end", "steps"), ("iterations_at_epoch_end",
-                                                            "iterations"),
-                          ("samples_at_epoch_end", "samples_seen")):
-        values = history[name]
-        if (not all(is_whole(v, 0, history[counter]) for v in values)
-                or any(np.diff(values) < 0)):
-            raise ck.fail(f"has history {name} that is not whole numbers rising to at most "
-                          f"{counter}={history[counter]}")
-
-
-def _check_position(ck: Checkpoint) -> None:
-    """Every field of the position by its own rule (against the run: :meth:`Checkpoint.check`).
-
-    ``epoch = History.epochs + 1``; ``iteration``, ``correct`` and ``noise_batches``
-    whole numbers (``correct`` 0 for mse, ``noise_batches <= iteration``);
-    ``loss_sum`` finite and ``>= 0``, the noise sums finite (0 without
-    ``track_noise`` or before the epoch's first noise estimate); at iteration 0
-    every running sum 0.
-    """
-    at, regressor = ck.position, ck.meta["model"]["loss"] == "mse"
-    counts = {"epoch": (1, COUNT_LIMIT), "iteration": (0, COUNT_LIMIT),
-              "correct": (0, 0 if regressor else COUNT_LIMIT),
-              "noise_batches": (0, at["iteration"] if is_whole(at["iteration"], 0) else 0)}
-    for key, (low, high) in counts.items():
-        if not is_whole(at[key], low, high):
-            raise ck.fail(f"has position {key}={at[key]!r}, not a whole number in [{low}, {high}]")
-    for key, low in (("loss_sum", 0.0), ("noise_grad_sq", -math.inf), ("noise_trace_cov",
-                                                                        -math.inf)):
-        if not isinstance(at[key], float) or not (math.isfinite(at[key]) and at[key] >= low):
-            raise ck.fail(f"has position {key}={at[key]!r}, not a finite number >= {low}")
-    if at["epoch"] != ck.history["epochs"] + 1:
-        raise ck.fail(f"records {ck.history['epochs']} finished epochs but is in epoch "
-                      f"{at['epoch']}")
-    if at["iteration"] == 0 and (at["loss_sum"] or at["correct"]):
-        raise ck.fail(f"has running sums loss_sum={at['loss_sum']!r}, correct={at['correct']!r} "
-                      f"before its epoch's first iteration")
-    if ((not at["noise_batches"] or not ck.meta["settings"].get("track_noise"))
-            and (at["noise_batches"] or at["noise_grad_sq"] or at["noise_trace_cov"])):
-        raise ck.fail(f"has noise sums {at['noise_grad_sq']!r}, {at['noise_trace_cov']!r} over "
-                      f"{at['noise_batches']} batches, which its settings cannot make")

@@ -48,6 +48,14 @@ def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6) 
     error ``O(1e-16 |L| / eps)``. The error is taken over the whole vector, not
     per array, because one array's gradient can be as small as that rounding
     error (a layer behind dead relu units) without anything being wrong.
+
+    Examples
+    --------
+    >>> model = sg.MLP([4, 8, 3], activation="tanh", seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(5, 4))
+    >>> y = np.array([0, 1, 2, 1, 0])
+    >>> bool(sg.gradient_check(model, X, y) < 1e-6)   # backprop == central differences
+    True
     """
     _checks.instance("model", model, MLP)
     _, grads = model.loss_and_grads(X, y)

@@ -92,9 +92,12 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Summed softmax cross-entropy and its gradient.
+    r"""Summed softmax cross-entropy and its gradient.
 
-    ``L = sum_i -log softmax(z_i)[y_i]``;  ``dL/dz = softmax(z) - onehot(y)``.
+    .. math::
+
+        L = -\sum_i \log \operatorname{softmax}(z_i)_{y_i}, \qquad
+        \frac{\partial L}{\partial z} = \operatorname{softmax}(z) - \operatorname{onehot}(y)
 
     Parameters
     ----------
@@ -115,9 +118,12 @@ def cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def mse(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Summed per-row mean squared error and its gradient.
+    r"""Summed per-row mean squared error and its gradient.
 
-    ``L = sum_i (1/k) sum_j (z_ij - y_ij)**2``;  ``dL/dz = (2/k) (z - y)``.
+    .. math::
+
+        L = \sum_i \frac{1}{k} \sum_j (z_{ij} - y_{ij})^2, \qquad
+        \frac{\partial L}{\partial z} = \frac{2}{k} (z - y)
 
     Parameters
     ----------

@@ -15,7 +15,7 @@ import numpy as np
 from . import _checks
 from .data import Dataset
 from .mlp import MLP
-from .train import EVAL_BATCH, evaluate, r_squared
+from .train import evaluate_in_blocks, r_squared
 
 
 @dataclass
@@ -70,19 +70,21 @@ def classification_report(model: MLP, data: Dataset) -> ClassificationReport:
     """Loss, accuracy, confusion matrix and per-class precision, recall and F1 of ``model``.
 
     ``model`` must be a classifier (cross_entropy); its scaling, if any, is
-    applied. Rows are predicted ``EVAL_BATCH`` at a time.
+    applied. One pass over the rows, ``EVAL_BATCH`` at a time
+    (:func:`scratchgd.train.evaluate_in_blocks`).
     """
     _checks.instance("model", model, MLP)
     if model.loss != "cross_entropy":
         raise ValueError(f"classification_report needs a classifier (cross_entropy), got a "
                          f"model with loss={model.loss!r}")
-    loss, accuracy = evaluate(model, data)   # checks data against the model first
+    y = model.check_data(data)
     k = model.n_outputs
-    y = model.check_y(data.y, len(data), name="data.y")
     confusion = np.zeros((k, k), dtype=np.int64)
-    for start in range(0, len(data), EVAL_BATCH):
-        predicted = model.predict(data.X[start:start + EVAL_BATCH])
-        np.add.at(confusion, (y[start:start + EVAL_BATCH], predicted), 1)
+
+    def count(rows: slice, z: np.ndarray) -> None:
+        np.add.at(confusion, (y[rows], model.predictions(z)), 1)
+
+    loss, accuracy, _ = evaluate_in_blocks(model, data, count)   # one pass
     hits = np.diag(confusion).astype(np.float64)
     precision = _share(hits, confusion.sum(axis=0))
     recall = _share(hits, confusion.sum(axis=1))
@@ -140,7 +142,7 @@ def regression_report(model: MLP, data: Dataset) -> RegressionReport:
 
     ``model`` must have loss mse; its input scaling, if any, is applied, and
     its predictions are in the targets' own units (mapped back through its
-    target scaling, if any). Rows are predicted ``EVAL_BATCH`` at a time; the
+    target scaling, if any). One pass over the rows, ``EVAL_BATCH`` at a time; the
     errors are summed in float64.
     """
     _checks.instance("model", model, MLP)
@@ -151,9 +153,12 @@ def regression_report(model: MLP, data: Dataset) -> RegressionReport:
     n, k = len(data), model.n_outputs
     y = np.asarray(data.y, dtype=np.float64).reshape(n, k)
     sse, sae = np.zeros(k), np.zeros(k)
-    for start in range(0, n, EVAL_BATCH):
-        error = model.predict(data.X[start:start + EVAL_BATCH]) - y[start:start + EVAL_BATCH]
-        sse += (error ** 2).sum(axis=0)
-        sae += np.abs(error).sum(axis=0)
+
+    def add(rows: slice, z: np.ndarray) -> None:
+        error = model.predictions(z) - y[rows]
+        sse[:] += (error ** 2).sum(axis=0)
+        sae[:] += np.abs(error).sum(axis=0)
+
+    evaluate_in_blocks(model, data, add)   # one pass, with the errors in the targets' units
     r2 = r_squared(sse, ((y - y.mean(axis=0)) ** 2).sum(axis=0))
     return RegressionReport(float(sse.sum() / (n * k)), r2, np.sqrt(sse / n), sae / n, n)

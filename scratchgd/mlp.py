@@ -66,6 +66,14 @@ class MLP:
     ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (tanh, sigmoid);
     biases start at zero. Draws are made in float64 and
     cast, so a float32 and a float64 model with one seed start at the same point.
+
+    Examples
+    --------
+    >>> model = sg.MLP([64, 128, 10], activation="relu", loss="cross_entropy", seed=0)
+    >>> [w.shape for w in model.params]                # [W1, b1, W2, b2]
+    [(64, 128), (128,), (128, 10), (10,)]
+    >>> model.forward(np.zeros((5, 64))).shape         # logits of 5 rows
+    (5, 10)
     """
 
     def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "cross_entropy",
@@ -266,7 +274,10 @@ class MLP:
         mse: the outputs ``z``, or with a ``target_scaling`` the outputs mapped
         back to the targets' units, ``y_hat = z * std + mean`` (computed in float64).
         """
-        z = self.forward(X)
+        return self.predictions(self.forward(X))
+
+    def predictions(self, z: np.ndarray) -> np.ndarray:
+        """What :meth:`predict` gives for the rows whose raw outputs (:meth:`forward`) are ``z``."""
         if self.classifier:
             return z.argmax(axis=1)
         if self._target_scaling is None:

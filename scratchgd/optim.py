@@ -65,7 +65,10 @@ class Optimizer:
                           chunk_size=self.chunk_size)
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+        r"""One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+
+        .. math:: v \leftarrow \mu v + g, \qquad w \leftarrow w - \mathrm{lr}\, v
+
 
         Raises
         ------
@@ -106,14 +109,28 @@ class Optimizer:
 
 
 class GD(Optimizer):
-    """Full-batch gradient descent: every step sees the whole data set."""
+    """Full-batch gradient descent: every step sees the whole data set.
+
+    Examples
+    --------
+    >>> train, test = sg.datasets.digits(test_size=0.2, seed=0)   # 1,437 training rows
+    >>> len(sg.GD(lr=0.5).loader(train))                          # iterations per epoch
+    1
+    """
 
     def __init__(self, lr: float, momentum: float = 0.0) -> None:
         super().__init__(lr, batch_size=None, momentum=momentum, shuffle=False)
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent: every step sees one randomly drawn sample."""
+    """Stochastic gradient descent: every step sees one randomly drawn sample.
+
+    Examples
+    --------
+    >>> train, test = sg.datasets.digits(test_size=0.2, seed=0)   # 1,437 training rows
+    >>> len(sg.SGD(lr=0.01).loader(train))                        # iterations per epoch
+    1437
+    """
 
     def __init__(self, lr: float, momentum: float = 0.0, shuffle: bool | str = True,
                  chunk_size: int = CHUNK_SIZE) -> None:
@@ -122,7 +139,14 @@ class SGD(Optimizer):
 
 
 class MiniBatchSGD(Optimizer):
-    """Mini-batch SGD: every step sees ``batch_size`` randomly drawn rows."""
+    """Mini-batch SGD: every step sees ``batch_size`` randomly drawn rows.
+
+    Examples
+    --------
+    >>> train, test = sg.datasets.digits(test_size=0.2, seed=0)   # 1,437 training rows
+    >>> len(sg.MiniBatchSGD(lr=0.1, batch_size=32).loader(train))  # ceil(1437 / 32)
+    45
+    """
 
     def __init__(self, lr: float, batch_size: int = 32, momentum: float = 0.0,
                  shuffle: bool | str = True, chunk_size: int = CHUNK_SIZE) -> None:

@@ -90,18 +90,16 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
         Naming the argument and its value; with a ``group``, on every rank.
     """
     if group is None:
-        loader, accumulate = _prepare(args, None)
+        loader, accumulate, reduce_dtype = _prepare(args, None)
     else:
-        loader, accumulate = group.agree(lambda: _prepare(args, group))
-        group.check_same(_description(args))
+        loader, accumulate, reduce_dtype = group.agree(lambda: _prepare(args, group))
+        group.check_same(_description(args, reduce_dtype))
     model, data = args.model, args.data
-    settings = {"accumulate": _checks.count_or_epoch("accumulate", accumulate),
-                "seed": int(args.seed), "rows": len(data),
+    settings = {"accumulate": accumulate, "seed": int(args.seed), "rows": len(data),
                 "features": data.n_features, "track_noise": args.track_noise,
                 "scale": "none" if model.scaling is None else "standard",
                 "scale_targets": "none" if model.target_scaling is None else "standard",
                 "processes": 1 if group is None else group.size}
-    reduce_dtype = _reduce_dtype(args.reduce_dtype)
     # None for float64 sums: older checkpoints, which lack the entry, read as None and load
     settings["reduce_dtype"] = "float32" if reduce_dtype == np.float32 else None
     return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
@@ -126,9 +124,9 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     return reference.apply_scaling(y, np.array(mean), np.array(std), model.dtype)
 
 
-def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]:
-    """Check ``args``; the loader and accumulation the run trains with."""
-    _check_fit_args(args)
+def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str, type]:
+    """Check ``args``, each once; the loader, accumulation and sums' dtype the run trains with."""
+    accumulate = _check_fit_args(args)
     _check_checkpoint_args(args.checkpoint, args.checkpoint_every, args.resume)
     _checks.boolean("track_noise", args.track_noise)
     optimizer, rng = args.optimizer, args.rng
@@ -145,15 +143,13 @@ def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str]
     loader = optimizer.loader(args.data, seed=args.seed)
     if rng is not None:
         loader.rng = rng
-    accumulate = args.accumulate
     if args.memory_budget is not None:
         loader, accumulate = memory.budget_loader(args.model, args.data, optimizer, loader,
                                                   accumulate, args.memory_budget,
                                                   1 if group is None else group.size)
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
-    _check_reduce_dtype(args, group, loader)
-    return loader, accumulate
+    return loader, accumulate, _check_reduce_dtype(args, group, loader)
 
 
 def _reduce_dtype(value: Any) -> type:
@@ -167,10 +163,14 @@ def _reduce_dtype(value: Any) -> type:
     return dtype.type
 
 
-def _check_reduce_dtype(args: FitArgs, group: Group | None, loader: DataLoader) -> None:
-    """float32 sums only for a float32 model, under ``comm``, with counts float32 holds exactly."""
-    if _reduce_dtype(args.reduce_dtype) != np.float32:
-        return
+def _check_reduce_dtype(args: FitArgs, group: Group | None, loader: DataLoader) -> type:
+    """``reduce_dtype`` as a type (:func:`_reduce_dtype`), float32 only where it can serve.
+
+    float32 sums only for a float32 model, under ``comm``, with counts float32 holds exactly.
+    """
+    reduce_dtype = _reduce_dtype(args.reduce_dtype)
+    if reduce_dtype != np.float32:
+        return reduce_dtype
     if group is None:
         raise ValueError("reduce_dtype='float32' applies to data-parallel training only "
                          "(comm=...): one process adds no sums across ranks")
@@ -182,15 +182,17 @@ def _check_reduce_dtype(args: FitArgs, group: Group | None, loader: DataLoader) 
         raise ValueError(f"reduce_dtype='float32' counts correct predictions in float32, exact "
                          f"up to 2**24 rows per batch; batches of {loader.rows_per_batch} rows "
                          f"need reduce_dtype='float64'")
+    return reduce_dtype
 
 
-def _check_fit_args(args: FitArgs) -> None:
+def _check_fit_args(args: FitArgs) -> int | str:
+    """The checks of ``fit``'s own arguments; returns ``accumulate`` checked."""
     model, optimizer = args.model, args.optimizer
     _checks.instance("model", model, MLP)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be GD, SGD or MiniBatchSGD, got {type(optimizer).__name__}")
     _checks.positive_int("epochs", args.epochs)
-    _checks.count_or_epoch("accumulate", args.accumulate)
+    accumulate = _checks.count_or_epoch("accumulate", args.accumulate)
     _checks.boolean("progress", args.progress)
     _checks.seed("seed", args.seed)
     model.check_data(args.data, "data")
@@ -201,6 +203,7 @@ def _check_fit_args(args: FitArgs) -> None:
             != [(p.shape, p.dtype) for p in model.params]):
         raise ValueError("optimizer holds momentum buffers of another model; call "
                          "optimizer.reset() before training a new model with it")
+    return accumulate
 
 
 def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
@@ -224,7 +227,7 @@ def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_ever
     _checks.count_or_epoch("checkpoint_every", checkpoint_every)
 
 
-def _description(args: FitArgs) -> dict[str, Any]:
+def _description(args: FitArgs, reduce_dtype: type) -> dict[str, Any]:
     """What every rank of a data-parallel :func:`fit` must agree on (compared by name)."""
     model, data, optimizer, validation = args.model, args.data, args.optimizer, args.validation
     return {"rows": len(data), "features": data.n_features,
@@ -240,4 +243,4 @@ def _description(args: FitArgs) -> dict[str, Any]:
             "validation rows": None if validation is None else len(validation),
             "checkpoint": args.checkpoint is not None,
             "checkpoint_every": args.checkpoint_every, "resume": args.resume,
-            "reduce_dtype": np.dtype(_reduce_dtype(args.reduce_dtype)).name}
+            "reduce_dtype": np.dtype(reduce_dtype).name}

@@ -14,7 +14,7 @@ from scratchgd import activations, losses
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
 LOSSES = tuple(losses.LOSSES)
 EPS = 1e-6         # step of the central differences
-GRAD_TOL = 1e-6    # DESIGN.md item 1: relative error of backprop in float64
+GRAD_TOL = 1e-6    # docs/math.md, identity 1: relative error of backprop in float64
 
 
 def labels(loss: str, rng: np.random.Generator, n: int, k: int, dtype: type = np.float64
@@ -53,7 +53,7 @@ def partitions(draw, n: int):
 
 
 def assert_backprop_matches_differences(sizes, activation, loss, X, y, seed) -> None:
-    """Backprop equals central differences (DESIGN.md item 1) for one problem.
+    """Backprop equals central differences (docs/math.md, identity 1) for one problem.
 
     A small random offset on every weight and bias keeps relu-like units off
     their kink at exactly ``z = 0``.

@@ -1,4 +1,4 @@
-"""Dataset and DataLoader: shapes, len(loader), one pass = one epoch (item 4)."""
+"""Dataset and DataLoader: shapes, len(loader), one pass = one epoch (docs/math.md, identity 4)."""
 
 import math
 

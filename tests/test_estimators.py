@@ -1,4 +1,5 @@
-"""The scikit-learn estimators: scikit-learn's own checks, and equal to ``sg.fit`` (item 11)."""
+"""The scikit-learn estimators: scikit-learn's own checks, and equal to ``sg.fit``
+(docs/math.md, identity 11)."""
 
 import os
 import pickle

@@ -1,4 +1,4 @@
-"""The gradient math (DESIGN.md items 0-2): losses, backprop vs finite
+"""The gradient math (docs/math.md, identities 0-2): losses, backprop vs finite
 differences, and accumulation over arbitrary batch partitions."""
 
 import numpy as np
@@ -18,7 +18,7 @@ import scratchgd as sg
 from scratchgd import activations
 from scratchgd.losses import cross_entropy, log_softmax, mse
 
-ACCUM_TOL = 1e-10  # DESIGN.md item 2
+ACCUM_TOL = 1e-10  # docs/math.md, identity 2
 
 
 def rel_err(a, b):

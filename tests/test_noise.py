@@ -1,4 +1,4 @@
-"""The gradient noise scale (DESIGN.md math item 10): per-example norms, exact and sampled
+"""The gradient noise scale (docs/math.md, identity 10): per-example norms, exact and sampled
 figures, the closed form of linear regression, fit(track_noise=True) and both backends."""
 
 import json

@@ -1,6 +1,7 @@
 """The training loop: accumulation, counters, momentum, determinism (items 3, 6, 7, 8)."""
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -148,3 +149,32 @@ def test_progress_prints_one_line_per_epoch(capsys):
     sg.fit(sg.MLP([4, 3, 3]), blobs(), sg.GD(0.1), epochs=3, progress=True)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
     assert len(lines) == 3 and "loss" in lines[0]
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_evaluation_and_the_reports_are_one_pass_in_blocks(loss, monkeypatch):
+    """evaluate, the validation of fit and the reports share one loop: one forward per block."""
+    n = 2 * sg.train.EVAL_BATCH + 5
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 3))
+    y = rng.integers(0, 3, n) if loss == "cross_entropy" else rng.normal(size=(n, 2))
+    data = sg.Dataset(X, y)
+    model = sg.MLP([3, 4, 3 if loss == "cross_entropy" else 2], loss=loss, seed=0)
+    expected = model.predict(X)
+    kernels, calls = model.kernels, []
+
+    def forward(*args):
+        calls.append(len(args[1]))
+        return kernels.forward(*args)
+
+    monkeypatch.setattr(model, "kernels", types.SimpleNamespace(forward=forward))
+    loss_value, accuracy = sg.evaluate(model, data)
+    report = (sg.classification_report if loss == "cross_entropy" else sg.regression_report)(
+        model, data)
+    assert calls == [sg.train.EVAL_BATCH, sg.train.EVAL_BATCH, 5] * 2
+    if loss == "cross_entropy":
+        assert (report.loss, report.accuracy) == (loss_value, accuracy)
+        assert report.confusion.sum() == n and np.trace(report.confusion) == (expected == y).sum()
+    else:
+        np.testing.assert_allclose(report.mae, np.abs(expected - y).mean(axis=0), rtol=1e-12)
+        assert report.loss == pytest.approx(((expected - y) ** 2).mean(), rel=1e-12)

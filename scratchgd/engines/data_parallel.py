@@ -100,7 +100,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
     """:class:`DataParallelEngine` with the spans of :class:`CompiledEngine` (backend "numba").
 
     ``CompiledEngine.run_span`` cuts a span into kernel calls and records
-    their History; each call (:meth:`fit_span`) runs a whole run of training
+    their History; each call (:meth:`run_kernel`) runs a whole run of training
     steps in ``kernels.compiled.fit_span_parallel``, summing through a
     :meth:`~scratchgd.distributed.Group.reducer` between steps (through
     memory the ranks share when they run on one machine: the same bits).
@@ -108,7 +108,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
     :class:`DataParallelEngine`'s.
     """
 
-    def fit_span(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+    def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
         model, optimizer, group = self.model, self.optimizer, self.group
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
@@ -167,12 +167,12 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
     for each iteration first..end-1 its loss sum and correct count]`` over
     this rank's shards of the batches ``first .. end - 1``; an empty shard adds
     zeros. After a non-finite loss the rank stops computing (its later
-    figures stay 0): the reduced loss of that iteration is non-finite too.
+    loss sums and correct counts stay 0): the reduced loss of that iteration is non-finite too.
     ``kernels`` compute the gradients (default: the model's own).
     """
     m = end - first
     grad_sum = [np.zeros_like(p) for p in model.params]
-    figures = np.zeros((m, 2))  # loss sum, correct count
+    loss_hits = np.zeros((m, 2))  # per iteration: its loss sum and correct count
     for t in range(m):
         lo, hi = shard(bounds[first + t], bounds[first + t + 1], group.rank, group.size)
         if hi == lo:
@@ -181,11 +181,12 @@ def shard_sums(model: MLP, loader: DataLoader, y: np.ndarray, order: np.ndarray 
         X_batch = model.inputs(loader.dataset.X[index], fresh=order is not None)
         batch_loss, grads, z = (model.kernels if kernels is None else kernels).loss_and_grads(
             model.params, X_batch, y[index], model.activation, model.loss)
-        figures[t, 0] = batch_loss
+        loss_hits[t, 0] = batch_loss
         if not math.isfinite(batch_loss):
             break
         for total, g in zip(grad_sum, grads, strict=True):
             total += g
         if model.classifier:
-            figures[t, 1] = (z.argmax(axis=1) == y[index]).sum()
-    return np.concatenate([g.ravel() for g in grad_sum] + [figures.ravel()]).astype(reduce_dtype)
+            loss_hits[t, 1] = (z.argmax(axis=1) == y[index]).sum()
+    sums = [g.ravel() for g in grad_sum] + [loss_hits.ravel()]
+    return np.concatenate(sums).astype(reduce_dtype)

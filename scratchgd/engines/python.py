@@ -2,11 +2,11 @@
 
 Read this one first: every step of the article's cycle is a numbered line
 below, and an iteration is literally one item of the data loader
-(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does the arithmetic (NumPy for
-``backend="numpy"``, and for ``"numba"`` when the compiled engines fall back,
-see :func:`scratchgd.engines.choose`; compiled for ``"numba"`` when
-``fit(track_noise=True)`` needs per-example gradient norms); the loop, the
-accumulation and the update are here.
+(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does
+the arithmetic (NumPy for ``backend="numpy"``, and for ``"numba"`` when the
+compiled engines fall back, see :func:`scratchgd.engines.choose`; compiled for
+``"numba"`` when ``fit(track_noise=True)`` needs per-example gradient norms);
+the loop, the accumulation and the update are here.
 """
 
 from __future__ import annotations

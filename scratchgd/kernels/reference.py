@@ -45,9 +45,11 @@ def apply_scaling(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: type,
 
 
 def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np.ndarray]:
-    """All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``.
+    r"""All layer outputs ``[a_0, a_1, ..., a_{L-1}, z_L]``.
 
-    ``z_l = a_{l-1} W_l + b_l``;  ``a_l = f(z_l)`` for ``l < L``. The last item
+    .. math:: z_l = a_{l-1} W_l + b_l, \qquad a_l = f(z_l) \quad (l < L)
+
+    The last item
     is the network's raw output; the others are kept for the backward pass.
     """
     f = ACTIVATIONS[activation].forward
@@ -62,15 +64,18 @@ def forward(params: list[np.ndarray], X: np.ndarray, activation: str) -> list[np
 
 def backward(params: list[np.ndarray], layers: list[np.ndarray], dz: np.ndarray,
              activation: str, observe: LayerObserver | None = None) -> list[np.ndarray]:
-    """Gradients ``[dL/dW_1, dL/db_1, ...]`` by backpropagation.
+    r"""Gradients ``[dL/dW_1, dL/db_1, ...]`` by backpropagation.
 
-    Starting from ``delta_L = dL/dz_L`` (``dz``), for ``l = L, ..., 1``::
+    Starting from ``delta_L = dL/dz_L`` (``dz``), for ``l = L, ..., 1``:
 
-        dL/dW_l = a_{l-1}^T delta_l              (fan_in, fan_out)
-        dL/db_l = sum over rows of delta_l       (fan_out,)
-        delta_{l-1} = (delta_l W_l^T) * f'(z_{l-1})
+    .. math::
 
-    where ``f'(z_{l-1})`` is computed from the stored output ``a_{l-1}``.
+        \frac{\partial L}{\partial W_l} = a_{l-1}^\top \delta_l, \qquad
+        \frac{\partial L}{\partial b_l} = \sum_i \delta_{l,i}, \qquad
+        \delta_{l-1} = (\delta_l W_l^\top) \odot f'(z_{l-1})
+
+    (shapes ``(fan_in, fan_out)``, ``(fan_out,)`` and that of ``a_{l-1}``), where
+    ``f'(z_{l-1})`` is computed from the stored output ``a_{l-1}``.
     ``observe``, if given, is shown what each layer's step has in hand, as
     ``observe(a_{l-1}, delta_l)`` (the gradient noise builds its per-example
     norms from them: :class:`scratchgd.noise.RowNorms`).

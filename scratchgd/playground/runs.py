@@ -67,8 +67,8 @@ def read_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def finite(value: float) -> float | None:
-    """``value``, or ``None`` for NaN (JSON has no NaN)."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+    """``value``, or ``None`` for NaN and infinities (JSON has neither)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def history_json(history: History) -> dict[str, Any]:
@@ -98,7 +98,6 @@ class Live(Hook):
         if steps:
             seconds = (time.perf_counter() - self.span_start) / steps
             self.per_step = seconds if self.per_step is None else 0.5 * (self.per_step + seconds)
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or self.job.paused or self.job.stop:
             self.send(history, at)
         self.job.wait_while_paused()
@@ -106,7 +105,6 @@ class Live(Hook):
             raise StopTraining
 
     def end_of_epoch(self, history: History, at: Position) -> None:
-        self.job.at = at
         if time.perf_counter() - self.last_sent >= SPAN_SECONDS or at.epoch == self.job.epochs:
             self.send(history, at)
         if self.job.stop:
@@ -143,7 +141,7 @@ class Job:
         self.status, self.error = "queued", None
         self.epochs = run.args.epochs
         self.iterations_per_epoch = len(run.plan.loader)
-        self.history, self.at = History(), Position()
+        self.history = History()
         self.paused, self.stop, self.step = paused, False, False
         self.cond = threading.Condition()
         self.events: list[tuple[str, str]] = []
@@ -385,6 +383,11 @@ class Runner:
                 if self.closed:
                     return
                 self.current = job = self.queue.popleft()
-            job.train()
+            try:
+                job.train()
+            except Exception as exc:  # a failure to report the run must not end the worker
+                job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
+                job.publish("error", {"seconds": job.elapsed(), "error": job.error,
+                                      "history": None})
             with self.lock:
                 self.current = None

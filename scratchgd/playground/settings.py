@@ -141,10 +141,22 @@ def command_arguments(body: dict[str, Any], defaults: argparse.Namespace) -> lis
         elif key == "hidden":
             if not isinstance(value, list):
                 raise SettingError(f"hidden must be a list of layer widths, got {value!r}", key)
-            argv += [flag, *(_text(key, v) for v in value)]
+            widths = [_text(key, v) for v in value]
+            flags = [w for w in widths if w.startswith("-") and not _is_number(w)]
+            if flags:  # an item that would read as a flag: --data, or another setting
+                raise SettingError(f"hidden must hold layer widths, got {flags[0]!r}", key)
+            argv += [flag, *widths]
         else:
             argv.append(f"{flag}={_text(key, value)}")
     return argv
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _text(key: str, value: Any) -> str:
@@ -204,8 +216,9 @@ def canonical(settings: dict[str, Any], defaults: argparse.Namespace) -> list[st
 
 
 def _blamed(message: str) -> str | None:
-    """The setting an error message of the library names first, if any."""
-    words = [w.strip("'\"=,:;()-").replace("-", "_") for w in message.split()]
+    """The setting an error message of the library names first, if any (``sizes``: hidden)."""
+    words = [w.strip("'\"=,:;()-").split("[")[0].replace("-", "_") for w in message.split()]
+    words = ["hidden" if w == "sizes" else w for w in words]
     return next((w for w in words if w in KEYS), None)
 
 

@@ -70,14 +70,9 @@ def has_twins(activation: str, loss: str) -> bool:
 
 BLAS_MIN_ROWS = 4
 """Batches with at least this many rows multiply through BLAS (``np.dot``); smaller
-ones use the loops of :mod:`.layers`. Measured with ``python benchmarks/blas_threshold.py``
-on the development machine (2-core AMD EPYC, shared, 1 BLAS thread): one epoch
-of digits 64-128-10 in float32 takes 15.6 ms with the loops and 21.3 ms with
-BLAS at batch 1, 10.4 and 3.2 ms at batch 4, 8.8 and 5.9 ms at batch 32 (the
-machine was busy: single figures moved by 2x between runs, the crossing did
-not); on 784-256-10 the loops won at 1 and 2 rows (0.78 s and 0.59 s against
-1.11 s and 0.60 s per 8,192 rows). The loops pay off only where a batch is a
-row or two: no call overhead, and zero inputs are skipped."""
+ones use the loops of ``layers``, which pay off only where a batch is a row or two:
+no call overhead, and zero inputs are skipped. Where the two cross is measured by
+``benchmarks/blas_threshold.py`` (docs/performance.md, "What the numba backend does")."""
 
 
 def use_blas(rows: int) -> bool:

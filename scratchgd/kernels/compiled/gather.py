@@ -19,7 +19,7 @@ reference (NumPy)               compiled kernel
 
 Features come in any real dtype, but numba has no float16 and no big-endian
 arrays, and each dtype of ``X`` would compile the training kernels once more
-(about 4 s each). So ``X`` reaches them as float32, float64 or uint8 only,
+(docs/performance.md, "Start-up"). So ``X`` reaches them as float32, float64 or uint8 only,
 never copied: native float32, float64 and uint8 (bool too, viewed as uint8)
 are read as they are; every other dtype is passed as a uint8 view of its
 bytes, with its :data:`X_FORMAT`, and each row is decoded as it is gathered,

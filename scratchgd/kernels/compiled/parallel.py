@@ -178,19 +178,19 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
                 targets: np.ndarray, order: np.ndarray,
                 lo: np.ndarray, counts: np.ndarray, act: int, loss: int, mean: np.ndarray,
                 inv_std: np.ndarray, y_batch: np.ndarray, t_batch: np.ndarray,
-                values: np.ndarray, figures: np.ndarray) -> None:
+                values: np.ndarray, loss_hits: np.ndarray) -> None:
     """This rank's part of one step: its shards' gradient sums, loss sums, correct counts.
 
     Shard ``j`` (the step's ``j``-th iteration) is ``order[lo[j]:lo[j] + counts[j]]``.
     For each: gather, forward, loss, backward, adding its gradient SUMS into
-    ``gWs, gbs``, its loss sum into ``figures[2 j]`` and correct count into
-    ``figures[2 j + 1]``. BLAS or the loops by the step's widest shard. An
+    ``gWs, gbs``, its loss sum into ``loss_hits[2 j]`` and correct count into
+    ``loss_hits[2 j + 1]``. BLAS or the loops by the step's widest shard. An
     empty shard adds nothing (all empty: zero sums); after a non-finite loss
-    it stops, its later figures 0 (the reduced loss is not finite either).
+    it stops, its later loss sums and counts 0 (the reduced loss is not finite either).
 
     Inlined into :func:`train_span_parallel`: numba links a called kernel's
     code into its caller and LLVM optimizes it there again, so a separate
-    kernel cost a cold ``--distributed`` start 3 s more compiling (measured).
+    kernel compiled slower (docs/performance.md, "Start-up").
     Loops rather than ``counts.max()`` and slice assignments, which compile
     slower.
     """
@@ -199,7 +199,7 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
         widest = max(widest, counts[j])
     blas = widest >= BLAS_MIN_ROWS  # computed, not a literal False: one compiled type
     for j in range(2 * len(counts)):
-        figures[j] = 0
+        loss_hits[j] = 0
     rows = 0
     for j in range(len(counts)):
         n = counts[j]
@@ -209,10 +209,10 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
                      acts[0], y_batch, t_batch, values)
         loss_sum, hits = _forward_backward(Ws, bs, acts, deltas, gWs, gbs, y_batch, t_batch, n,
                                            act, loss, blas, rows > 0)
-        figures[2 * j] = loss_sum
+        loss_hits[2 * j] = loss_sum
         if not np.isfinite(loss_sum):
             break
-        figures[2 * j + 1] = hits
+        loss_hits[2 * j + 1] = hits
         rows += n
     if rows == 0:
         for layer in range(len(gWs)):
@@ -222,18 +222,18 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
 
 
 @jit(inline="always")
-def _record(figures: np.ndarray, first: int, end: int, loss_sums: np.ndarray,
+def _record(loss_hits: np.ndarray, first: int, end: int, loss_sums: np.ndarray,
             correct: np.ndarray) -> int:
-    """``loss_sums[t]``, ``correct[t]`` for ``t = first .. end - 1`` from a step's reduced figures.
+    """``loss_sums[t]``, ``correct[t]`` for ``t = first .. end - 1`` from a step's reduced ``loss_hits``.
 
-    ``figures[2 (t - first)]`` and the element after it. Returns the first
+    ``loss_hits[2 (t - first)]`` and the element after it. Returns the first
     ``t`` whose loss sum is not finite (its correct count not written), or -1.
     """
     for t in range(first, end):
-        loss_sums[t] = figures[2 * (t - first)]
+        loss_sums[t] = loss_hits[2 * (t - first)]
         if not np.isfinite(loss_sums[t]):
             return t
-        correct[t] = int(figures[2 * (t - first) + 1])
+        correct[t] = int(loss_hits[2 * (t - first) + 1])
     return -1
 
 
@@ -245,9 +245,8 @@ def add_rows(rows: np.ndarray, total: np.ndarray, wide: np.ndarray) -> None:
     additions in rank order in ``wide`` (the accumulator), then one rounding,
     the same bits. Row by row, so that every loop runs over contiguous
     elements and vectorizes; with two rows (P = 2, the common case on one
-    machine) one pass, ``total[j] = rows[0, j] + rows[1, j]``. For W2's
-    chunk (two float32 rows of 101,765 elements added in float64) 48 us,
-    where one loop over ``j`` with the ranks inside took 210 us.
+    machine) one pass, ``total[j] = rows[0, j] + rows[1, j]`` (what that
+    saves: docs/distributed.md, "Measured").
     """
     t = wide.dtype.type
     n = total.size

@@ -127,7 +127,7 @@ function listen(run) {
       run.status = name;
       run.error = end.error;
       run.finalSeconds = end.seconds;
-      fromHistory(run, end.history);
+      if (end.history) fromHistory(run, end.history);
       if (end.surface || end.curve) run.picture = end;
       if (name === "error" && run === current) showError(end.error, null);
       updateButtons();
