@@ -66,6 +66,12 @@ class Dataset:
         Deprecated (``DeprecationWarning``): the ranks' agreement on the data
         belongs to the data-parallel layer. ``Dataset(X, y, comm=comm)`` is
         ``checked_in_shares(lambda share: Dataset(X, y, share=share), comm)``.
+
+    Examples
+    --------
+    >>> data = sg.Dataset(np.zeros((6, 2)), np.array([0, 1, 2, 0, 1, 2]))
+    >>> len(data), data.X.shape, data.y.shape
+    (6, (6, 2), (6,))
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, comm: object | None = None,
@@ -286,6 +292,17 @@ class DataLoader:
     ``len(loader)`` is the number of iterations per epoch, as PyTorch defines
     it: ``ceil(n / batch_size)``, or ``floor(n / batch_size)`` with
     ``drop_last``. Only the last batch may be short.
+
+    Examples
+    --------
+    >>> data = sg.Dataset(np.arange(10.0).reshape(5, 2), np.array([0, 1, 0, 1, 0]))
+    >>> loader = sg.DataLoader(data, batch_size=2, seed=0)
+    >>> len(loader)                                  # iterations per epoch: ceil(5 / 2)
+    3
+    >>> [len(y) for X, y in loader]                  # one epoch: only the last batch is short
+    [2, 2, 1]
+    >>> sorted(int(x) for X, y in loader for x in X[:, 0])   # every row once, in a fresh order
+    [0, 2, 4, 6, 8]
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None = None, shuffle: bool | str = True,
