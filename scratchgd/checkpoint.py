@@ -120,7 +120,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     ``noise`` the sums of :data:`NOISE` (zeros if ``None``), stored with the position.
     """
     arrays = model_arrays(model)
-    for i, v in enumerate(optimizer.velocity or []):
+    for i, v in enumerate(model.to_host(optimizer.velocity or [])):  # NumPy, from any device
         arrays[f"velocity_{i}"] = v
     counters, lists = {}, {}
     for name, value in dataclasses.asdict(history).items():
@@ -281,10 +281,11 @@ class Checkpoint:
     def restore(self, model: Any, optimizer: Any, loader: Any) -> None:
         """Put the weights, momentum buffers and generator state into the run (after :meth:`check`)."""
         loader.rng.bit_generator.state = self.meta["rng"]  # a usable state: check
-        for p, saved in zip(model.params, self.params, strict=True):
-            p[...] = saved
+        for p, saved in zip(model.params, model.to_device(self.params), strict=True):
+            p[...] = saved  # into the model's own arrays, on its device
         model.scaling = self.scaling  # (the target scaling is the model's already: check)
-        optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
+        optimizer.velocity = (None if self.velocity is None
+                              else model.to_device([v.copy() for v in self.velocity]))
 
 
 def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:

@@ -283,7 +283,7 @@ def model_arrays(model: Any) -> dict[str, np.ndarray]:
     (``scale_mean``, ``scale_std``) and ``model.target_scaling``
     (``target_mean``, ``target_std``); none for a scaling that is ``None``.
     """
-    arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
+    arrays = {f"param_{i}": p for i, p in enumerate(model.to_host(model.params))}  # NumPy
     for attribute, prefix in SCALINGS.items():
         scaling = getattr(model, attribute)
         if scaling is not None:

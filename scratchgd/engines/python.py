@@ -63,6 +63,7 @@ class PythonEngine(Engine):
             norms = None if self.noise is None else RowNorms(len(X_batch), self.kernels)
             batch_loss, grads, z = self.kernels.loss_and_grads(
                 model.params, X_batch, y_batch, model.activation, model.loss, norms)
+            batch_loss = float(batch_loss)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
             if self.noise is not None:  # |grad l_i|^2 of every row, from the backward pass
