@@ -54,7 +54,8 @@ class CompiledEngine(Engine):
             history.samples_seen += int(rows.sum())
             history.steps += steps
             history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
-            at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as in Python
+            for loss_sum in loss_sums[:done].tolist():  # one addition each, left to right, as the
+                at.loss_sum += loss_sum                 # Python engine (sum() compensates on 3.12+)
             at.correct += int(hits.sum())
             advance(done)
             if status == kernels.LOSS_NOT_FINITE:
