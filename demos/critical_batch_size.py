@@ -15,7 +15,11 @@ large step can jump well below it). Printed per target: ``B_crit / B_simple`` wi
 bootstrap interval (batch sizes resampled with replacement). Beside it, at the
 same weights, the paper's ``B_noise = tr(H Sigma) / (G^T H G)``, of which
 ``B_simple`` is the special case ``H = I``: it tells how much of the gap
-between ``B_crit`` and ``B_simple`` the curvature of the loss explains.
+between ``B_crit`` and ``B_simple`` the curvature of the loss explains. And the
+spread of ``B_simple`` over every run (batch size, learning rate) at the point
+where it first reached the target: how much one point's figure depends on the
+run that got there. Last, batches of 32 and 256 at ``scratchgd advise``'s
+learning rate, 0.1, for both: the steps each needs to reach loss 0.5.
 
 Two tasks: the digits (MLP 64-128-10, cross-entropy) and a synthetic linear
 regression ``y = x . w* + noise`` (MLP [d, 1], mse), where the Hessian is a
@@ -148,12 +152,16 @@ def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
     n = len(data)
     best: dict[float, dict[int, int]] = {t: {} for t in targets}
     closest: dict[float, tuple[float, list[np.ndarray]]] = {}  # loss <= target, weights
+    every_run: dict[float, list[float]] = {t: [] for t in targets}  # B_simple where each crossed
+    probe = make_model()
     start = time.perf_counter()
     for b in batch_sizes:
         for lr in lr_grid(b):
             crossings = first_crossings(make_model(), data, b, lr, targets,
                                         int(max_epochs * n), seed)
             for target, (s, loss, weights) in crossings.items():
+                probe.params = weights
+                every_run[target].append(sg.gradient_noise(probe, data).b_simple)
                 best[target][b] = min(s, best[target].get(b, s))
                 if target not in closest or loss > closest[target][0]:
                     closest[target] = (loss, weights)
@@ -178,6 +186,10 @@ def experiment(name: str, data: sg.Dataset, make_model, batch_sizes: list[int],
                f"B_simple={b_simple:.4g} B_noise={noise:.4g} loss_there={closest[target][0]:.4g} "
                f"ratio={ratio:.4g} ratio_low={low:.4g} ratio_high={high:.4g} "
                f"batch_sizes={len(B)}")
+        runs = np.array(every_run[target])
+        report(f"{name}_b_simple_of_every_run[{target:g}]",
+               f"runs={len(runs)} min={runs.min():.4g} median={np.median(runs):.4g} "
+               f"max={runs.max():.4g}")
         result["targets"].append(target)
         result["points"][target] = (B, S)
         result["fits"][target] = (s_min, e_min)
@@ -201,10 +213,14 @@ def main() -> None:
     else:
         digit_sizes = [1, 2, 3, 5, 8, 13, 24, 32, 50, 90, 128, 200, 350, 512, 800, n]
         digit_targets, digit_epochs, factors = [1.0, 0.5, 0.3, 0.2, 0.1], 40, (0.5, 1.0, 2.0)
+    for b in (32, 256):  # scratchgd advise's learning rate, not tuned to the batch size
+        step = first_crossings(sg.MLP([64, 128, 10], seed=0, backend="numba"), train, b, 0.1,
+                               [0.5], 40 * n, 0).get(0.5, (math.nan,))[0]
+        report(f"digits_fixed_lr[{b}]", f"lr=0.1 target=0.5 steps={step} examples={step * b}")
     tasks = {"digits": experiment(
         "digits", train, lambda: sg.MLP([64, 128, 10], seed=0, backend="numba"), digit_sizes,
         lambda b: [0.03 * math.sqrt(b) * f for f in factors], digit_targets, digit_epochs, 0,
-        200 if args.quick else None)}
+        64 if args.quick else None)}
     d, noise = 16, 0.5
     reg = linear_regression(512 if args.quick else 2048, d, noise, seed=0)
     reg_sizes = ([1, 4, 16, 64, len(reg)] if args.quick

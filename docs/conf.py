@@ -80,8 +80,5 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-GUIDE = ["index", "tour", "figures", "math", "usage", "data", "reliability", "batch_size",
-         "estimators", "distributed", "architecture", "performance", "playground", "contributing",
-         "changelog"]
-html_sidebars = {page: [] for page in GUIDE}   # no empty left column beside a guide page
+html_sidebars = {"**": []}      # no left column: the top bar and each page's contents suffice
 html_math_renderer = "mathml"

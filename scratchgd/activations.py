@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
+from ._arrays import NUMPY, Array, Namespace
 from ._registry import Registry, check_steps
 
 INITS = ("he", "glorot")
@@ -44,9 +43,14 @@ class Activation:
         What ``MLP(activation=...)``, model files and ``--activation`` call it.
     forward : callable
         ``a = f(z)``, element-wise, on an ``(n, h)`` array; returns a new array.
+        Called as ``forward(z, xp)``: ``xp`` is the array namespace of ``z``
+        (``numpy``, or the array API namespace of a torch, cupy or
+        array_api_strict model, see docs/gpu.md); written with ``xp``'s
+        functions, one definition serves every backend.
     derivative : callable
         ``f'(z)`` written with the output ``a = f(z)`` (the backward pass keeps
-        only ``a``); returns a new array of ``a``'s shape and dtype.
+        only ``a``), called as ``derivative(a, xp)``; returns a new array of
+        ``a``'s shape and dtype.
     init : {"he", "glorot"}
         The weight initialisation of the layers it follows: He normal for
         relu-like functions, Glorot uniform for the others.
@@ -62,44 +66,44 @@ class Activation:
     """
 
     name: str
-    forward: Callable[[np.ndarray], np.ndarray]
-    derivative: Callable[[np.ndarray], np.ndarray]
+    forward: Callable[[Array, Namespace], Array]
+    derivative: Callable[[Array, Namespace], Array]
     init: str
     forward_steps: tuple[tuple[str, str], ...]
     derivative_steps: tuple[tuple[str, str], ...]
     compiled: int | None = None
 
 
-def relu(z: np.ndarray) -> np.ndarray:
+def relu(z: Array, xp: Namespace = NUMPY) -> Array:
     """Rectified linear unit, ``a = max(0, z)``, element-wise."""
-    return np.maximum(z, 0)
+    return xp.maximum(z, 0)
 
 
-def tanh(z: np.ndarray) -> np.ndarray:
+def tanh(z: Array, xp: Namespace = NUMPY) -> Array:
     """Hyperbolic tangent, ``a = tanh(z)``, element-wise."""
-    return np.tanh(z)
+    return xp.tanh(z)
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: Array, xp: Namespace = NUMPY) -> Array:
     """Logistic sigmoid, ``a = 1 / (1 + exp(-z))``, element-wise.
 
     Written as ``(1 + tanh(z / 2)) / 2``, the same function without the
     overflow that ``exp(-z)`` hits for large negative ``z``.
     """
-    return 0.5 * (1 + np.tanh(0.5 * z))
+    return 0.5 * (1 + xp.tanh(0.5 * z))
 
 
-def relu_grad(a: np.ndarray) -> np.ndarray:
+def relu_grad(a: Array, xp: Namespace = NUMPY) -> Array:
     """``f'(z)`` of relu from its output: ``1`` where ``a > 0``, else ``0``."""
-    return (a > 0).astype(a.dtype)
+    return xp.astype(a > 0, a.dtype)
 
 
-def tanh_grad(a: np.ndarray) -> np.ndarray:
+def tanh_grad(a: Array, xp: Namespace = NUMPY) -> Array:
     """``f'(z)`` of tanh from its output: ``1 - a**2``."""
     return 1 - a * a
 
 
-def sigmoid_grad(a: np.ndarray) -> np.ndarray:
+def sigmoid_grad(a: Array, xp: Namespace = NUMPY) -> Array:
     """``f'(z)`` of the sigmoid from its output: ``a * (1 - a)``."""
     return a * (1 - a)
 

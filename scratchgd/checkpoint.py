@@ -120,7 +120,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any, loader: Any, histo
     ``noise`` the sums of :data:`NOISE` (zeros if ``None``), stored with the position.
     """
     arrays = model_arrays(model)
-    for i, v in enumerate(optimizer.velocity or []):
+    for i, v in enumerate(model.to_host(optimizer.velocity or [])):  # NumPy, from any device
         arrays[f"velocity_{i}"] = v
     counters, lists = {}, {}
     for name, value in dataclasses.asdict(history).items():
@@ -207,10 +207,11 @@ class Checkpoint:
         ``loader.dataset``'s, computed if not given). The position must be one
         of this loader's epochs (its iteration a step boundary, ``correct`` at
         most the rows drawn so far, the stored row order indexing the data: a
-        permutation unless drawn with replacement), the counters possible for
-        it, and the generator state one the generator takes. The run's targets
-        were scaled when it started (:func:`scratchgd.plan.training_targets`),
-        so the model's target statistics must be the checkpoint's, bit for bit.
+        permutation unless drawn with replacement), ``samples_seen`` at most
+        ``n`` plus one batch per epoch begun, and the generator state one the
+        generator takes. The run's targets were scaled when it started
+        (:func:`scratchgd.plan.training_targets`), so the model's target
+        statistics must be the checkpoint's, bit for bit.
         """
         wanted = {"model": describe_model(model),
                   "optimizer": optimizer_settings(optimizer), "settings": settings}
@@ -269,19 +270,22 @@ class Checkpoint:
         if at["correct"] > drawn:
             raise self.fail(f"has position correct={at['correct']}, more than the {drawn} rows "
                             f"drawn in its {iteration} iterations")
-        most = history["iterations"] * loader.rows_per_batch
+        # an epoch draws n rows, or len(loader) batches with replacement (< n + one batch);
+        # counted per epoch, so a resume with another memory budget (other GD chunks) holds too
+        most = (history["epochs"] + 1) * (n + loader.rows_per_batch)
         if history["iterations"] < iteration or history["samples_seen"] > most:
             raise self.fail(f"has history iterations={history['iterations']}, samples_seen="
-                            f"{history['samples_seen']}: impossible for iteration {iteration} "
-                            f"of batches of {loader.rows_per_batch} rows")
+                            f"{history['samples_seen']}: impossible in epoch {at['epoch']}, "
+                            f"iteration {iteration}, of a data set of {n} rows")
 
     def restore(self, model: Any, optimizer: Any, loader: Any) -> None:
         """Put the weights, momentum buffers and generator state into the run (after :meth:`check`)."""
         loader.rng.bit_generator.state = self.meta["rng"]  # a usable state: check
-        for p, saved in zip(model.params, self.params, strict=True):
-            p[...] = saved
+        for p, saved in zip(model.params, model.to_device(self.params), strict=True):
+            p[...] = saved  # into the model's own arrays, on its device
         model.scaling = self.scaling  # (the target scaling is the model's already: check)
-        optimizer.velocity = None if self.velocity is None else [v.copy() for v in self.velocity]
+        optimizer.velocity = (None if self.velocity is None
+                              else model.to_device([v.copy() for v in self.velocity]))
 
 
 def load(path: str | os.PathLike, content: bytes | None = None) -> Checkpoint:

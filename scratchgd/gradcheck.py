@@ -12,18 +12,23 @@ def numerical_grads(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6,
                     reduction: str = "mean") -> list[np.ndarray]:
     """Central differences ``(L(w + eps) - L(w - eps)) / (2 eps)`` for every weight.
 
-    Perturbs one weight at a time of a float64 copy of ``model``; ``model``
-    itself is not touched. Costs two forward passes per weight.
+    Perturbs one weight at a time of a float64 copy of ``model`` (on its
+    backend and device; a device without float64 is refused); ``model``
+    itself is not touched. Costs two forward passes per weight. NumPy arrays.
     """
     _checks.instance("model", model, MLP)
     eps = _checks.finite_float("eps", eps, low=0.0, low_inclusive=False, high=1.0)
     model.loss_and_grads(X, y, reduction)  # validates X, y and reduction before the loops
-    probe = model.copy(dtype=np.float64)
+    try:
+        probe = model.copy(dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"the gradient check differentiates in float64, which this model's "
+                         f"device lacks: {error}") from None
     grads = []
     for p in probe.params:
-        g = np.empty_like(p)
+        g = np.empty(tuple(p.shape))
         for i in np.ndindex(p.shape):
-            saved = p[i]
+            saved = float(p[i])  # a number: a torch 0-d tensor would be a view
             p[i] = saved + eps
             up, _ = probe.loss_and_grads(X, y, reduction)
             p[i] = saved - eps
@@ -58,7 +63,7 @@ def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-6) 
     True
     """
     _checks.instance("model", model, MLP)
-    _, grads = model.loss_and_grads(X, y)
+    grads = model.to_host(model.loss_and_grads(X, y)[1])
     g = np.concatenate([p.ravel() for p in grads])
     g_num = np.concatenate([p.ravel() for p in numerical_grads(model, X, y, eps)])
     scale = max(np.linalg.norm(g) + np.linalg.norm(g_num), 1e-12)

@@ -27,12 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
+from ._arrays import NUMPY, Array, Namespace
 from ._registry import Registry, check_steps
 
-__all__ = ["LEDGER_UNITS", "LOSSES", "Loss", "cross_entropy", "log_softmax", "mse", "register",
-           "unregister"]
+__all__ = ["LEDGER_UNITS", "LOSSES", "Loss", "cross_entropy", "log_softmax", "mse", "onehot",
+           "register", "unregister"]
 
 LEDGER_UNITS = ("outputs", "rows", "index")
 """The arrays of a loss's memory walk: ``(n, k)`` and ``(n,)`` in the model's
@@ -48,8 +47,10 @@ class Loss:
     name : str
         What ``MLP(loss=...)``, model files and ``--loss`` call it.
     function : callable
-        ``(z, y) -> (loss_sum, dz)``: the SUM of the per-sample losses over the
-        rows of the outputs ``z: (n, k)`` and its gradient ``dL/dz``.
+        ``(z, y, xp) -> (loss_sum, dz)``: the SUM of the per-sample losses over
+        the rows of the outputs ``z: (n, k)``, a 0-d array in ``z``'s dtype (so
+        it can stay on a GPU until it is read), and its gradient ``dL/dz``;
+        ``xp`` is the array namespace of ``z`` (see ``activations.Activation``).
     classes : bool
         True: ``y`` are integer class labels ``(n,)`` (a classifier, at least
         2 outputs); False: real targets ``(n, k)`` (a regressor).
@@ -67,71 +68,86 @@ class Loss:
     """
 
     name: str
-    function: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+    function: Callable[[Array, Array, Namespace], tuple[Array, Array]]
     classes: bool
     lr_scale: float
     steps: tuple[tuple[str, str], ...]
     compiled: int | None = None
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
+def onehot(labels: Array, like: Array, xp: Namespace = NUMPY) -> Array:
+    """``(n, k)`` rows of the identity: row ``i`` is 1 at column ``labels[i]``, 0 elsewhere.
+
+    ``labels``: ``(n,)`` integers in ``[0, k)``; ``k``, the dtype and the
+    device are those of ``like``, an ``(n, k)`` array. Gathered from
+    ``eye(k)``: the array API's way to ``x[rows, labels]``, which it lacks.
+    """
+    k = like.shape[1]
+    return xp.take(xp.eye(k, dtype=like.dtype, device=like.device), labels, axis=0)
+
+
+def log_softmax(z: Array, xp: Namespace = NUMPY) -> Array:
     """Numerically stable ``log softmax(z)`` along the last axis.
 
     ``log softmax(z)_j = (z_j - m) - log(1 + sum_{c != c*} exp(z_c - m))`` with
     ``m = z_{c*} = max_c z_c``: subtracting the row maximum keeps every ``exp``
     <= 1, so nothing overflows; the maximum's own term ``exp(0) = 1`` is taken
-    out of the sum and added back by ``log1p``, so a confident prediction
-    (a loss near 0) keeps its full relative precision.
+    out of the sum (times ``1 - onehot(c*)``) and added back by ``log1p``, so a
+    confident prediction (a loss near 0) keeps its full relative precision.
+    ``c*`` is the first maximum (``argmax``), as ties go.
     """
-    top = z.argmax(axis=1)
-    rows = np.arange(len(z))
-    shifted = z - z[rows, top][:, None]
-    others = np.exp(shifted)
-    others[rows, top] = 0
-    return shifted - np.log1p(others.sum(axis=1, keepdims=True))
+    top = xp.argmax(z, axis=1)                                    # c*, (n,)
+    shifted = z - xp.take_along_axis(z, top[:, None], axis=1)     # z - m
+    others = xp.exp(shifted) * (1 - onehot(top, z, xp))
+    return shifted - xp.log1p(xp.sum(others, axis=1, keepdims=True))
 
 
-def cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Summed softmax cross-entropy and its gradient.
+def cross_entropy(z: Array, y: Array, xp: Namespace = NUMPY) -> tuple[Array, Array]:
+    r"""Summed softmax cross-entropy and its gradient.
 
-    ``L = sum_i -log softmax(z_i)[y_i]``;  ``dL/dz = softmax(z) - onehot(y)``.
+    .. math::
+
+        L = -\sum_i \log \operatorname{softmax}(z_i)_{y_i}, \qquad
+        \frac{\partial L}{\partial z} = \operatorname{softmax}(z) - \operatorname{onehot}(y)
 
     Parameters
     ----------
     z : (n, k) raw outputs (logits).
     y : (n,) integer class labels in ``[0, k)``.
+    xp : the array namespace of ``z`` and ``y``.
 
     Returns
     -------
-    loss_sum : float, the sum over the n rows.
+    loss_sum : 0-d array in ``z``'s dtype, the sum over the n rows.
     dz : (n, k), ``dL/dz``.
     """
-    logp = log_softmax(z)
-    rows = np.arange(len(y))
-    loss_sum = -float(logp[rows, y].sum())
-    dz = np.exp(logp)
-    dz[rows, y] -= 1
-    return loss_sum, dz
+    logp = log_softmax(z, xp)
+    loss_sum = -xp.sum(xp.take_along_axis(logp, y[:, None], axis=1))
+    return loss_sum, xp.exp(logp) - onehot(y, z, xp)
 
 
-def mse(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Summed per-row mean squared error and its gradient.
+def mse(z: Array, y: Array, xp: Namespace = NUMPY) -> tuple[Array, Array]:
+    r"""Summed per-row mean squared error and its gradient.
 
-    ``L = sum_i (1/k) sum_j (z_ij - y_ij)**2``;  ``dL/dz = (2/k) (z - y)``.
+    .. math::
+
+        L = \sum_i \frac{1}{k} \sum_j (z_{ij} - y_{ij})^2, \qquad
+        \frac{\partial L}{\partial z} = \frac{2}{k} (z - y)
 
     Parameters
     ----------
     z : (n, k) outputs.
     y : (n, k) targets.
+    xp : the array namespace of ``z`` and ``y``.
 
     Returns
     -------
-    loss_sum : float, the sum over the n rows.
+    loss_sum : 0-d array in ``z``'s dtype, the sum over the n rows.
     dz : (n, k), ``dL/dz``.
     """
     k = z.shape[1]
     diff = z - y
-    return float((diff * diff).sum()) / k, (2 / k) * diff
+    return xp.sum(diff * diff) / k, (2 / k) * diff
 
 
 LOSSES = Registry("loss", Loss)
@@ -159,13 +175,16 @@ def unregister(name: str) -> None:
 
 _A, _F = "alloc", "free"
 register(Loss("cross_entropy", cross_entropy, classes=True, lr_scale=1.0, compiled=0, steps=(
-    (_A, "rows"), (_A, "outputs"), (_F, "rows"),        # m = z[rows, top]; shifted = z - m
-    (_A, "outputs"), (_A, "rows"), (_F, "outputs"),     # exp(shifted); .sum(axis=1)
-    (_A, "rows"), (_F, "rows"),                         # log1p(...)
-    (_A, "outputs"), (_F, "rows"), (_F, "outputs"),     # logp = shifted - log1p(...)
-    (_A, "index"), (_A, "rows"), (_F, "rows"),          # rows = arange(n); logp[rows, y]
-    (_A, "outputs"), (_A, "rows"), (_F, "rows"),        # dz = exp(logp); dz[rows, y] -= 1
-    (_F, "outputs"), (_F, "index"))))                   # logp, rows
+    (_A, "index"), (_A, "rows"), (_A, "outputs"),       # top = argmax; m; shifted = z - m
+    (_F, "rows"), (_A, "outputs"), (_A, "outputs"),     # exp(shifted); onehot(top)
+    (_A, "outputs"), (_F, "outputs"), (_F, "index"),    # 1 - onehot
+    (_A, "outputs"), (_F, "outputs"), (_F, "outputs"),  # others = exp(...) * (1 - ...)
+    (_A, "rows"), (_A, "rows"), (_F, "rows"),           # .sum(axis=1); log1p(...)
+    (_A, "outputs"), (_F, "rows"),                      # logp = shifted - log1p(...)
+    (_F, "outputs"), (_F, "outputs"),                   # others, shifted
+    (_A, "rows"), (_F, "rows"),                         # logp[i, y_i], summed
+    (_A, "outputs"), (_A, "outputs"), (_A, "outputs"),  # exp(logp); onehot(y); dz = ... - ...
+    (_F, "outputs"), (_F, "outputs"), (_F, "outputs"))))  # exp(logp), onehot, logp
 register(Loss("mse", mse, classes=False, lr_scale=0.02, compiled=1, steps=(
     (_A, "outputs"), (_A, "outputs"), (_F, "outputs"),  # diff = z - y; diff * diff
     (_A, "outputs"), (_F, "outputs"))))                 # dz = (2/k) diff; diff freed

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from . import _checks, kernels, npzfile
+from ._arrays import NUMPY
 from .activations import ACTIVATIONS
 from .data import Dataset
 from .errors import CompiledFallbackWarning
@@ -34,13 +35,26 @@ class MLP:
         Seed of the weight initialisation.
     dtype : numpy.float32 or numpy.float64
         Dtype of weights and computation.
-    backend : {"numpy", "numba"}
+    backend : {"numpy", "numba", "torch", "cupy", "array_api_strict"}
         ``"numpy"`` is the readable reference in ``scratchgd.kernels.reference``.
         ``"numba"`` with an activation or loss that has no compiled twin runs
         the reference kernels, with a :class:`~scratchgd.CompiledFallbackWarning`.
+        ``"torch"``, ``"cupy"`` and ``"array_api_strict"`` run the same
+        reference on that library's arrays (:mod:`scratchgd.kernels.array_api`,
+        extra ``array-api``; see docs/gpu.md): ``params`` are its arrays, on
+        ``device``.
+    device : str or None
+        Where an array-API backend keeps the weights and computes: ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``, ... (torch, cupy) or a device name of
+        array_api_strict (``"device1"``, ``"no_float64"``, ...); ``None``: the
+        library's default. A device without the model's dtype is refused.
+        ``None`` or ``"cpu"`` for numpy and numba.
 
     Attributes
     ----------
+    xp : module
+        The array namespace of ``params``: for numpy and numba NumPy's
+        (``scratchgd._arrays.NUMPY``), else the library's (array-api-compat).
     kernels : module
         The backend's kernel module (:func:`scratchgd.kernels.for_model`):
         ``kernels.forward`` and ``kernels.loss_and_grads`` do the arithmetic
@@ -77,7 +91,8 @@ class MLP:
     """
 
     def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "cross_entropy",
-                 seed: int = 0, dtype: type = np.float64, backend: str = "numpy") -> None:
+                 seed: int = 0, dtype: type = np.float64, backend: str = "numpy",
+                 device: str | None = None) -> None:
         try:
             if isinstance(sizes, str | bytes) or not hasattr(sizes, "__len__"):
                 raise TypeError
@@ -95,18 +110,45 @@ class MLP:
             raise ValueError(f"{self.loss} needs at least 2 outputs, got sizes={sizes}")
         seed = _checks.seed("seed", seed)
         dtype = _checks.float_dtype("dtype", dtype)
-        self.backend = _checks.choice("backend", backend, tuple(kernels.BACKENDS))
+        self.backend = _checks.choice("backend", backend,
+                                      tuple(kernels.BACKENDS) + kernels.ARRAY_BACKENDS)
         self.sizes = sizes
         self.dtype = dtype
         self.seed = seed
+        self._place(device)
         self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
         if missing is not None:
             warnings.warn(CompiledFallbackWarning(
                 f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
                 f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
-        self.params = self._init_params(np.random.default_rng(self.seed))
+        self.params = self.to_device(self._init_params(np.random.default_rng(self.seed)))
         self._scaling: Scaling | None = None
         self._target_scaling: Scaling | None = None
+
+    def _place(self, device: str | None) -> None:
+        """Resolve the namespace ``xp``, the ``device`` and its dtype, once, for the backend."""
+        self.device = check_device(self.backend, device)
+        if self.backend not in kernels.ARRAY_BACKENDS:
+            self.xp, self._xp_dtype = NUMPY, self.dtype
+            return
+        from .kernels import array_api
+        self.xp = array_api.kernels(self.backend).xp
+        self._xp_dtype = array_api.check_dtype(self.backend, self.xp, self.device, self.dtype)
+
+    def to_device(self, arrays: list[np.ndarray]) -> list:
+        """Host (NumPy) arrays as arrays of the model's namespace on its device (the same for numpy).
+
+        Copies (torch on the CPU would otherwise share the NumPy array's memory).
+        """
+        if self.xp is NUMPY:
+            return arrays
+        return [self.xp.asarray(a, device=self.device, copy=True) for a in arrays]
+
+    def to_host(self, arrays: list) -> list[np.ndarray]:
+        """Arrays of the model's namespace as NumPy arrays (copies from a device; the same for numpy)."""
+        if self.xp is NUMPY:
+            return arrays
+        return [to_numpy(a) for a in arrays]
 
     @property
     def scaling(self) -> Scaling | None:
@@ -189,8 +231,9 @@ class MLP:
         ``dtype`` casts the copy (for instance to float64 for a gradient check).
         """
         dtype = self.dtype if dtype is None else dtype
-        other = MLP(self.sizes, self.activation, self.loss, self.seed, dtype, self.backend)
-        other.params = [p.astype(other.dtype) for p in self.params]
+        other = MLP(self.sizes, self.activation, self.loss, self.seed, dtype, self.backend,
+                    self.device)
+        other.params = other.to_device([p.astype(other.dtype) for p in self.to_host(self.params)])
         other.scaling = self.scaling
         other.target_scaling = self.target_scaling
         return other
@@ -264,9 +307,12 @@ class MLP:
 
         ``X`` holds raw rows: the model's ``scaling``, if any, is applied first.
         With a ``target_scaling`` the values are in its scaled units ``t``;
-        :meth:`predict` gives them in the targets' own.
+        :meth:`predict` gives them in the targets' own. A NumPy array, whatever
+        the backend (the rows are moved to the model's device and back).
         """
-        return self.kernels.forward(self.params, self.check_X(X), self.activation)[-1]
+        X, = self.to_device([self.check_X(X)])
+        z = self.kernels.forward(self.params, X, self.activation)[-1]
+        return z if self.xp is NUMPY else to_numpy(z)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class labels ``argmax_j z_ij`` (cross_entropy) or values (mse, in the model's dtype).
@@ -298,18 +344,20 @@ class MLP:
         Returns
         -------
         loss : float
-        grads : list of arrays shaped like ``params``, ``dL/dparams``.
+        grads : list of arrays shaped like ``params``, ``dL/dparams`` (of the
+            model's namespace, on its device).
         """
         reduction = _checks.choice("reduction", reduction, ("mean", "sum"))
         X = self.check_X(X)
-        if len(X) == 0:
+        n = len(X)
+        if n == 0:
             raise ValueError("X must have at least one row to compute a loss, got shape (0, d)")
-        y = self.targets(self.check_y(y, len(X)))
+        X, y = self.to_device([X, self.targets(self.check_y(y, n))])
         loss_sum, grads, _ = self.kernels.loss_and_grads(self.params, X, y, self.activation,
                                                           self.loss)
+        loss_sum = float(loss_sum)
         if reduction == "sum":
             return loss_sum, grads
-        n = len(X)
         return loss_sum / n, [g / n for g in grads]
 
     def __getstate__(self) -> dict:
@@ -322,7 +370,7 @@ class MLP:
         checkpoint files (``.npz``, read with ``allow_pickle=False``).
         """
         state = self.__dict__.copy()
-        del state["kernels"]
+        del state["kernels"], state["xp"]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -330,6 +378,10 @@ class MLP:
         self.__dict__.update(state)
         self.__dict__.setdefault("_scaling", None)  # pickled before scaling existed
         self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
+        self.__dict__.setdefault("device", None)  # before the array-API backends
+        self.__dict__.setdefault("_xp_dtype", self.dtype)
+        self.xp = (kernels.for_model(self.backend, self.activation, self.loss)[0].xp
+                   if self.backend in kernels.ARRAY_BACKENDS else NUMPY)
         self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
         if missing is not None:
             warnings.warn(CompiledFallbackWarning(
@@ -348,8 +400,32 @@ class MLP:
     def __repr__(self) -> str:
         scaled = ", scaling=standard" if self._scaling is not None else ""
         scaled += ", target_scaling=standard" if self._target_scaling is not None else ""
+        scaled += "" if self.device is None else f", device={str(self.device)!r}"
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss!r}, "
                 f"dtype={np.dtype(self.dtype).name}, backend={self.backend!r}{scaled})")
+
+
+def check_device(backend: str, device: str | None) -> object:
+    """The device ``device`` names for ``backend`` (``None`` for numpy and numba), or ``ValueError``."""
+    if backend in kernels.ARRAY_BACKENDS:
+        from .kernels import array_api
+        return array_api.resolve_device(backend, device)
+    if device not in (None, "cpu"):
+        raise ValueError(f"device={device!r}: backend={backend!r} runs on the CPU only "
+                         f"(device None or 'cpu'); for a GPU use backend='torch' or 'cupy'")
+    return None
+
+
+def to_numpy(a: object) -> np.ndarray:
+    """A NumPy copy of an array of NumPy, torch, CuPy or array_api_strict, from any device."""
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    if hasattr(a, "get"):            # CuPy: device to host
+        return a.get()
+    if hasattr(a, "cpu"):            # torch: to the CPU
+        return np.array(a.detach().cpu().numpy())
+    info = a.__array_namespace__().__array_namespace_info__()  # array_api_strict: to its CPU
+    return np.array(a.to_device(info.default_device()))
 
 
 def _fitting(name: str, value: Scaling | None, width: int, mismatch: str) -> Scaling | None:

@@ -23,9 +23,9 @@ import numpy as np
 from . import _checks
 from . import checkpoint as _ckpt
 from .activations import ACTIVATIONS
-from .kernels import BACKENDS
+from .kernels import ARRAY_BACKENDS, BACKENDS
 from .losses import LOSSES
-from .mlp import MLP
+from .mlp import MLP, check_device
 from .npzfile import (
     MODEL_FORMAT,
     MODEL_VERSION,
@@ -39,11 +39,13 @@ from .npzfile import (
 )
 
 
-def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
+def load_model(path: str | os.PathLike, backend: str = "numpy", device: str | None = None) -> MLP:
     """The model saved at ``path`` by :meth:`MLP.save`, or the model of a checkpoint.
 
     It predicts exactly as the saved one did: the same weights, dtype, and
-    input and target scaling. ``backend`` chooses the kernels of the loaded model.
+    input and target scaling. ``backend`` chooses the kernels of the loaded
+    model, ``device`` where an array-API backend keeps it (see :class:`MLP`):
+    the files hold NumPy arrays, whichever backend wrote them.
 
     Raises
     ------
@@ -54,7 +56,8 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
         If there is no file at ``path``.
     """
     path = os.fspath(_checks.path("path", path))
-    backend = _checks.choice("backend", backend, tuple(BACKENDS))
+    backend = _checks.choice("backend", backend, tuple(BACKENDS) + ARRAY_BACKENDS)
+    check_device(backend, device)  # before the file is read
 
     def fail(message: str) -> ValueError:
         return ValueError(f"model file {path!r} {message}")
@@ -71,7 +74,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
     if meta.get("format") == _ckpt.FORMAT:
         ck = _ckpt.load(path)
         return _build(ck.meta["model"], ck.params, (ck.scaling, ck.target_scaling), backend,
-                      fail)
+                      device, fail)
     version = _check_format(meta, fail)
     described = meta.get("model")
     if not isinstance(described, dict):
@@ -85,7 +88,7 @@ def load_model(path: str | os.PathLike, backend: str = "numpy") -> MLP:
                 read_scaling(arrays, sizes[-1], fail, "target") if version >= 2 else None)
     if arrays:
         raise fail(f"holds unexpected entries {sorted(arrays)}")
-    return _build(described, params, scalings, backend, fail)
+    return _build(described, params, scalings, backend, device, fail)
 
 
 def _check_format(meta: dict, fail: Any) -> int:
@@ -100,7 +103,7 @@ def _check_format(meta: dict, fail: Any) -> int:
 
 
 def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: str,
-           fail: object) -> MLP:
+           device: str | None, fail: object) -> MLP:
     """The model ``described``, with ``params`` and ``scalings`` (input, target)."""
     for kind, registry in (("activation", ACTIVATIONS), ("loss", LOSSES)):
         name = described.get(kind)
@@ -109,10 +112,10 @@ def _build(described: dict, params: list[np.ndarray], scalings: tuple, backend: 
                        f"(registered: {', '.join(registry)})")
     try:
         model = MLP(described["sizes"], described["activation"], described["loss"],
-                    dtype=np.dtype(described["dtype"]).type, backend=backend)
+                    dtype=np.dtype(described["dtype"]).type, backend=backend, device=device)
     except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise fail(f"describes an impossible model: {str(exc) or type(exc).__name__}") from None
-    model.params = [np.array(p) for p in params]
+    model.params = model.to_device([np.array(p) for p in params])
     model.scaling = scalings[0]
     try:
         model.target_scaling = scalings[1]

@@ -14,11 +14,13 @@ Model files (``model.save``, :func:`scratchgd.load_model`) and checkpoints
 A model file is exactly these entries (format ``MODEL_FORMAT``, version
 ``MODEL_VERSION``; version 1, without target scaling, is still read), written
 by :func:`write_model`. Every file is read by
-:func:`read_npz`, which checks each entry's header before reading it with
+:func:`read_npz`, from a regular file only, which checks the zip's directory,
+each entry's header and size, and their sizes against what ``meta`` implies
+(:func:`model_entry_bytes`) before it reads any entry, with
 ``allow_pickle=False``: a file that holds pickled objects, is truncated or
-forged, or has weights of the wrong shape is refused with a ``ValueError``
-that names it, and nothing from it is ever run. Writing is atomic
-(:func:`write_npz_atomic`).
+forged, declares more than it may, or has weights of the wrong shape is
+refused with a ``ValueError`` that names it, and nothing from it is ever run.
+Writing is atomic (:func:`write_npz_atomic`).
 
 This module imports nothing of scratchgd above its foundation (a model is
 read through its attributes), so the model itself can save through it.
@@ -281,7 +283,7 @@ def model_arrays(model: Any) -> dict[str, np.ndarray]:
     (``scale_mean``, ``scale_std``) and ``model.target_scaling``
     (``target_mean``, ``target_std``); none for a scaling that is ``None``.
     """
-    arrays = {f"param_{i}": p for i, p in enumerate(model.params)}
+    arrays = {f"param_{i}": p for i, p in enumerate(model.to_host(model.params))}  # NumPy
     for attribute, prefix in SCALINGS.items():
         scaling = getattr(model, attribute)
         if scaling is not None:

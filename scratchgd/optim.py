@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
+from ._arrays import NUMPY, Array
 from .data import CHUNK_SIZE, DataLoader, Dataset
 from .errors import TrainingDiverged
 
@@ -58,31 +59,43 @@ class Optimizer:
         self.shuffle = _checks.shuffle_mode("shuffle", shuffle)
         self.chunk_size = _checks.positive_int("chunk_size", chunk_size)
         self.velocity: list[np.ndarray] | None = None
+        self.xp = NUMPY
+        """The array namespace of the weights it updates: ``fit`` sets the model's at the start."""
 
     def loader(self, data: Dataset, seed: int = 0) -> DataLoader:
         """The data loader this optimizer draws its batches from."""
         return DataLoader(data, batch_size=self.batch_size, shuffle=self.shuffle, seed=seed,
                           chunk_size=self.chunk_size)
 
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+    def step(self, params: list[Array], grads: list[Array], finite: Array | None = None) -> None:
+        r"""One training step, in place: ``v <- mu v + g``, ``w <- w - lr v``.
+
+        .. math:: v \leftarrow \mu v + g, \qquad w \leftarrow w - \mathrm{lr}\, v
+
+        ``finite``: a 0-d boolean of the weights' namespace that must hold too
+        (the engine's check of the step's losses, on a GPU), read together with
+        the check of the new weights: one device-to-host read per step.
 
         Raises
         ------
         TrainingDiverged
-            If the new weights would not all be finite; nothing is changed then.
+            If the new weights would not all be finite (or ``finite`` is
+            false); nothing is changed then.
         """
-        # lr and momentum in each weight's dtype, as NumPy 2 casts a Python float: NumPy 1
-        # would compute float32 weights in float64 when lr overflows float32, and the check
-        # below would pass values that overflow on assignment
+        # lr and momentum are Python floats, which NumPy 2 and the array API cast to each
+        # weight's dtype: a float32 model steps in float32, and an lr that overflows float32
+        # makes inf, which the check below catches
+        xp = self.xp
         if self.momentum:
-            new_velocity = [v.dtype.type(self.momentum) * v + g
+            new_velocity = [self.momentum * v + g
                             for v, g in zip(self.buffers(params), grads, strict=True)]
         else:
             new_velocity = grads
-        new_params = [w - w.dtype.type(self.lr) * v for w, v in zip(params, new_velocity,
-                                                                    strict=True)]
-        if not all(np.isfinite(w).all() for w in new_params):
+        new_params = [w - self.lr * v for w, v in zip(params, new_velocity, strict=True)]
+        checks = [xp.all(xp.isfinite(w)) for w in new_params]
+        if finite is not None:
+            checks.append(finite)
+        if not (all(checks) if xp is NUMPY else bool(xp.all(xp.stack(checks)))):
             raise TrainingDiverged("the update would make the weights non-finite")
         for w, new_w in zip(params, new_params, strict=True):
             w[...] = new_w
@@ -90,10 +103,10 @@ class Optimizer:
             for v, new_v in zip(self.velocity, new_velocity, strict=True):
                 v[...] = new_v
 
-    def buffers(self, params: list[np.ndarray]) -> list[np.ndarray]:
+    def buffers(self, params: list[Array]) -> list[Array]:
         """The momentum buffers ``v``, one per parameter, created as zeros on first use."""
         if self.velocity is None:
-            self.velocity = [np.zeros_like(p) for p in params]
+            self.velocity = [self.xp.zeros_like(p) for p in params]
         return self.velocity
 
     def reset(self) -> None:

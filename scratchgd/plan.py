@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _files, memory
+from . import _checks, _files, kernels, memory
 from .checkpoint import optimizer_settings
 from .data import DataLoader, Dataset
 from .distributed import Group
@@ -140,6 +140,7 @@ def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str,
     if group is not None and (args.track_noise or rng is not None):
         raise ValueError("track_noise=True and rng= are not supported with comm= (data-parallel "
                          "training): leave them out, or train in one process")
+    _check_array_backend(args, group)
     loader = optimizer.loader(args.data, seed=args.seed)
     if rng is not None:
         loader.rng = rng
@@ -150,6 +151,20 @@ def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str,
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
     return loader, accumulate, _check_reduce_dtype(args, group, loader)
+
+
+def _check_array_backend(args: FitArgs, group: Group | None) -> None:
+    """An array-API backend (torch, cupy, array_api_strict) trains in one process, without
+    ``track_noise``, with :class:`~scratchgd.Optimizer`'s own update rule."""
+    backend = args.model.backend
+    if backend not in kernels.ARRAY_BACKENDS:
+        return
+    if group is not None or args.track_noise:
+        raise ValueError(f"backend={backend!r} does not train with comm= (data-parallel) or "
+                         f"track_noise=True: those run on backend 'numpy' or 'numba'")
+    if type(args.optimizer).step is not Optimizer.step:
+        raise ValueError(f"backend={backend!r} runs Optimizer.step itself, which "
+                         f"{type(args.optimizer).__name__} overrides: train it on backend 'numpy'")
 
 
 def _reduce_dtype(value: Any) -> type:

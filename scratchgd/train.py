@@ -91,17 +91,18 @@ def evaluate_in_blocks(model: MLP, data: Dataset,
     _checks.instance("model", model, MLP)
     y = model.targets(model.check_data(data, "data"))
     loss_sum, correct, sse = 0.0, 0, np.zeros(model.n_outputs)
+    xp = model.xp
     for start in range(0, len(data), EVAL_BATCH):
         rows = slice(start, start + EVAL_BATCH)
-        X = model.inputs(data.X[rows])
+        X, y_rows = model.to_device([model.inputs(data.X[rows]), y[rows]])
         z = model.kernels.forward(model.params, X, model.activation)[-1]
         if each is not None:
-            each(rows, z)
-        loss_sum += LOSSES[model.loss].function(z, y[rows])[0]
+            each(rows, model.to_host([z])[0])   # NumPy, from any device
+        loss_sum += float(LOSSES[model.loss].function(z, y_rows, xp)[0])
         if model.loss == "cross_entropy":
-            correct += int((z.argmax(axis=1) == y[rows]).sum())
+            correct += int(xp.sum(xp.asarray(xp.argmax(z, axis=1) == y_rows, dtype=xp.int64)))
         else:
-            sse += ((z - y[rows]).astype(np.float64) ** 2).sum(axis=0)
+            sse += ((model.to_host([z])[0] - y[rows]).astype(np.float64) ** 2).sum(axis=0)
     if model.loss == "cross_entropy":
         return loss_sum / len(data), correct / len(data), math.nan
     y = y.astype(np.float64)
@@ -188,6 +189,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
     noise = NoiseTracker() if track_noise else None
     engine = engines.choose(model, optimizer, loader, plan.y, plan.k, group, noise,
                             plan.reduce_dtype)
+    optimizer.xp = model.xp  # the namespace of the weights it steps
     engine.start()
     checkpoints = Checkpoints(model, optimizer, plan, epochs, checkpoint, checkpoint_every, group,
                               noise)

@@ -397,3 +397,17 @@ def test_any_sequence_of_fit_calls_leaves_a_checkpoint_the_next_accepts(tmp_path
         sg.fit(sg.MLP([2, 5, 3 if loss == "cross_entropy" else 1], loss=loss, seed=0), data,
                sg.MiniBatchSGD(lr=0.01, batch_size=16, momentum=0.5), epochs=top + 1,
                progress=False, checkpoint=path, resume=True)
+
+
+def test_a_gd_run_resumes_under_another_memory_budget(tmp_path):
+    """Other chunks of the full batch (``History.iterations`` counts them), the same run."""
+    path = tmp_path / "run.npz"
+    model = sg.MLP([2, 8, 3], seed=0)
+    small, large = (sg.memory.estimate(model, rows) for rows in (16, 40))
+    sg.fit(model, DATA, sg.GD(lr=0.5), epochs=1, progress=False, memory_budget=large,
+           checkpoint=path)
+    history = sg.fit(sg.MLP([2, 8, 3], seed=0), DATA, sg.GD(lr=0.5), epochs=2, progress=False,
+                     memory_budget=small, checkpoint=path, resume=True)
+    assert history.samples_seen == 2 * len(DATA)
+    assert history.iterations_at_epoch_end[1] - history.iterations_at_epoch_end[0] > \
+        history.iterations_at_epoch_end[0]  # smaller chunks: more iterations

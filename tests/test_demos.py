@@ -182,6 +182,15 @@ def test_critical_batch_size(tmp_path):
     out = run_demo("critical_batch_size", tmp_path)
     assert_real_figure(tmp_path / "critical_batch_size.png")
     fits = {key: fields(value) for key, value in out.items() if "_target[" in key}
+    fixed = {b: fields(out[f"digits_fixed_lr[{b}]"]) for b in (32, 256)}
+    for b, run in fixed.items():
+        assert run["lr"] == 0.1 and run["examples"] == run["steps"] * b > 0
+    # one learning rate for both: the larger batch saves few steps, if any, for 8x the examples
+    assert fixed[256]["steps"] > fixed[32]["steps"] / 2
+    for key, fit in fits.items():  # B_simple where each run reached the target, chosen one within
+        runs = fields(out[key.replace("_target[", "_b_simple_of_every_run[")])
+        assert runs["runs"] >= 3 and 0 < runs["min"] <= runs["median"] <= runs["max"]
+        assert runs["min"] * (1 - 1e-3) <= fit["B_simple"] <= runs["max"] * (1 + 1e-3)
     assert {key.split("_target")[0] for key in fits} == {"digits", "linreg"}
     assert len(fits) == 4  # two targets per task, each reached by enough batch sizes to fit
     for key, fit in fits.items():

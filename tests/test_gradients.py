@@ -84,7 +84,8 @@ def test_a_wrong_derivative_of_a_registered_activation_fails_the_check(leaky_rel
     for loss in LOSSES:
         assert_backprop_matches_differences(*fixed_problem("leaky_relu", loss))
     wrong = activations.Activation(
-        "leaky_relu_wrong", leaky_relu.forward, lambda a: (a > 0).astype(a.dtype),  # slope 0, not 0.01
+        "leaky_relu_wrong", leaky_relu.forward,
+        lambda a, xp: (a > 0).astype(a.dtype),  # slope 0, not 0.01
         "he", leaky_relu.forward_steps, leaky_relu.derivative_steps)
     activations.register(wrong)
     try:

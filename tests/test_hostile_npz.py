@@ -430,6 +430,9 @@ def test_what_is_not_a_regular_file_is_refused_saying_what_it_is(tmp_path, kind)
         with pytest.raises(ValueError, match=what):
             sg.fit(sg.MLP([2, 3, 3]), DATA, sg.GD(0.1), epochs=1, progress=False,
                    checkpoint=path)
+        with pytest.raises(ValueError, match=what):  # nor replaced by a model file
+            sg.MLP([2, 3, 3]).save(path)
+        assert {"fifo": path.is_fifo, "folder": path.is_dir}[kind]()
 
 
 # -- fuzz: flipped, cut and spliced bytes of a model file and a checkpoint ---------------------

@@ -3,6 +3,8 @@ figures, the closed form of linear regression, fit(track_noise=True) and both ba
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,7 +309,67 @@ def test_cli_advise_prints_the_table_and_a_range(capsys, tmp_path):
     for r in rows:
         assert float(r[1]) == pytest.approx(1 + b / int(r[0]), rel=6e-3)  # printed to 3 digits
         assert (r[-1] == "recommended") == (b / 2 <= int(r[0]) <= 2 * b)
-    assert "recommended batch sizes" in out and plot.stat().st_size > 10_000
+    chosen = [int(r[0]) for r in rows if r[-1] == "recommended"]
+    assert f"B_simple's range, what the model recommends: {min(chosen)} to {max(chosen)}" in out
+    assert plot.stat().st_size > 10_000
+
+
+def paragraph(out: str) -> str:
+    """``out`` with its line breaks undone: what ``advise`` wraps, compared as one line."""
+    return " ".join(out.split())
+
+
+def test_cli_advise_says_what_its_range_estimates_and_what_was_measured(capsys):
+    from scratchgd.cli import main
+    from scratchgd.cli.advise import MEASURED
+
+    assert main(["advise", "--epochs", "2", "--no-progress"]) == 0
+    out = paragraph(capsys.readouterr().out)
+    # what the figure is, and where in training it holds
+    assert "what it is: the gradient noise scale tr(Sigma) / |G|^2 at these weights" in out
+    assert "It holds for the training from here on, and grows as the loss falls" in out
+    b_epochs = [float(x) for x in re.findall(r"B_simple \(from its batches\) (\S+)", out)]
+    assert (f"(estimated from the batches: {b_epochs[0]:.4g} in epoch 1, {b_epochs[-1]:.4g} in "
+            f"epoch 2)") in out
+    assert "with B_simple taken for the critical batch size and the learning rate tuned" in out
+    # on the digits, what was measured instead, after the range
+    assert out.index(MEASURED["digits"]) > out.index("B_simple's range")
+    assert "use batch sizes up to about 32" in MEASURED["digits"] and MEASURED[None] not in out
+
+    assert main(["advise", "--epochs", "1", "--no-progress", "--dataset", "spirals"]) == 0
+    out = paragraph(capsys.readouterr().out)
+    assert MEASURED[None] in out and MEASURED["digits"] not in out
+
+
+def test_the_advisors_quoted_measurements_are_those_of_batch_size_md():
+    from scratchgd.cli.advise import MEASURED
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "batch_size.md").read_text()
+    rows, task = {}, None
+    for line in page.splitlines():  # the table of "Does it predict the critical batch size?"
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) < 5 or not re.fullmatch(r"[\d.]+", cells[1]):
+            continue
+        task = cells[0].split(",")[0] or task
+        head = dict(zip(("target", "b_crit", "b_simple"), map(float, cells[1:4]), strict=True))
+        rows.setdefault(task, []).append({**head, "ratio": float(cells[-1].split()[0])})
+    digits, regression = rows["digits"], rows["linear regression"]
+    assert len(digits) == len(regression) == 5
+
+    def close(quoted: str, value: float) -> bool:
+        return abs(float(quoted) - value) <= 0.05 * value
+
+    low, high = re.search(r"between (\S+) and (\S+) for", MEASURED["digits"]).groups()
+    assert close(low, min(r["b_crit"] for r in digits))
+    assert close(high, max(r["b_crit"] for r in digits))
+    first, top = re.search(r"grew from (\S+) to (\S+)\.", MEASURED["digits"]).groups()
+    assert close(first, digits[0]["b_simple"]) and close(top, max(r["b_simple"] for r in digits))
+    low, high = re.search(r"was (\S+) to (\S+) times smaller", MEASURED[None]).groups()
+    assert close(low, 1 / max(r["ratio"] for r in digits))
+    assert close(high, 1 / min(r["ratio"] for r in digits))
+    low, high = re.search(r"and (\S+) to (\S+) times B_simple", MEASURED[None]).groups()
+    assert close(low, min(r["ratio"] for r in regression))
+    assert close(high, max(r["ratio"] for r in regression))
 
 
 def test_cli_advise_refuses_bad_rows(capsys):

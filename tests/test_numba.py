@@ -168,10 +168,10 @@ def test_fit_equals_reference_three_layers():
     assert_same_training(results, np.float64)
 
 
-def test_span_boundaries_do_not_change_a_bit(monkeypatch):
-    """Runs of any length (at step boundaries) give bit-identical weights and History."""
-    def run(span_rows):
-        monkeypatch.setattr(compiled_engine, "SPAN_ROWS", span_rows)
+def test_kernel_call_boundaries_do_not_change_a_bit(monkeypatch):
+    """Kernel calls of any length (at step boundaries) give bit-identical weights and History."""
+    def run(call_rows):
+        monkeypatch.setattr(compiled_engine, "CALL_ROWS", call_rows)
         model = sg.MLP([64, 24, 10], seed=3, backend="numba")
         history = sg.fit(model, small_digits(), sg.MiniBatchSGD(0.1, 8, momentum=0.9), epochs=2,
                          accumulate=3, progress=False, seed=7)
@@ -183,10 +183,10 @@ def test_span_boundaries_do_not_change_a_bit(monkeypatch):
     assert (h1.steps, h1.iterations) == (h2.steps, h2.iterations)
 
 
-def test_spans_are_whole_steps_and_cover_the_iterations():
+def test_kernel_calls_are_whole_steps_and_cover_the_iterations():
     for first, stop, k, rows in [(0, 45, 1, 32), (0, 1437, 1, 1), (10, 13, 5, 16), (0, 7, 7, 1),
                                  (3, 100, 3, 1000), (6, 30000, 2, 1), (4, 20, 2, 1)]:
-        runs = list(compiled_engine.spans(first, stop, k, rows))
+        runs = list(compiled_engine.kernel_calls(first, stop, k, rows))
         assert runs[0][0] == first and runs[-1][1] == stop
         assert all(a[1] == b[0] for a, b in zip(runs[:-1], runs[1:], strict=True))
         assert all(start % k == 0 for start, _ in runs)

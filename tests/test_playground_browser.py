@@ -77,7 +77,8 @@ def test_train_stop_and_refuse_by_clicking(browser, server):
     page.select_option("#optimizer", "sgd")
     page.fill("#epochs", "1000")
     page.click("#train")
-    page.wait_for_function("document.getElementById('c-steps').textContent !== '0'")
+    page.wait_for_function("runs.length === 2 && current === runs[1] && current.counters "
+                           "&& current.counters.steps > 0")  # the new run is training
     page.click("#stop")
     page.wait_for_function("document.getElementById('c-status').textContent.endsWith('stopped')")
     assert server.http.get("/api/runs").json()[-1]["status"] == "stopped"
@@ -108,4 +109,24 @@ def test_the_sweep_trains_five_batch_sizes_one_after_another(browser, server):
     assert page.locator("#runs tbody tr").count() == 5
     page.select_option("#xaxis", "samples")
     assert ink(page, "chart-epochs") > 200
+    page.close()
+
+
+def steps_shown(page):
+    return int(page.text_content("#c-steps").replace(",", ""))
+
+
+def test_step_pause_and_resume_by_clicking(browser, server):
+    page = browser.new_page()
+    page.goto(server.url + "/?dataset=spirals&hidden=8&epochs=3&batch_size=16&lr=0.1")
+    page.wait_for_function("window.firstPaint !== undefined")
+    page.click("#step")  # no run yet: a run that takes one training step, then pauses
+    page.wait_for_function("document.getElementById('c-status').textContent.endsWith('paused')")
+    assert steps_shown(page) == 1 and page.text_content("#pause") == "Resume"
+    page.click("#step")
+    page.wait_for_function("document.getElementById('c-steps').textContent === '2'")
+    page.wait_for_function("document.getElementById('c-status').textContent.endsWith('paused')")
+    page.click("#pause")  # Resume
+    page.wait_for_function("document.getElementById('c-status').textContent.endsWith('done')")
+    assert steps_shown(page) == 90 and page.text_content("#c-epoch") == "3 / 3"
     page.close()

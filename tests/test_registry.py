@@ -31,7 +31,8 @@ def test_the_command_line_offers_what_the_registries_hold(leaky_relu):
     assert "leaky_relu" in option(train, "--activation").choices
     assert option(train, "--loss").choices == tuple(losses.LOSSES)
     assert option(train, "--optimizer").choices == tuple(OPTIMIZERS)
-    assert option(train, "--backend").choices == ("numpy", "numba")
+    assert option(train, "--backend").choices == ("numpy", "numba", "torch", "cupy",
+                                                  "array_api_strict")
     assert DEFAULT_LR == {"cross_entropy": {"minibatch": 0.1, "sgd": 0.01, "gd": 0.5},
                           "mse": {"minibatch": 0.002, "sgd": 0.0002, "gd": 0.01}}
 

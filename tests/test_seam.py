@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import scratchgd as sg
@@ -79,6 +79,8 @@ def uncut(backend, optimizer, accumulate):
 
 
 @settings(max_examples=30)
+@example(backend="numba", optimizer="minibatch+momentum", accumulate=1, lengths=[1])  # sum() of
+# the span's losses compensated on Python 3.12+, one ulp off the uncut run's additions
 @given(backend=st.sampled_from(["numpy", "numba"]),
        optimizer=st.sampled_from(sorted(OPTIMIZERS)),
        accumulate=st.sampled_from([1, 2, 3, "epoch"]),

@@ -122,30 +122,42 @@ def api_sections() -> list[tuple[str, list[tuple[str, list[str]]]]]:
     return sections
 
 
+def _write(page: Path, lines: list[str]) -> None:
+    """``page`` with ``lines``, left untouched when equal (so Sphinx rereads nothing)."""
+    text = "\n".join([".. Written by docs/_ext/sitetools.py at each build; do not edit.", "",
+                      *lines])
+    if not page.exists() or page.read_text(encoding="utf-8") != text:
+        page.write_text(text, encoding="utf-8")
+
+
 def write_api(app: Sphinx, config: object = None) -> None:
-    """Write ``api/index.rst``: the layers, their modules and the names autosummary pages."""
-    lines = [".. Written by docs/_ext/sitetools.py at each build; do not edit.", "",
-             *_heading("API reference", "="),
+    """Write the API pages: ``api/index.rst`` (the modules by layer) and one page per module.
+
+    A module's page is its docstring and the table of its names, each of which autosummary
+    gives a page of its own (``api/generated/``).
+    """
+    API.mkdir(exist_ok=True)
+    index = [*_heading("API reference", "="),
              "Every public name of scratchgd, one page each, from its docstring, grouped by",
-             "the layers of :doc:`../architecture` (the lowest layer last). Each page links",
-             "to its highlighted source. The names a learner calls first are in",
+             "module and by the layers of :doc:`../architecture` (the lowest layer last). Each",
+             "page links to its highlighted source. The names a learner calls first are in",
              ":mod:`scratchgd` itself: :func:`scratchgd.fit`, :class:`scratchgd.MLP`,",
              ":class:`scratchgd.DataLoader`.", ""]
     for layer, modules in api_sections():
-        lines += _heading(layer, "-")
+        index += [*_heading(layer, "-"), ".. autosummary::", ""]
+        index += [f"   {module}" for module, _ in modules]
+        index += ["", ".. toctree::", "   :hidden:", ""]
+        index += [f"   {module}" for module, _ in modules]
+        index.append("")
         for module, names in modules:
-            lines += _heading(module, "~")
-            lines += [f".. automodule:: {module}", "   :no-members:", ""]
+            page = [*_heading(module, "="), f".. automodule:: {module}", "   :no-members:", ""]
             if names:
-                lines += [".. currentmodule:: scratchgd", "", ".. autosummary::",
-                          "   :toctree: generated", "   :nosignatures:", ""]
-                lines += [f"   {name.removeprefix('scratchgd.')}" for name in names]
-                lines.append("")
-    API.mkdir(exist_ok=True)
-    text = "\n".join(lines)
-    page = API / "index.rst"
-    if not page.exists() or page.read_text(encoding="utf-8") != text:
-        page.write_text(text, encoding="utf-8")
+                page += [*_heading("Names", "-"), ".. currentmodule:: scratchgd", "",
+                         ".. autosummary::", "   :toctree: generated", "   :nosignatures:", ""]
+                page += [f"   {name.removeprefix('scratchgd.')}" for name in names]
+                page.append("")
+            _write(API / f"{module}.rst", page)
+    _write(API / "index.rst", index)
 
 
 # -- math as MathML -------------------------------------------------------------------------
@@ -206,25 +218,48 @@ def _order(layers: list[list[str]], edges: list[tuple[str, str]]) -> list[list[s
     return order
 
 
+def _rows(nodes_: list[str], labels: dict[str, str], width: float) -> list[list[str]]:
+    """A layer's nodes cut into rows that each fit ``width`` (in order)."""
+    rows: list[list[str]] = [[]]
+    used = 0.0
+    for node in nodes_:
+        w = _box_width(labels[node]) + 14
+        if rows[-1] and used + w > width:
+            rows.append([])
+            used = 0.0
+        rows[-1].append(node)
+        used += w
+    return rows
+
+
+def _box_width(label: str) -> float:
+    return 14 + 7.8 * len(label)
+
+
 def flowchart_svg(text: str) -> str:
-    """The flowchart as an SVG: layers as bands, top layer first; an arrow per edge."""
+    """The flowchart as an SVG: layers as bands, top layer first; an arrow per edge.
+
+    A layer whose boxes do not fit one line takes two (or more), the band growing to hold them.
+    """
     layers, labels, edges = parse_flowchart(text)
-    rows = _order([ids for _, ids in layers], edges)
-    width, band, box_h, margin = 1160, 92, 26, 130
+    ordered = _order([ids for _, ids in layers], edges)
+    width, line, box_h, margin, pad = 900, 44, 26, 110, 14
     xy: dict[str, tuple[float, float, float]] = {}
     parts = []
-    for number, ((title, _), row) in enumerate(zip(layers, rows, strict=True)):
-        top = 10 + number * band
-        parts.append(f'<rect class="band" x="4" y="{top}" width="{width - 8}" '
-                     f'height="{band - 12}" rx="6"/>')
-        parts.append(f'<text class="layer" x="14" y="{top + band / 2}">{html.escape(title)}'
-                     f"</text>")
-        step = (width - margin - 20) / max(len(row), 1)
-        for i, node in enumerate(row):
-            label = labels[node]
-            w = 12 + 7.6 * len(label)
-            cx, cy = margin + step * (i + 0.5), top + (band - 12) / 2
-            xy[node] = (cx, cy, w)
+    top = 10.0
+    for (title, _), row in zip(layers, ordered, strict=True):
+        lines = _rows(row, labels, width - margin - 20)
+        band = pad * 2 + line * len(lines) - (line - box_h)
+        parts.append(f'<rect class="band" x="4" y="{top:.0f}" width="{width - 8}" '
+                     f'height="{band:.0f}" rx="6"/>')
+        parts.append(f'<text class="layer" x="14" y="{top + band / 2:.0f}">'
+                     f"{html.escape(title)}</text>")
+        for number, nodes_ in enumerate(lines):
+            step = (width - margin - 20) / len(nodes_)
+            cy = top + pad + box_h / 2 + number * line
+            for i, node in enumerate(nodes_):
+                xy[node] = (margin + step * (i + 0.5), cy, _box_width(labels[node]))
+        top += band + 12
     for a, b in edges:
         (x1, y1, _), (x2, y2, _) = xy[a], xy[b]
         y1, y2 = y1 + box_h / 2, y2 - box_h / 2
@@ -237,9 +272,8 @@ def flowchart_svg(text: str) -> str:
                      f'width="{w:.0f}" height="{box_h}" rx="4"/>')
         parts.append(f'<text class="module" x="{cx:.0f}" y="{cy + 4.5:.0f}">'
                      f"{html.escape(labels[node])}</text>")
-    height = 10 + len(layers) * band
     return (f'<svg class="architecture-map" xmlns="http://www.w3.org/2000/svg" '
-            f'viewBox="0 0 {width} {height}" role="img" '
+            f'viewBox="0 0 {width} {top:.0f}" role="img" '
             f'aria-label="The layers of scratchgd and the imports between its modules">'
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
             'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/>'

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _files, datasets
 from ..data import Dataset
 from ..distributed import checked_in_shares
+from ..kernels import ARRAY_BACKENDS, BACKENDS
 from ..losses import LOSSES
 from ..mlp import MLP, standardize, standardize_targets
 from ..modelfile import load_model
@@ -182,21 +183,33 @@ def _embedded(name: str, seed: int) -> tuple[Dataset, Dataset]:
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """``--model``, which :func:`load_model_file` reads (``predict`` and ``evaluate``)."""
+    """``--model``, which :func:`load_model_file` reads, and the ``--backend`` and ``--device``
+    it runs on (``predict`` and ``evaluate``)."""
     parser.add_argument("--model", metavar="MODEL.npz", required=True,
                         help="a model file (train --save) or a checkpoint")
+    parser.add_argument("--backend", choices=tuple(BACKENDS) + ARRAY_BACKENDS, default="numpy",
+                        help="what computes (default: numpy); a file of any backend loads in "
+                        "any")
+    add_device_argument(parser)
 
 
-def load_model_file(path: str) -> MLP:
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, where an array-API backend computes (``MLP(device=...)``)."""
+    parser.add_argument("--device", default=None,
+                        help="for --backend torch or cupy: cpu, cuda, cuda:1, ...; for "
+                        "array_api_strict one of its device names (default: the library's)")
+
+
+def load_model_file(path: str, backend: str = "numpy", device: str | None = None) -> MLP:
     """The model of ``--model``: a model file or checkpoint (a missing file is a ``ValueError``,
-    so is a path that is not a regular file, saying what it is)."""
+    so is a path that is not a regular file, saying what it is), on ``backend`` and ``device``."""
     try:
         _files.regular_size(path)
     except FileNotFoundError:
         raise ValueError(f"--model {path}: no such file") from None
     except ValueError as exc:
         raise ValueError(f"--model {exc}") from None
-    return load_model(path)
+    return load_model(path, backend, device)
 
 
 def scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:

@@ -81,7 +81,7 @@ def features_for(model: object, path: str, header: bool | None = None) -> np.nda
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scratchgd predict``; return the exit status."""
-    model = load_model_file(args.model)
+    model = load_model_file(args.model, args.backend, args.device)
     if args.proba and model.loss != "cross_entropy":
         raise ValueError("--proba needs a classifier; this model does regression (mse)")
     X = features_for(model, args.data, args.header)

@@ -14,13 +14,13 @@ from .. import _files, checkpoint, distributed
 from ..activations import ACTIVATIONS
 from ..data import Dataset
 from ..history import History, epoch_line
-from ..kernels import BACKENDS
+from ..kernels import ARRAY_BACKENDS, BACKENDS
 from ..losses import LOSSES
 from ..metrics import regression_report
 from ..mlp import MLP
 from ..optim import OPTIMIZERS, Optimizer
 from ..train import evaluate, fit
-from ._data import add_data_arguments, load, loss_of, n_outputs, scale
+from ._data import add_data_arguments, add_device_argument, load, loss_of, n_outputs, scale
 
 DEFAULT_LR = {loss.name: {kind.name: kind.lr * loss.lr_scale for kind in OPTIMIZERS.values()}
               for loss in LOSSES.values()}
@@ -77,11 +77,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
                        help="of every hidden layer (default: relu)")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    train.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
-                       help="numpy (default: the readable reference, starts in half a second) or "
+    train.add_argument("--backend", choices=tuple(BACKENDS) + ARRAY_BACKENDS, default="numpy",
+                       help="numpy (default: the readable reference, starts in half a second), "
                        "numba (compiled: far faster for small batches, about 1 s to start once "
                        "its kernels are cached, 6 s the first time unless `scratchgd compile` "
-                       "ran)")
+                       "ran), or torch, cupy, array_api_strict (the reference on that "
+                       "library's arrays, on --device; extra array-api, see docs/gpu.md)")
+    add_device_argument(train)
     train.add_argument("--seed", type=int, default=0, help="seed of weights, split and shuffling")
     train.add_argument("--plot", metavar="FILE.png", default=None,
                        help="write the loss and accuracy (mse: test R^2) curves to this file")
@@ -219,6 +221,9 @@ def setup(args: argparse.Namespace, group: distributed.Group | None = None
           ) -> tuple[Dataset, Dataset, Optimizer, MLP]:
     """The training and test sets, optimizer and model ``args`` name (the playground's too);
     the output paths among them checked first (:func:`check_writable`)."""
+    if getattr(args, "distributed", False) and args.backend in ARRAY_BACKENDS:
+        raise ValueError(f"--distributed trains on --backend numpy or numba, not "
+                         f"{args.backend}")
     if group is None or group.rank == 0:  # rank 0 alone writes files
         for flag in ("--save", "--checkpoint", "--plot"):
             check_writable(flag, getattr(args, flag[2:], None))
@@ -226,7 +231,8 @@ def setup(args: argparse.Namespace, group: distributed.Group | None = None
     optimizer = _optimizer(args)
     model = MLP([train_set.n_features, *args.hidden, n_outputs(train_set, test_set)],
                 activation=args.activation, loss=loss_of(args), seed=args.seed,
-                dtype=np.dtype(args.dtype).type, backend=args.backend)
+                dtype=np.dtype(args.dtype).type, backend=args.backend,
+                device=getattr(args, "device", None))
     scale(args, model, train_set)
     return train_set, test_set, optimizer, model
 

@@ -12,6 +12,9 @@ engine                          runs the cycle                              chos
                                                                             or a fallback
 ``CompiledDataParallelEngine``  on P ranks, many steps per compiled call,   ``comm=`` given,
                                 the collective called between steps         ``backend="numba"``
+``DeviceEngine``                in Python, batch by batch, on the model's   ``backend="torch"``,
+                                device (the data set moved there once)      ``"cupy"``,
+                                                                            ``"array_api_strict"``
 ==============================  ==========================================  ===================
 
 All four implement :class:`~scratchgd.engines.base.Engine`: ``start()`` once,
@@ -42,10 +45,11 @@ from ..optim import Optimizer
 from .base import Engine
 from .compiled import CompiledEngine
 from .data_parallel import CompiledDataParallelEngine, DataParallelEngine
+from .device import DeviceEngine
 from .python import BatchObserver, PythonEngine
 
-__all__ = ["CompiledDataParallelEngine", "CompiledEngine", "DataParallelEngine", "Engine",
-           "PythonEngine", "choose", "compiled_unsupported"]
+__all__ = ["CompiledDataParallelEngine", "CompiledEngine", "DataParallelEngine", "DeviceEngine",
+           "Engine", "PythonEngine", "choose", "compiled_unsupported"]
 
 OPTIMIZER_METHODS = ("step", "buffers", "reset")
 """What the compiled engines do themselves of an ``Optimizer``: an override of any is not run there."""
@@ -81,13 +85,17 @@ def choose(model: MLP, optimizer: Optimizer, loader: DataLoader, y: np.ndarray, 
            reduce_dtype: type = np.float64) -> Engine:
     """The engine of a run, chosen once at its start.
 
-    Data-parallel with a ``group`` (its sums in ``reduce_dtype``), compiled for
+    On the model's device for an array-API backend (``fit`` refuses ``comm``,
+    ``track_noise`` and an optimizer with its own ``step`` there). Data-parallel
+    with a ``group`` (its sums in ``reduce_dtype``), compiled for
     the numba backend; else compiled for the numba backend, unless ``noise``
     must see every batch; else the Python reference. The numba backend with
     something its compiled code does not implement (:func:`compiled_unsupported`)
     runs the Python reference on the reference kernels instead, and warns
     (:class:`~scratchgd.CompiledFallbackWarning`, at the caller of ``fit``).
     """
+    if model.backend in kernels.ARRAY_BACKENDS:
+        return DeviceEngine(model, optimizer, loader, y, k)
     compiled = model.backend != kernels.REFERENCE
     reference = None
     why = compiled_unsupported(model, optimizer, loader) if compiled else None

@@ -5,9 +5,10 @@ The cycle of :mod:`scratchgd.engines.python`, run by
 predicts, backpropagates, accumulates and steps exactly as the Python loop
 does, and hands back every batch's loss sum and correct count; the engine then
 advances ``history`` and ``at`` as the Python loop advances them, batch by
-batch. A span of :func:`scratchgd.fit` is cut into runs of about
-``SPAN_ROWS`` rows (:func:`spans`), so the progress bar moves every few
-milliseconds.
+batch. A span of :func:`scratchgd.fit` is cut into kernel calls of about
+``CALL_ROWS`` rows each (:func:`kernel_calls`), so the progress bar moves
+every few milliseconds. ("Span" names only what ``fit`` hands an engine,
+:meth:`~.base.Engine.run_span`; a kernel call runs part of one.)
 """
 
 from __future__ import annotations
@@ -19,32 +20,33 @@ import numpy as np
 from ..history import History, Position
 from .base import Engine
 
-SPAN_ROWS = 16384
+CALL_ROWS = 16384
 """Rows per call of the compiled training kernel (backend "numba"), about."""
 
 
-def spans(first: int, stop: int, k: int, rows_per_batch: int) -> Iterator[tuple[int, int]]:
-    """Cut iterations ``[first, stop)`` of an epoch into runs of whole training steps.
+def kernel_calls(first: int, stop: int, k: int, rows_per_batch: int
+                 ) -> Iterator[tuple[int, int]]:
+    """Cut iterations ``[first, stop)`` of an epoch into kernel calls of whole training steps.
 
-    Every run ``[start, end)`` but the last holds a multiple of ``k``
-    iterations and about ``SPAN_ROWS`` rows (at least ``k`` iterations), so
-    with ``first`` on a step boundary every run starts on one, and the
+    Every call ``[start, end)`` but the last holds a multiple of ``k``
+    iterations and about ``CALL_ROWS`` rows (at least ``k`` iterations), so
+    with ``first`` on a step boundary every call starts on one, and the
     progress bar moves every few milliseconds.
     """
-    size = k * max(1, SPAN_ROWS // (k * rows_per_batch))
+    size = k * max(1, CALL_ROWS // (k * rows_per_batch))
     for start in range(first, stop, size):
         yield start, min(start + size, stop)
 
 
 class CompiledEngine(Engine):
-    """The training cycle in compiled code, a run of :func:`spans` per kernel call."""
+    """The training cycle in compiled code: a span cut into :func:`kernel_calls`."""
 
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
         kernels = self.model.kernels
         bounds = self.loader.batch_bounds(at.order)
-        for start, end in spans(at.iteration, stop, self.k, self.loader.rows_per_batch):
-            loss_sums, hits, steps, status = self.fit_span(at.order, bounds, start, end)
+        for start, end in kernel_calls(at.iteration, stop, self.k, self.loader.rows_per_batch):
+            loss_sums, hits, steps, status = self.run_kernel(at.order, bounds, start, end)
             done = len(hits)
             rows = np.diff(bounds[start:start + done + 1])
             at.iteration += done
@@ -52,7 +54,8 @@ class CompiledEngine(Engine):
             history.samples_seen += int(rows.sum())
             history.steps += steps
             history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
-            at.loss_sum = sum(loss_sums[:done].tolist(), at.loss_sum)  # left to right, as in Python
+            for loss_sum in loss_sums[:done].tolist():  # one addition each, left to right, as the
+                at.loss_sum += loss_sum                 # Python engine (sum() compensates on 3.12+)
             at.correct += int(hits.sum())
             advance(done)
             if status == kernels.LOSS_NOT_FINITE:
@@ -62,7 +65,7 @@ class CompiledEngine(Engine):
             if status == kernels.UPDATE_NOT_FINITE:
                 raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)
 
-    def fit_span(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+    def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Iterations ``[start, end)`` in one kernel call: ``kernels.compiled.fit_span``'s results."""
         model, optimizer = self.model, self.optimizer

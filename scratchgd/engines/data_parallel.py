@@ -100,7 +100,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
     """:class:`DataParallelEngine` with the spans of :class:`CompiledEngine` (backend "numba").
 
     ``CompiledEngine.run_span`` cuts a span into kernel calls and records
-    their History; each call (:meth:`fit_span`) runs a whole run of training
+    their History; each call (:meth:`run_kernel`) runs a whole run of training
     steps in ``kernels.compiled.fit_span_parallel``, summing through a
     :meth:`~scratchgd.distributed.Group.reducer` between steps (through
     memory the ranks share when they run on one machine: the same bits).
@@ -108,7 +108,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
     :class:`DataParallelEngine`'s.
     """
 
-    def fit_span(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
+    def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
         model, optimizer, group = self.model, self.optimizer, self.group
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None

@@ -2,11 +2,11 @@
 
 Read this one first: every step of the article's cycle is a numbered line
 below, and an iteration is literally one item of the data loader
-(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does the arithmetic (NumPy for
-``backend="numpy"``, and for ``"numba"`` when the compiled engines fall back,
-see :func:`scratchgd.engines.choose`; compiled for ``"numba"`` when
-``fit(track_noise=True)`` needs per-example gradient norms); the loop, the
-accumulation and the update are here.
+(:meth:`scratchgd.DataLoader.batches`). The backend's ``loss_and_grads`` does
+the arithmetic (NumPy for ``backend="numpy"``, and for ``"numba"`` when the
+compiled engines fall back, see :func:`scratchgd.engines.choose`; compiled for
+``"numba"`` when ``fit(track_noise=True)`` needs per-example gradient norms);
+the loop, the accumulation and the update are here.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class PythonEngine(Engine):
             norms = None if self.noise is None else RowNorms(len(X_batch), self.kernels)
             batch_loss, grads, z = self.kernels.loss_and_grads(
                 model.params, X_batch, y_batch, model.activation, model.loss, norms)
+            batch_loss = float(batch_loss)
             if not math.isfinite(batch_loss):
                 raise self.loss_not_finite(at, batch_loss / len(X_batch), history)
             if self.noise is not None:  # |grad l_i|^2 of every row, from the backward pass

@@ -194,6 +194,7 @@ class Job:
             self.step = False
             self.paused_seconds += time.perf_counter() - self.paused_since
             self.paused_since, self.status = None, "running"
+            self.publish_state()
 
     def publish_state(self) -> None:
         self.publish("state", {"status": self.status, "seconds": self.elapsed()})

@@ -111,7 +111,7 @@ function listen(run) {
     for (const row of p.epoch_rows) run.rows.push(row);
     run.counters = p;
     if (p.surface || p.curve) run.picture = p;
-    if (run.status === "paused") run.status = "running";
+    if (run.status === "queued") run.status = "running";
     if (run === current && run.firstPoint === undefined) run.firstPoint = performance.now();
     scheduleDraw();
   });
