@@ -26,9 +26,10 @@ every case once untimed (loading the compiled kernels), then times each case
 ``--repeats`` times and keeps its best. A case's figure is the median over the
 rounds of those bests, in microseconds per training step (``fit``'s time over
 ``History.steps``); the ratio is the working tree's over the ref's (below 1:
-the working tree is faster). ``--clock cpu`` times the process's CPU time
-instead of the wall clock: steadier on a shared machine (time spent waiting
-for a core is not counted), but BLAS threads add theirs. The load average is
+the working tree is faster). ``--clock cpu`` times the CPU time of the thread
+that runs ``fit`` instead of the wall clock: steadier on a shared machine (time
+spent waiting for a core is not counted), and all of the work with
+``--blas-threads 1``. The load average is
 printed before and after every round: on a busy machine the figures move.
 """
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed runs of a case per process, the best counts (default 3)")
     parser.add_argument("--workloads", default="W1,W2", help="W1, W2 or both (default)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall clock (default) or the process's CPU time")
+                        help="wall clock (default) or the CPU time of fit's thread")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads of both trees (default: as the library chooses; "
                         "1 on a busy machine, where threaded BLAS loses 10x and more)")

@@ -113,11 +113,13 @@ def initial_params(problem: Problem, dtype: type) -> list[np.ndarray]:
 
 # --- runners: each trains from the initial weights, returns (seconds, steps, accuracy) ---------
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 clock = CLOCKS["wall"]
-"""What every runner is timed by (``--clock``): the wall clock, or the process's CPU time,
-steadier on a busy machine (waiting for a core is not counted; with more than one thread
-every thread's time adds up, so use it with ``--threads 1``)."""
+"""What every runner and the slow-state probe are timed by (``--clock``): the wall clock, or
+the CPU time of the thread that runs them, steadier on a busy machine (waiting for a core is
+not counted). It counts no other thread, so it is all of a run's time only with one thread
+(``--threads 1``, ``OPENBLAS_NUM_THREADS=1``); process CPU time would count the BLAS threads
+the two-thread probe leaves spinning, which doubled scratchgd's figures."""
 
 
 def run_scratchgd(backend: str) -> Callable:
@@ -300,9 +302,9 @@ _PROBE_A = np.random.default_rng(1).random((384, 384), dtype=np.float32)
 def probe_seconds(threads: int) -> float:
     """Best of 3 timings of a 384^3 float32 product at ``threads`` threads."""
     def once() -> float:
-        start = time.perf_counter()
+        start = clock()
         _PROBE_A @ _PROBE_A
-        return time.perf_counter() - start
+        return clock() - start
     with threadpool_limits(limits=threads):
         return min(once() for _ in range(3))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -61,3 +62,30 @@ def test_grid_search_quick_prints_both_estimators():
                                                      rel=0.05)
     assert float(values["best_score_difference"]) == pytest.approx(
         scores["scratchgd"] - scores["scikit-learn"], abs=2e-4)
+
+
+def load_ab():
+    spec = importlib.util.spec_from_file_location("ab", ROOT / "benchmarks" / "ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    sys.modules["ab"] = ab  # dataclasses look their module up
+    spec.loader.exec_module(ab)
+    return ab
+
+
+def test_ab_checks_out_a_ref_once_and_refuses_bad_flags(tmp_path, capsys):
+    """benchmarks/ab.py: the ref's tree comes from git archive and is reused while it holds it."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs the git repository")
+    ab = load_ab()
+    folder = tmp_path / "ref"
+    commit = ab.check_out("HEAD", folder)
+    assert (folder / "scratchgd" / "__init__.py").exists() and len(commit) == 40
+    (folder / "marker").write_text("kept")
+    assert ab.check_out("HEAD", folder) == commit and (folder / "marker").exists()
+    for argv in (["HEAD", "--workloads", "W3"], ["HEAD", "--rounds", "0"],
+                 ["HEAD", "--blas-threads", "0"], []):
+        with pytest.raises(SystemExit):
+            ab.main(argv)
+    assert "--workloads takes W1, W2" in capsys.readouterr().err
+    settings = ab.Settings(("W1",), 1, 100, 1, "cpu")
+    assert ab.labels(settings)[0] == "W1 float32 b=1" and len(ab.labels(settings)) == 10
