@@ -113,15 +113,22 @@ def initial_params(problem: Problem, dtype: type) -> list[np.ndarray]:
 
 # --- runners: each trains from the initial weights, returns (seconds, steps, accuracy) ---------
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+"""What every runner is timed by (``--clock``): the wall clock, or the process's CPU time,
+steadier on a busy machine (waiting for a core is not counted; with more than one thread
+every thread's time adds up, so use it with ``--threads 1``)."""
+
+
 def run_scratchgd(backend: str) -> Callable:
     def run(problem: Problem, case: Case) -> tuple[float, int, float]:
         model = sg.MLP(problem.sizes, seed=0, dtype=case.dtype, backend=backend)
         train = cast(problem.train, case.dtype)
         optimizer = (sg.GD(case.lr) if case.batch_size is None
                      else sg.MiniBatchSGD(case.lr, batch_size=case.batch_size))
-        start = time.perf_counter()
+        start = clock()
         history = sg.fit(model, train, optimizer, epochs=case.epochs, progress=False, seed=0)
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
         accuracy = float(np.mean(model.predict(problem.test.X) == problem.test.y))
         return seconds, history.steps, accuracy
     return run
@@ -136,7 +143,7 @@ def run_naive(problem: Problem, case: Case) -> tuple[float, int, float]:
     b = n if case.batch_size is None else case.batch_size
     rng = np.random.default_rng(0)
     steps = 0
-    start = time.perf_counter()
+    start = clock()
     for _ in range(case.epochs):
         order = rng.permutation(n)
         for first in range(0, n, b):
@@ -161,7 +168,7 @@ def run_naive(problem: Problem, case: Case) -> tuple[float, int, float]:
             W2 -= scale * gW2
             b2 -= scale * gb2
             steps += 1
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     z = np.maximum(problem.test.X @ W1 + b1, 0) @ W2 + b2
     return seconds, steps, float(np.mean(z.argmax(axis=1) == problem.test.y))
 
@@ -196,7 +203,7 @@ def run_torch(style: str) -> Callable:
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=b,
                                              shuffle=True, generator=generator)
         steps = 0
-        start = time.perf_counter()
+        start = clock()
         for _ in range(case.epochs):
             if style == "manual":
                 order = torch.randperm(n, generator=generator)
@@ -208,7 +215,7 @@ def run_torch(style: str) -> Callable:
                 loss_fn(model(xb), yb).backward()
                 optimizer.step()
                 steps += 1
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
         with torch.no_grad():
             z = model(torch.from_numpy(np.ascontiguousarray(problem.test.X, dtype=case.dtype)))
         return seconds, steps, float((z.argmax(1).numpy() == problem.test.y).mean())
@@ -236,10 +243,10 @@ def run_sklearn(problem: Problem, case: Case) -> tuple[float, int, float]:
         for i, (W, b) in enumerate(zip(params[0::2], params[1::2], strict=True)):
             clf.coefs_[i][...] = W  # in place: the optimizer holds these very arrays
             clf.intercepts_[i][...] = b
-        start = time.perf_counter()
+        start = clock()
         for _ in range(case.epochs):
             clf.partial_fit(X, y)
-        seconds = time.perf_counter() - start
+        seconds = clock() - start
     b = n if case.batch_size is None else case.batch_size
     steps = case.epochs * math.ceil(n / b)
     accuracy = float(np.mean(clf.predict(problem.test.X.astype(case.dtype)) == problem.test.y))
@@ -381,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                         "torch-manual,torch-dataloader,sklearn")
     parser.add_argument("--w1-batches", default=None, help="comma list; 'full' for all rows")
     parser.add_argument("--threads", default=f"1,{CORES}", help="thread counts to try per runner")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="time the runners by the wall clock (default) or CPU time")
     args = parser.parse_args(argv)
 
     def batches(text: str) -> list[int | None]:
@@ -401,9 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     all_cases = cases(args)
 
     print(f"# scratchgd benchmarks/compare.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    global clock
+    clock = CLOCKS[args.clock]
     print(f"machine: {platform.processor() or platform.machine()}, {CORES} cores; "
           f"python {platform.python_version()}, numpy {np.__version__}; threads tried: "
-          f"{args.threads} (the faster counts); rounds {args.rounds}")
+          f"{args.threads} (the faster counts); rounds {args.rounds}; clock {args.clock}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     detector = SlowStateDetector(args.slow_factor)
     for _ in range(3):
         detector.probe()

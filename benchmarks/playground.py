@@ -4,7 +4,8 @@
   Chromium), median of 5; the first point of the first curve after Train on spirals;
 - updates per second during a run (spirals and the digits, batch 1 and the full batch, numba
   warm): the median gap between two ``progress`` events, over the run;
-- Stop: from the POST to the ``stopped`` event at the client, max of 10;
+- Stop: from the POST to the ``stopped`` event at the client, max of 10; Pause: from the POST
+  to the ``paused`` state event, max of 10;
 - the default batch-size sweep on spirals (batch 1, 8, 32, 128, n; 20 epochs; numba warm),
   runs one after another as the page posts them;
 - ``import scratchgd`` without Starlette.
@@ -85,6 +86,24 @@ def update_rates(http: httpx.Client) -> list[str]:
                      f"{1 / statistics.median(gaps):.1f} updates/s, longest gap "
                      f"{1000 * max(gaps):.0f} ms; {end['history']['steps']} steps")
     return lines
+
+
+def pause_latency(http: httpx.Client, backend: str, count: int) -> list[float]:
+    """POST pause to the ``paused`` state event at the client, ``count`` times in one run."""
+    answer = http.post("/api/runs", json={"dataset": "spirals", "optimizer": "sgd",
+                                          "epochs": 10_000, "backend": backend})
+    run_id = answer.json()["id"]
+    stream = events(http, run_id)
+    seconds, sent = [], None
+    for name, data, arrived in stream:
+        if name == "progress" and sent is None and len(seconds) < count:
+            sent = time.perf_counter()
+            http.post(f"/api/runs/{run_id}/pause")
+        elif name == "state" and data["status"] == "paused":
+            seconds.append(arrived - sent)
+            sent = None
+            http.post(f"/api/runs/{run_id}/{'resume' if len(seconds) < count else 'stop'}")
+    return seconds
 
 
 def stop_latency(http: httpx.Client, backend: str, count: int) -> list[float]:
@@ -198,6 +217,11 @@ def main() -> None:
         print(f"Stop to 'stopped' at the client ({backend}, SGD on spirals): max "
               f"{1000 * max(stops):.0f} ms, median {1000 * statistics.median(stops):.0f} ms "
               f"of {len(stops)}")
+    for backend in ("numba", "numpy"):
+        pauses = pause_latency(http, backend, args.stops)
+        print(f"Pause to 'paused' at the client ({backend}, SGD on spirals): max "
+              f"{1000 * max(pauses):.0f} ms, median {1000 * statistics.median(pauses):.0f} ms "
+              f"of {len(pauses)}")
     seconds, lines = sweep(http, args.sweep_epochs)
     print(f"batch-size sweep on spirals, {args.sweep_epochs} epochs, numba warm: {seconds:.2f} s")
     for line in lines:

@@ -27,6 +27,7 @@ Which readers keep the data on disk:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -288,6 +289,17 @@ TEXT = (".csv", ".txt")
 FORMATS = ".npy, .npz, .csv or .txt (optionally .gz), or IDX (-ubyte, .idx, optionally .gz)"
 
 
+def _unknown_kind(path: Path, kind: str) -> ValueError:
+    """The error for a file of no known kind; first, one that is no regular file says what it is.
+
+    A FIFO, a device or a folder is refused as such (:func:`_files.regular_size`) whatever its
+    name, before its name is blamed.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        _files.regular_size(path)
+    return ValueError(f"{path}: unknown file type {kind!r}; expected {FORMATS}")
+
+
 def read_labels(path: PathLike, header: bool | None = None, targets: bool = False) -> np.ndarray:
     """``y`` from a file of its own: ``*.npy`` (memory-mapped) or a text table, as
     :func:`labels_or_targets` reads it (``targets``).
@@ -342,7 +354,7 @@ def read_any(data_path: PathLike, labels_path: PathLike | None = None,
             raise ValueError(f"{labels_path} holds {len(y)} rows of labels but {data_path} "
                              f"holds {len(X)} rows of features: one row of labels per row")
         return X, y
-    raise ValueError(f"{data_path}: unknown file type {kind!r}; expected {FORMATS}")
+    raise _unknown_kind(data_path, kind)
 
 
 def read_features(path: PathLike, header: bool | None = None) -> np.ndarray:
@@ -369,4 +381,4 @@ def read_features(path: PathLike, header: bool | None = None) -> np.ndarray:
         return arrays["X"]
     if kind in TEXT:
         return read_table(path, header)
-    raise ValueError(f"{path}: unknown file type {kind!r}; expected {FORMATS}")
+    raise _unknown_kind(path, kind)

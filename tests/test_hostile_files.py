@@ -133,9 +133,10 @@ def test_a_bom_before_a_header_line_still_marks_the_header(tmp_path):
 
 # --- only regular files ---------------------------------------------------------------------
 
-def test_a_fifo_as_data_is_refused_without_hanging(tmp_path):
-    os.mkfifo(tmp_path / "pipe.csv")
-    refused(train(tmp_path / "pipe.csv"), r"pipe.csv is a FIFO \(named pipe\), not a regular file",
+@pytest.mark.parametrize("name", ["pipe.csv", "pipe"])  # a name of no known kind: still a FIFO
+def test_a_fifo_as_data_is_refused_without_hanging(tmp_path, name):
+    os.mkfifo(tmp_path / name)
+    refused(train(tmp_path / name), rf"{name} is a FIFO \(named pipe\), not a regular file",
             timeout=60)
 
 

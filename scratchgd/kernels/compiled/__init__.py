@@ -20,8 +20,11 @@ reference (NumPy)            compiled kernel                                 mod
 ``X.astype(dtype)``          :func:`decode_row` (ints, float16, big-endian   ``gather``
                              values decoded from their bytes)
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
-                             :func:`plain_step_into` (momentum 0, one pass)
-``engines.python``'s loop    :func:`train_span` (many iterations, one call)  ``span``
+                             :func:`plain_step_into` (momentum 0, one pass);
+                             :func:`rank_one_step` (batch 1, in place)
+``engines.python``'s loop    :func:`train_span` (many iterations, one call); ``span``
+                             :func:`train_span_rows` (batch 1: the article's
+                             SGD, no gradient arrays)
 ``engines.data_parallel``'s  :func:`train_span_parallel` (one rank's steps,  ``parallel``
 loop                         the collective called between them)
 ===========================  ==============================================  ==========
@@ -82,15 +85,20 @@ from .layers import (
     activate,
     cross_entropy,
     dense_backward,
+    dense_delta,
+    dense_delta_row,
     dense_forward,
+    dense_forward_row,
     dense_sq_norms,
     forward,
     loss_and_grads,
     mse,
+    nonzero,
+    times_derivative,
 )
 from .parallel import COLLECTIVE_FAILED, add_rows, fit_span_parallel, train_span_parallel
-from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span
-from .step import plain_step_into, sgd_step, take_step
+from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span, train_span_rows
+from .step import plain_step_into, rank_one_step, sgd_step, take_step
 
 drop_stale_cache(train_span)
 
@@ -99,8 +107,10 @@ __all__ = [
     "CROSS_ENTROPY", "DONE", "FLOAT", "LINEAR", "LOSS_KERNELS", "LOSS_NOT_FINITE", "MSE",
     "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE", "activate",
     "activation_code", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
-    "dense_backward", "dense_forward", "dense_sq_norms", "fit_span", "fit_span_parallel", "forward",
+    "dense_backward", "dense_delta", "dense_delta_row", "dense_forward", "dense_forward_row",
+    "dense_sq_norms", "fit_span", "fit_span_parallel", "forward",
     "gather_batch", "has_twins", "ieee_float64", "jit", "loss_and_grads", "loss_code", "mse",
-    "plain_step_into", "scaling_inputs", "sgd_step", "span_input", "take_step", "train_span",
-    "train_span_parallel", "use_blas", "value_bits", "x_input",
+    "nonzero", "plain_step_into", "rank_one_step", "scaling_inputs", "sgd_step", "span_input",
+    "take_step", "times_derivative", "train_span", "train_span_parallel", "train_span_rows",
+    "use_blas", "value_bits", "x_input",
 ]

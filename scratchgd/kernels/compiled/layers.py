@@ -7,9 +7,12 @@ with the same arguments and results:
 ==============================  ==================================================
 reference (NumPy)               compiled kernel
 ==============================  ==================================================
-``f(a @ W + b)``                :func:`dense_forward` (bias and ``f`` fused)
+``f(a @ W + b)``                :func:`dense_forward` (bias and ``f`` fused);
+                                :func:`dense_forward_row` (one row, its non-zero inputs listed)
 ``f(z)``                        :func:`activate` (in place)
 ``a.T @ delta``, ...            :func:`dense_backward` (``f'`` fused)
+``(delta @ W.T) * f'(a)``       :func:`dense_delta` (by loops; :func:`dense_delta_row` for
+                                one row), :func:`times_derivative`
 ``noise.layer_sq_norms``        :func:`dense_sq_norms` (per-example gradient norms)
 ``losses.cross_entropy``        :func:`cross_entropy` (stable softmax)
 ``losses.mse``                  :func:`mse`
@@ -100,6 +103,43 @@ def dense_forward(a: np.ndarray, W: np.ndarray, b: np.ndarray, act: int, out: np
     activate(out, act)
 
 
+@jit(inline="always")
+def nonzero(a: np.ndarray, nz: np.ndarray) -> int:
+    """The indices ``i`` with ``a_i != 0``, ascending, into ``nz[:count]``; returns ``count``.
+
+    Without a branch per value: where the zeros fall (half the digits' pixels,
+    half of relu's outputs) cannot be predicted, and a mispredicted branch
+    costs more than listing every index.
+    """
+    count = 0
+    for i in range(len(a)):
+        nz[count] = i
+        count += a[i] != 0
+    return count
+
+
+@jit
+def dense_forward_row(a: np.ndarray, W: np.ndarray, b: np.ndarray, act: int, out: np.ndarray,
+                      nz: np.ndarray) -> int:
+    """:func:`dense_forward` of one row by the loops, its non-zero inputs listed first.
+
+    ``out_0 = f(b + sum_{i: a_0i != 0} a_0i W_i)``, the same numbers in the same
+    order as :func:`dense_forward` (``a (1, fan_in)``, ``out (1, fan_out)``).
+    The indices of the non-zero inputs go into ``nz`` (:func:`nonzero`), whose
+    count it returns, for the step that updates only their weights.
+    """
+    count = nonzero(a[0], nz)
+    for j in range(W.shape[1]):
+        out[0, j] = b[j]
+    for k in range(count):
+        i = nz[k]
+        x = a[0, i]
+        for j in range(W.shape[1]):
+            out[0, j] += x * W[i, j]
+    activate(out, act)
+    return count
+
+
 @jit(fastmath=REASSOCIATE)
 def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: int,
                    gW: np.ndarray, gb: np.ndarray, delta_prev: np.ndarray, blas: bool,
@@ -127,8 +167,7 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
         raise ValueError("dense_backward: unknown activation code")
     n, fan_in = a_prev.shape
     fan_out = W.shape[1]
-    t = W.dtype.type
-    one, zero = t(1.0), t(0.0)
+    zero = W.dtype.type(0.0)
     if not add:
         gb[:] = zero
     for r in range(n):
@@ -145,6 +184,7 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
             np.dot(a_prev.T, delta, gW)
         if delta_prev.shape[0]:
             np.dot(delta, W.T, delta_prev)
+            times_derivative(a_prev, act, delta_prev)
     else:
         if not add:
             gW[:] = zero
@@ -154,24 +194,87 @@ def dense_backward(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: in
                 if x != 0:
                     for j in range(fan_out):
                         gW[i, j] += x * delta[r, j]
-            if delta_prev.shape[0]:
-                for i in range(fan_in):
-                    s = zero
-                    if act != RELU or a_prev[r, i] > 0:
-                        for j in range(fan_out):
-                            s += W[i, j] * delta[r, j]
-                    delta_prev[r, i] = s
-    if delta_prev.shape[0]:
-        for r in range(n):
-            for i in range(fan_in):
-                x = a_prev[r, i]
-                if act == RELU:
-                    if x <= 0:
-                        delta_prev[r, i] = 0
-                elif act == TANH:
-                    delta_prev[r, i] *= one - x * x
-                else:
-                    delta_prev[r, i] *= x * (one - x)
+        if delta_prev.shape[0]:
+            dense_delta(a_prev, delta, W, act, delta_prev)
+
+
+@jit(fastmath=REASSOCIATE)
+def dense_delta(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: int,
+                delta_prev: np.ndarray) -> None:
+    """The delta of the layer below, by loops: ``delta_prev = (delta W^T) * f'(a_prev)``.
+
+    Shapes: ``a_prev, delta_prev (n, fan_in)``, ``delta (n, fan_out)``, ``W
+    (fan_in, fan_out)``. Invariants: reads ``a_prev``, ``delta``, ``W``; writes
+    only ``delta_prev``; a relu output of zero gets a zero delta without its
+    sum. :func:`dense_backward` calls it for batches that skip BLAS, and
+    :func:`dense_delta_row` for one row: each sum is :func:`_row_dot`, compiled
+    with the same flags (``REASSOCIATE``: it may be reordered), so both give
+    the same bits. A code ``act``
+    other than RELU, TANH, SIGMOID raises ``ValueError`` before a value is written.
+    """
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("dense_delta: unknown activation code")
+    n, fan_in = a_prev.shape
+    for r in range(n):
+        for i in range(fan_in):
+            if act != RELU or a_prev[r, i] > 0:
+                delta_prev[r, i] = _row_dot(W, i, delta[r])
+            else:
+                delta_prev[r, i] = 0
+    times_derivative(a_prev, act, delta_prev)
+
+
+@jit(inline="always")
+def _row_dot(W: np.ndarray, i: int, d: np.ndarray) -> float:
+    """``sum_j W_ij d_j`` in ``W``'s dtype (inlined: its caller's fast-math flags apply)."""
+    s = W.dtype.type(0.0)
+    for j in range(W.shape[1]):
+        s += W[i, j] * d[j]
+    return s
+
+
+@jit(fastmath=REASSOCIATE)
+def dense_delta_row(a_prev: np.ndarray, delta: np.ndarray, W: np.ndarray, act: int,
+                    delta_prev: np.ndarray, nz: np.ndarray, count: int) -> None:
+    """:func:`dense_delta` of one row, the same numbers; for relu only the listed inputs' sums.
+
+    ``nz[:count]``: the indices of the non-zero values of ``a_prev[0]``
+    (:func:`dense_forward_row`'s list). A relu output is zero or positive, so
+    its delta is the sum at those indices and zero elsewhere, without a
+    branch per value; other activations go through :func:`dense_delta`.
+    """
+    if act != RELU:
+        dense_delta(a_prev, delta, W, act, delta_prev)
+        return
+    for i in range(delta_prev.shape[1]):
+        delta_prev[0, i] = 0
+    for k in range(count):
+        i = nz[k]
+        delta_prev[0, i] = _row_dot(W, i, delta[0])
+
+
+@jit(fastmath=REASSOCIATE)
+def times_derivative(a_prev: np.ndarray, act: int, delta_prev: np.ndarray) -> None:
+    """``delta_prev <- delta_prev * f'(a_prev)`` in place, ``f'`` from the layer's output.
+
+    relu: ``a > 0`` (a zero where ``a <= 0``), tanh: ``1 - a^2``, sigmoid:
+    ``a (1 - a)``. Shapes: ``a_prev, delta_prev (n, fan_in)``. A code ``act``
+    other than RELU, TANH, SIGMOID raises ``ValueError`` before a value is written.
+    """
+    if act != RELU and act != TANH and act != SIGMOID:
+        raise ValueError("times_derivative: unknown activation code")
+    n, fan_in = a_prev.shape
+    one = a_prev.dtype.type(1.0)
+    for r in range(n):
+        for i in range(fan_in):
+            x = a_prev[r, i]
+            if act == RELU:
+                if x <= 0:
+                    delta_prev[r, i] = 0
+            elif act == TANH:
+                delta_prev[r, i] *= one - x * x
+            else:
+                delta_prev[r, i] *= x * (one - x)
 
 
 @jit(fastmath=REASSOCIATE)

@@ -28,12 +28,49 @@ import numpy as np
 from ...scaling import Scaling
 from .base import CROSS_ENTROPY, LINEAR, MSE, activation_code, blas_limit, jit, loss_code, use_blas
 from .gather import gather_batch, scaling_inputs, span_input
-from .layers import cross_entropy, dense_backward, dense_forward, mse
-from .step import take_step
+from .layers import (
+    cross_entropy,
+    dense_backward,
+    dense_delta_row,
+    dense_forward,
+    dense_forward_row,
+    mse,
+)
+from .step import rank_one_step, take_step, weights_bound
 
 DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE = 0, 1, 2
 """Status codes of :func:`train_span`: it ran to ``stop``; a batch loss was not
 finite; a step would have made the weights non-finite."""
+
+
+@jit(inline="always")
+def _forward_loss(Ws: tuple, bs: tuple, acts: list, deltas: list, labels: np.ndarray,
+                  targets: np.ndarray, n: int, act: int, loss: int, blas: bool
+                  ) -> tuple[float, int]:
+    """Forward and loss on the batch in ``acts[0][:n]``: the outputs, ``dL/dz`` in ``deltas[-1]``.
+
+    Returns ``(loss_sum, correct)`` where ``correct = #{r : argmax z_r = y_r}``
+    (0 for mse).
+    """
+    L = len(Ws)
+    for layer in range(L):
+        dense_forward(acts[layer][:n], Ws[layer], bs[layer], act if layer < L - 1 else LINEAR,
+                      acts[layer + 1][:n], blas)
+    return _loss(acts[L][:n], deltas[L - 1][:n], labels, targets, n, loss)
+
+
+@jit(inline="always")
+def _loss(z: np.ndarray, dz: np.ndarray, labels: np.ndarray, targets: np.ndarray, n: int,
+          loss: int) -> tuple[float, int]:
+    """The batch's loss sum of the outputs ``z (n, k)``, ``dL/dz`` into ``dz``; its correct count."""
+    correct = 0
+    if loss == CROSS_ENTROPY:
+        loss_sum = cross_entropy(z, labels[:n], dz)
+        for r in range(n):
+            correct += np.argmax(z[r]) == labels[r]
+    else:
+        loss_sum = mse(z, targets[:n], dz)
+    return loss_sum, correct
 
 
 @jit(inline="always")
@@ -44,22 +81,11 @@ def _forward_backward(Ws: tuple, bs: tuple, acts: list, deltas: list, gWs: tuple
 
     ``add``: add to the gradient sums (False for the first batch of a step: write them).
 
-    Returns ``(loss_sum, correct)`` where ``correct = #{r : argmax z_r = y_r}``
-    (0 for mse). Stops after the loss (no backward, sums untouched) when the
-    loss is not finite.
+    Returns :func:`_forward_loss`'s ``(loss_sum, correct)``. Stops after the
+    loss (no backward, sums untouched) when the loss is not finite.
     """
     L = len(Ws)
-    for layer in range(L):
-        dense_forward(acts[layer][:n], Ws[layer], bs[layer], act if layer < L - 1 else LINEAR,
-                      acts[layer + 1][:n], blas)
-    z, dz = acts[L][:n], deltas[L - 1][:n]
-    correct = 0
-    if loss == CROSS_ENTROPY:
-        loss_sum = cross_entropy(z, labels[:n], dz)
-        for r in range(n):
-            correct += np.argmax(z[r]) == labels[r]
-    else:
-        loss_sum = mse(z, targets[:n], dz)
+    loss_sum, correct = _forward_loss(Ws, bs, acts, deltas, labels, targets, n, act, loss, blas)
     if not np.isfinite(loss_sum):
         return loss_sum, correct
     for layer in range(L - 1, -1, -1):
@@ -167,6 +193,55 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
 
 
 @jit
+def train_span_rows(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None,
+                    labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
+                    bounds: np.ndarray, start: int, stop: int, lr: float, act: int, loss: int,
+                    loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
+                    inv_std: np.ndarray, limit: float) -> tuple[int, int]:
+    """:func:`train_span` for the article's SGD: batches of one row, a step each, no momentum.
+
+    The same iterations and the same numbers as :func:`train_span` with
+    ``k = 1``, ``vWs = None`` and every batch one row, without its per-step
+    work that a single row does not need: for each iteration, gather the row,
+    forward and loss (:func:`_forward_loss`, the loops), the delta of every
+    layer (:func:`~.layers.dense_delta_row`, from the old weights), then
+    :func:`~.step.rank_one_step`, which updates the weights in place from the
+    layers' inputs and deltas: no gradient arrays, nothing zeroed, no pass
+    over the weights of zero inputs, no second set of weights. ``limit``: a
+    quarter of the largest value of the weights' dtype (see
+    :func:`~.step.rank_one_step`).
+
+    Returns ``(iterations, status)`` as :func:`train_span`: every iteration
+    done is a step taken, but on UPDATE_NOT_FINITE the last one's; unless
+    DONE, the weights are the last finite ones.
+    """
+    L = len(Ws)
+    acts, deltas, y_batch, t_batch, values = _batch_buffers(Ws, 1, labels, targets, loss)
+    bound = weights_bound(Ws, bs)
+    nzs = [np.empty(W.shape[0], np.int64) for W in Ws]  # each layer's non-zero inputs
+    counts = np.zeros(L, np.int64)
+    for t in range(start, stop):
+        gather_batch(X, x_format, labels, targets, order, bounds[t], 1, loss, mean, inv_std,
+                     acts[0], y_batch, t_batch, values)
+        for layer in range(L):
+            counts[layer] = dense_forward_row(acts[layer], Ws[layer], bs[layer],
+                                              act if layer < L - 1 else LINEAR,
+                                              acts[layer + 1], nzs[layer])
+        loss_sum, hits = _loss(acts[L], deltas[L - 1], y_batch, t_batch, 1, loss)
+        loss_sums[t - start] = loss_sum
+        if not np.isfinite(loss_sum):
+            return t - start, LOSS_NOT_FINITE
+        correct[t - start] = hits
+        for layer in range(L - 1, 0, -1):
+            dense_delta_row(acts[layer], deltas[layer], Ws[layer], act, deltas[layer - 1],
+                            nzs[layer], counts[layer])
+        ok, bound = rank_one_step(Ws, bs, acts, deltas, nzs, counts, lr, bound, limit)
+        if not ok:
+            return t + 1 - start, UPDATE_NOT_FINITE
+    return stop - start, DONE
+
+
+@jit
 def _copy(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst <- src`` element by element (flat arrays of one size).
 
@@ -222,11 +297,18 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     mean, inv_std = scaling_inputs(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    act, loss = activation_code(activation), loss_code(loss)
+    if widest == 1 and k == 1 and velocity is None and not blas:  # the article's SGD
+        done, status = train_span_rows(Ws, bs, X, x_format, labels, targets, order, bounds,
+                                       start, stop, float(lr), act, loss, loss_sums, correct,
+                                       mean, inv_std, float(np.finfo(Ws[0].dtype).max) / 4)
+        steps = done - (status == UPDATE_NOT_FINITE)  # a step per iteration, but the last
+        return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
     with blas_limit(blas, widest, Ws):
         done, steps, status = train_span(
-            Ws, bs, vWs, vbs, X, x_format, labels, targets,
-            np.ascontiguousarray(order, dtype=np.int64),
-            np.ascontiguousarray(bounds, dtype=np.int64), start, stop, k, float(lr),
-            float(momentum), activation_code(activation), loss_code(loss), bool(blas),
-            loss_sums, correct, mean, inv_std)
+            Ws, bs, vWs, vbs, X, x_format, labels, targets, order, bounds, start, stop, k,
+            float(lr), float(momentum), act, loss, bool(blas), loss_sums, correct, mean,
+            inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
