@@ -41,7 +41,7 @@ def epoch_seconds(sizes: list[int], dtype: type, data: sg.Dataset, batch: int) -
     bounds = np.arange(0, len(data) + 1, batch)
     order = np.random.default_rng(0).permutation(len(data))
     start = time.perf_counter()
-    compiled.fit_span(model.params, None, data.X, y, order, bounds, 0, len(bounds) - 1, 1,
+    compiled.train_iterations(model.params, None, data.X, y, order, bounds, 0, len(bounds) - 1, 1,
                       0.01, 0.0, "relu", "cross_entropy")
     return time.perf_counter() - start
 

@@ -34,7 +34,7 @@ def epoch_ms(model: sg.MLP, data: sg.Dataset, batch_size: int, blas: bool) -> fl
     order = loader.epoch_order()
     bounds = loader.batch_bounds(order)
     start = time.perf_counter()
-    compiled.fit_span(model.params, None, data.X, y, order, bounds, 0, len(loader), 1, 0.01, 0.0,
+    compiled.train_iterations(model.params, None, data.X, y, order, bounds, 0, len(loader), 1, 0.01, 0.0,
                       model.activation, model.loss, blas=blas)
     return 1e3 * (time.perf_counter() - start)
 

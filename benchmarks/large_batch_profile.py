@@ -1,11 +1,11 @@
 """Where a large-batch epoch of the numba backend goes, against the matrix-multiply floor.
 
 W2 (60,000 x 784 float32, MLP 784-256-10) at batch 1024 by default. Every part of a
-training step is timed on its own with the compiled kernels ``train_span`` calls
+training step is timed on its own with the compiled kernels ``train_iterations_kernel`` calls
 (gather, each layer's forward and backward, the loss, the step), next to each matrix
 product alone at the same shapes (``np.dot`` into a C-contiguous output, the fastest
 of NumPy's BLAS and the one numba calls, at 1 thread and at all threads). The floor is
-an epoch's matrix products at those rates; the whole epoch is timed with ``fit_span``.
+an epoch's matrix products at those rates; the whole epoch is timed with ``train_iterations``.
 Parts and products: the best of 5 calls (a busy machine only ever slows a call down);
 everything: the median of ``--rounds`` interleaved rounds::
 
@@ -113,7 +113,7 @@ def main() -> None:
     def epoch() -> None:
         model = [p.copy() for p in params]
         bounds = np.append(np.arange(0, n, b), n)
-        compiled.fit_span(model, None, X, y, order, bounds, 0, len(bounds) - 1, 1, 0.01, 0.0,
+        compiled.train_iterations(model, None, X, y, order, bounds, 0, len(bounds) - 1, 1, 0.01, 0.0,
                           "relu", "cross_entropy")
 
     parts = {
@@ -129,7 +129,7 @@ def main() -> None:
     products = step_products(SIZES, b)
     threads = compiled.blas_threads_for(b * max(W.size for W in params[0::2]))
     results: dict[str, list[float]] = {name: [] for name in [*parts, *(p[0] for p in products)]}
-    results["epoch (fit_span)"], results["floor"] = [], []
+    results["epoch (train_iterations)"], results["floor"] = [], []
     epoch()
     del x_in
     for _ in range(args.rounds):
@@ -138,7 +138,7 @@ def main() -> None:
                 results[name].append(timed(fn))
         for name, m, k, nn in products:
             results[name].append(gemm_seconds(m, k, nn))
-        results["epoch (fit_span)"].append(timed(epoch, repeats=1))
+        results["epoch (train_iterations)"].append(timed(epoch, repeats=1))
         results["floor"].append(floor_seconds(SIZES, b, n))
     med = {name: statistics.median(v) for name, v in results.items()}
     steps = n / b
@@ -151,9 +151,9 @@ def main() -> None:
     for name, m, k, nn in products:
         print(f"{name + f' ({m}x{k} @ {k}x{nn})':<40} {med[name] * 1e3:8.3f} "
               f"{med[name] * steps:8.3f} {2 * m * k * nn / med[name] / 1e9:8.1f}")
-    whole = med["epoch (fit_span)"]
-    print(f"floor (the products above): {med['floor']:.3f} s per epoch; fit_span: "
-          f"{whole:.3f} s per epoch (best round {min(results['epoch (fit_span)']):.3f}) = "
+    whole = med["epoch (train_iterations)"]
+    print(f"floor (the products above): {med['floor']:.3f} s per epoch; train_iterations: "
+          f"{whole:.3f} s per epoch (best round {min(results['epoch (train_iterations)']):.3f}) = "
           f"{med['floor'] / whole:.0%} of the floor's speed")
 
 

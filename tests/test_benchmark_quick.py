@@ -89,3 +89,21 @@ def test_ab_checks_out_a_ref_once_and_refuses_bad_flags(tmp_path, capsys):
     assert "--workloads takes W1, W2" in capsys.readouterr().err
     settings = ab.Settings(("W1",), 1, 100, 1, "cpu")
     assert ab.labels(settings)[0] == "W1 float32 b=1" and len(ab.labels(settings)) == 10
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_prints_a_well_formed_table():
+    """benchmarks/gpu.py on the CPU (its dry run), small: both runners, every batch size."""
+    pytest.importorskip("torch", reason="needs the 'array-api' extra")
+    pytest.importorskip("array_api_compat", reason="needs the 'array-api' extra")
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu",
+               "--threads", "1", "--rows", "600", "--batches", "32,256", "--rounds", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()
+            if re.match(r"\| \d+ \|", line)]
+    assert {(int(r[0]), r[1].strip()) for r in rows} == {
+        (b, name) for b in (32, 256) for name in ("scratchgd-torch", "torch-manual")}
+    for cells in rows:
+        assert float(cells[2]) > 0 and 0.0 <= float(cells[4]) <= 1.0

@@ -29,13 +29,13 @@ def _blas_threads() -> list[int]:
 def test_fit_limits_blas_threads_during_the_compiled_span_only(monkeypatch, sizes, batch,
                                                                expected):
     seen = []
-    original = compiled.train_span
+    original = compiled.train_iterations_kernel
 
     def spy(*args):
         seen.append(_blas_threads())
         return original(*args)
 
-    monkeypatch.setattr(span, "train_span", spy)  # the name fit_span calls
+    monkeypatch.setattr(span, "train_iterations_kernel", spy)  # the name train_iterations calls
     rng = np.random.default_rng(0)
     data = sg.Dataset(rng.random((64, sizes[0]), dtype=np.float32), np.arange(64) % 10)
     model = sg.MLP(sizes, seed=0, dtype=np.float32, backend="numba")

@@ -53,7 +53,8 @@ def r2_line(out):
     return float(out.split("\ntest R^2: ")[1].split()[0])
 
 
-def test_train_mse_prints_r2_per_epoch_and_ends_with_test_r2(files, capsys):
+def test_train_mse_prints_r2_per_epoch_and_ends_with_test_r2(files, capsys, monkeypatch):
+    monkeypatch.setattr(sg.hooks, "bar_fits", lambda: True)  # as on a terminal
     status, out, err = train(capsys, files, "--loss", "mse")
     assert status == 0, err
     lines = out.strip().splitlines()

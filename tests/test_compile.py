@@ -151,14 +151,14 @@ def test_an_edit_of_any_kernel_module_drops_the_whole_package_cache(tmp_path):
     from scratchgd.kernels.compiled import cache
 
     kernel = SimpleNamespace(_cache=SimpleNamespace(_cache_path=str(tmp_path)))
-    (tmp_path / "span.train_span-72.py311.nbi").write_bytes(b"index")
+    (tmp_path / "span.train_iterations_kernel-72.py311.nbi").write_bytes(b"index")
     (tmp_path / "gather.gather_batch-9.py311.1.nbc").write_bytes(b"code")
     (tmp_path / cache.STAMP).write_text("0" * 64)            # cached by other sources
     assert cache.drop_stale_cache(kernel)
     assert sorted(p.name for p in tmp_path.iterdir()) == [cache.STAMP]
-    (tmp_path / "span.train_span-72.py311.nbi").write_bytes(b"index")
+    (tmp_path / "span.train_iterations_kernel-72.py311.nbi").write_bytes(b"index")
     assert not cache.drop_stale_cache(kernel)                 # the same sources: kept
-    assert (tmp_path / "span.train_span-72.py311.nbi").exists()
+    assert (tmp_path / "span.train_iterations_kernel-72.py311.nbi").exists()
 
     package = Path(cache.__file__).parent
     copy = tmp_path / "copy"

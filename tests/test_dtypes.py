@@ -70,7 +70,7 @@ def assert_same(got, expected):
 
 
 def gathered(X, dtype, scaled=False):
-    """``X`` gathered whole by the compiled ``gather_batch``, as ``train_span`` gathers a batch."""
+    """``X`` gathered whole by the compiled ``gather_batch``, as the training kernels gather a batch."""
     x_in, x_format, labels, targets = compiled.span_input(X, np.zeros(len(X)), "cross_entropy",
                                                           np.dtype(dtype))
     n, d = X.shape

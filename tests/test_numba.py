@@ -253,7 +253,7 @@ def test_fit_counters_match_reference(n, batch_size, accumulate):
 
 
 def test_loops_and_blas_train_alike():
-    """fit_span's two ways of multiplying (forced) give the same epoch, float64 1e-10."""
+    """train_iterations's two ways of multiplying (forced) give the same epoch, float64 1e-10."""
     data = small_digits(60)
     results = []
     for blas in (False, True):
@@ -261,7 +261,7 @@ def test_loops_and_blas_train_alike():
         loader = sg.DataLoader(data, batch_size=6, seed=1)
         order = loader.epoch_order()
         bounds = loader.batch_bounds(order)
-        loss_sums, correct, steps, status = compiled.fit_span(
+        loss_sums, correct, steps, status = compiled.train_iterations(
             model.params, None, data.X, data.y, order, bounds, 0, len(loader), 2, 0.1, 0.0,
             "relu", "cross_entropy", blas=blas)
         assert (steps, status, len(loss_sums)) == (5, 0, 10)

@@ -1,6 +1,6 @@
 """The compiled data-parallel span (backend "numba" under ``fit(comm=)``) and ``reduce_dtype``.
 
-``kernels.compiled.train_span_parallel`` runs a whole span of steps per call
+``kernels.compiled.train_iterations_parallel_kernel`` runs a whole span of steps per call
 and sums through a ``Group.reducer`` between steps: a ``SharedSum`` (memory
 the ranks share: one machine, and ``ThreadComm``) or a ``MessageSum``
 (messages: between machines). Both must give the bits of

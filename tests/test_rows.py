@@ -1,8 +1,8 @@
 """The span of the article's SGD (batch 1, no momentum, no accumulation) is the general span.
 
-``kernels.compiled.fit_span`` runs batches of one row through ``train_span_rows``
+``kernels.compiled.train_iterations`` runs batches of one row through ``train_iterations_rows_kernel``
 (the step in place, only the weights of non-zero inputs, a bound instead of a
-checking pass); ``train_span`` with the loops computes the same numbers through
+checking pass); ``train_iterations_kernel`` with the loops computes the same numbers through
 gradient arrays. Both must give the same bits: weights, loss sums, correct
 counts, where a diverging run stops, and the last finite weights it keeps.
 """
@@ -28,13 +28,13 @@ def problem(loss, n=60, d=64, seed=0):
 
 
 def general_span(params, X, y, order, lr, activation, loss, scaling=None):
-    """``train_span`` with the loops on batches of one row: the path every other batch takes."""
+    """``train_iterations_kernel``'s loops on batches of one row: the path every other batch takes."""
     n = len(order)
     bounds = np.arange(n + 1)
     Xs, x_format, labels, targets = compiled.span_input(X, y, loss, params[0].dtype)
     mean, inv_std = compiled.scaling_inputs(scaling)
     loss_sums, correct = np.zeros(n), np.zeros(n, dtype=np.int64)
-    done, steps, status = compiled.train_span(
+    done, steps, status = compiled.train_iterations_kernel(
         tuple(params[0::2]), tuple(params[1::2]), None, None, Xs, x_format, labels, targets,
         order, bounds, 0, n, 1, lr, 0.0, compiled.activation_code(activation),
         compiled.loss_code(loss), False, loss_sums, correct, mean, inv_std)
@@ -42,16 +42,17 @@ def general_span(params, X, y, order, lr, activation, loss, scaling=None):
 
 
 def rows_span(params, X, y, order, lr, activation, loss, scaling=None, limit=None):
-    """``fit_span`` on batches of one row: ``train_span_rows`` (given ``limit``: called directly)."""
+    """``train_iterations`` on one-row batches: ``train_iterations_rows_kernel`` (or, given
+    ``limit``, that kernel called directly)."""
     bounds = np.arange(len(order) + 1)
     if limit is None:
-        return compiled.fit_span(params, None, X, y, order, bounds, 0, len(order), 1, lr, 0.0,
+        return compiled.train_iterations(params, None, X, y, order, bounds, 0, len(order), 1, lr, 0.0,
                                  activation, loss, scaling=scaling)
     n = len(order)
     Xs, x_format, labels, targets = compiled.span_input(X, y, loss, params[0].dtype)
     mean, inv_std = compiled.scaling_inputs(scaling)
     loss_sums, correct = np.zeros(n), np.zeros(n, dtype=np.int64)
-    done, status = compiled.train_span_rows(
+    done, status = compiled.train_iterations_rows_kernel(
         tuple(params[0::2]), tuple(params[1::2]), Xs, x_format, labels, targets, order, bounds,
         0, n, lr, compiled.activation_code(activation), compiled.loss_code(loss), loss_sums,
         correct, mean, inv_std, limit)

@@ -46,5 +46,5 @@ def _cache_dir() -> str:
     """Where numba stores the kernels: ``__pycache__`` beside them, or under ``NUMBA_CACHE_DIR``."""
     from ..kernels import compiled  # here, not above: every other command would import numba
 
-    cache = getattr(compiled.train_span, "_cache", None)  # None with NUMBA_DISABLE_JIT=1
+    cache = getattr(compiled.train_iterations_kernel, "_cache", None)  # None with NUMBA_DISABLE_JIT=1
     return getattr(cache, "cache_path", "nowhere (compilation is disabled)")

@@ -1,7 +1,7 @@
 """The compiled engine (backend "numba"): many iterations of the cycle per kernel call.
 
 The cycle of :mod:`scratchgd.engines.python`, run by
-``kernels.compiled.fit_span``: one call draws the batches of ``at.order``,
+``kernels.compiled.train_iterations``: one call draws the batches of ``at.order``,
 predicts, backpropagates, accumulates and steps exactly as the Python loop
 does, and hands back every batch's loss sum and correct count; the engine then
 advances ``history`` and ``at`` as the Python loop advances them, batch by
@@ -67,10 +67,10 @@ class CompiledEngine(Engine):
 
     def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Iterations ``[start, end)`` in one kernel call: ``kernels.compiled.fit_span``'s results."""
+        """Iterations ``[start, end)`` in one call of ``kernels.compiled.train_iterations``."""
         model, optimizer = self.model, self.optimizer
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
-        return model.kernels.fit_span(
+        return model.kernels.train_iterations(
             model.params, velocity, self.loader.dataset.X, self.y, order, bounds, start, end,
             self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
             scaling=model.scaling)

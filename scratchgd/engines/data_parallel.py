@@ -20,7 +20,7 @@ decided from the reduced loss sums only, so every rank decides the same.
 
 :class:`DataParallelEngine` is that loop in Python (backend "numpy": the
 reference to read); :class:`CompiledDataParallelEngine` runs a whole span of
-steps per call of ``kernels.compiled.fit_span_parallel`` (backend "numba"),
+steps per call of ``kernels.compiled.train_iterations_parallel`` (backend "numba"),
 which leaves the compiled code only for the collective, with the same
 arithmetic.
 """
@@ -101,7 +101,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
 
     ``CompiledEngine.run_span`` cuts a span into kernel calls and records
     their History; each call (:meth:`run_kernel`) runs a whole run of training
-    steps in ``kernels.compiled.fit_span_parallel``, summing through a
+    steps in ``kernels.compiled.train_iterations_parallel``, summing through a
     :meth:`~scratchgd.distributed.Group.reducer` between steps (through
     memory the ranks share when they run on one machine: the same bits).
     Starting, and the divergence errors raised alike on every rank, are
@@ -114,7 +114,7 @@ class CompiledDataParallelEngine(CompiledEngine, DataParallelEngine):
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
         shards = np.array([shard(bounds[t], bounds[t + 1], group.rank, group.size)
                            for t in range(start, end)]).reshape(end - start, 2)
-        return model.kernels.fit_span_parallel(
+        return model.kernels.train_iterations_parallel(
             model.params, velocity, self.loader.dataset.X, self.y, order, bounds, shards, start,
             end, self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
             group.reducer, self.reduce_dtype, model.scaling)

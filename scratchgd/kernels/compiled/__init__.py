@@ -22,11 +22,13 @@ reference (NumPy)            compiled kernel                                 mod
 ``Optimizer.step``           :func:`sgd_step` (in place, checked first);     ``step``
                              :func:`plain_step_into` (momentum 0, one pass);
                              :func:`rank_one_step` (batch 1, in place)
-``engines.python``'s loop    :func:`train_span` (many iterations, one call); ``span``
-                             :func:`train_span_rows` (batch 1: the article's
-                             SGD, no gradient arrays)
-``engines.data_parallel``'s  :func:`train_span_parallel` (one rank's steps,  ``parallel``
-loop                         the collective called between them)
+``engines.python``'s loop    :func:`train_iterations_kernel` (many            ``span``
+                             iterations, one call);
+                             :func:`train_iterations_rows_kernel` (batch 1:
+                             the article's SGD, no gradient arrays)
+``engines.data_parallel``'s  :func:`train_iterations_parallel_kernel` (one    ``parallel``
+loop                         rank's steps, the collective called between
+                             them)
 ===========================  ==============================================  ==========
 
 :mod:`.base` holds what they share: the decorator :data:`jit`, the activation
@@ -96,11 +98,23 @@ from .layers import (
     nonzero,
     times_derivative,
 )
-from .parallel import COLLECTIVE_FAILED, add_rows, fit_span_parallel, train_span_parallel
-from .span import DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE, fit_span, train_span, train_span_rows
+from .parallel import (
+    COLLECTIVE_FAILED,
+    add_rows,
+    train_iterations_parallel,
+    train_iterations_parallel_kernel,
+)
+from .span import (
+    DONE,
+    LOSS_NOT_FINITE,
+    UPDATE_NOT_FINITE,
+    train_iterations,
+    train_iterations_kernel,
+    train_iterations_rows_kernel,
+)
 from .step import plain_step_into, rank_one_step, sgd_step, take_step
 
-drop_stale_cache(train_span)
+drop_stale_cache(train_iterations_kernel)
 
 __all__ = [
     "ACTIVATION_KERNELS", "AS_IS", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
@@ -108,9 +122,9 @@ __all__ = [
     "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE", "activate",
     "activation_code", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
     "dense_backward", "dense_delta", "dense_delta_row", "dense_forward", "dense_forward_row",
-    "dense_sq_norms", "fit_span", "fit_span_parallel", "forward",
-    "gather_batch", "has_twins", "ieee_float64", "jit", "loss_and_grads", "loss_code", "mse",
-    "nonzero", "plain_step_into", "rank_one_step", "scaling_inputs", "sgd_step", "span_input",
-    "take_step", "times_derivative", "train_span", "train_span_parallel", "train_span_rows",
-    "use_blas", "value_bits", "x_input",
+    "dense_sq_norms", "forward", "gather_batch", "has_twins", "ieee_float64", "jit",
+    "loss_and_grads", "loss_code", "mse", "nonzero", "plain_step_into", "rank_one_step",
+    "scaling_inputs", "sgd_step", "span_input", "take_step", "times_derivative", "train_iterations",
+    "train_iterations_kernel", "train_iterations_parallel", "train_iterations_parallel_kernel",
+    "train_iterations_rows_kernel", "use_blas", "value_bits", "x_input",
 ]

@@ -3,10 +3,11 @@
 Numba stores each kernel's machine code beside its module (``__pycache__``, or
 under ``NUMBA_CACHE_DIR``) and reuses it while that ONE source file keeps its
 modification time and size. But a kernel's machine code also holds the kernels
-it inlines or calls from the sibling modules (``span.train_span`` holds
-``gather.gather_batch``, ``layers.dense_forward``, ...), so an edit of
-``gather.py`` alone would leave ``train_span`` running the old gather. Here one
-fingerprint of all the package's sources guards the whole cache: when it
+it inlines or calls from the sibling modules
+(``span.train_iterations_kernel`` holds ``gather.gather_batch``,
+``layers.dense_forward``, ...), so an edit of ``gather.py`` alone would leave
+``train_iterations_kernel`` running the old gather. Here one fingerprint of
+all the package's sources guards the whole cache: when it
 differs from the one stored with the cache, every cached kernel of the package
 is deleted, and the next call compiles afresh.
 """

@@ -207,7 +207,7 @@ def x_input(X: np.ndarray) -> tuple[np.ndarray, X_FORMAT | None]:
 
 def span_input(X: np.ndarray, y: np.ndarray, loss: str, dtype: np.dtype
                ) -> tuple[np.ndarray, X_FORMAT | None, np.ndarray, np.ndarray]:
-    """``X`` and its format, labels and targets in the layout :func:`train_span` is compiled for.
+    """``X`` and its format, labels and targets in the layout the training kernels are compiled for.
 
     Numba compiles a kernel once per combination of argument types, and an
     array's type includes its dtype, its layout and whether it may be written.

@@ -1,19 +1,20 @@
-"""Data parallel: a span of training steps on one rank, the collective called between steps.
+"""Data parallel: many training steps on one rank in one call, the collective between steps.
 
 The reference is ``engines.data_parallel.DataParallelEngine`` (backend
 "numpy"): per training step, this rank's gradient sums over its shards, one
 collective, the step on the reduced sums, in Python. Here one compiled call
-runs a whole span of steps, as :func:`~.span.train_span` does in one process,
-and leaves the compiled code only for the collective:
+runs many steps, as :func:`~.span.train_iterations_kernel` does in one
+process, and leaves the compiled code only for the collective:
 
 ==================================  ==============================================
 reference (NumPy)                   compiled kernel
 ==================================  ==============================================
-``DataParallelEngine.run_span``     :func:`train_span_parallel` (many steps, one
-                                    call), called by :func:`fit_span_parallel`
+``DataParallelEngine.run_span``     :func:`train_iterations_parallel_kernel`
+                                    (many steps, one call), called by
+                                    :func:`train_iterations_parallel`
 ``Group.sum_in_rank_order``         a ``Group.reducer``, called back from
-                                    :func:`train_span_parallel` through
-                                    :data:`CALLBACK`
+                                    :func:`train_iterations_parallel_kernel`
+                                    through :data:`CALLBACK`
 ``distributed.add_rows``            :func:`add_rows` (one rank's chunk of the
                                     sums, on one machine)
 ==================================  ==============================================
@@ -59,7 +60,8 @@ from .span import (
 from .step import take_step
 
 COLLECTIVE_FAILED = 3
-"""Status of :func:`train_span_parallel`: the collective raised (see :func:`fit_span_parallel`)."""
+"""Status of :func:`train_iterations_parallel_kernel`: the collective raised
+(see :func:`train_iterations_parallel`)."""
 
 _collectives: dict[int, Callable[[], object]] = {}
 """The collective of each running span, by key: compiled code cannot hold a Python object."""
@@ -84,21 +86,21 @@ def _call_collective(key: int) -> int:
     """The collective of the span ``key``; 1 (the exception kept) if it raised."""
     try:
         _collectives[key]()
-    except BaseException as exc:  # noqa: BLE001 (re-raised by fit_span_parallel)
+    except BaseException as exc:  # noqa: BLE001 (re-raised by train_iterations_parallel)
         _failures[key] = exc
         return 1
     return 0
 
 
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(_call_collective)
-""":func:`_call_collective` as a C function pointer, which :func:`train_span_parallel`
+""":func:`_call_collective` as a C function pointer, which :func:`train_iterations_parallel_kernel`
 takes as an argument and calls between steps (taking the GIL for it). Its numba
 type is its signature alone, so the kernel is compiled once and cached like the
 others (an object-mode block would be compiled again in every process)."""
 
 
 @jit
-def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None,
+def train_iterations_parallel_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None,
                         X: np.ndarray, x_format: tuple | None, labels: np.ndarray,
                         targets: np.ndarray,
                         order: np.ndarray, bounds: np.ndarray, lo: np.ndarray,
@@ -127,14 +129,14 @@ def train_span_parallel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | No
     4. the step with ``g = total / m``, ``m`` the step's global rows
        ``bounds[end] - bounds[first]``: without momentum
        the new weights go into spare buffers, which then swap roles with the
-       weights (as in :func:`~.span.train_span`).
+       weights (as in :func:`~.span.train_iterations_kernel`).
 
-    Invariants: as :func:`~.span.train_span`: ``start`` and ``stop`` are step
+    Invariants: as :func:`~.span.train_iterations_kernel`: ``start`` and ``stop`` are step
     boundaries, weights and velocities change only through a checked step,
     and the current weights are in ``Ws, bs`` when it returns. Every rank
     computes the same ``total`` and therefore the same step and status.
 
-    Returns ``(iterations, steps, status)`` as :func:`~.span.train_span`, or
+    Returns ``(iterations, steps, status)`` as :func:`~.span.train_iterations_kernel`, or
     status COLLECTIVE_FAILED (the collective of the step starting at
     ``start + iterations`` raised; its exception is kept under ``key``).
     """
@@ -188,7 +190,7 @@ def _shard_sums(Ws: list, bs: list, acts: list, deltas: list, gWs: tuple, gbs: t
     empty shard adds nothing (all empty: zero sums); after a non-finite loss
     it stops, its later loss sums and counts 0 (the reduced loss is not finite either).
 
-    Inlined into :func:`train_span_parallel`: numba links a called kernel's
+    Inlined into :func:`train_iterations_parallel_kernel`: numba links a called kernel's
     code into its caller and LLVM optimizes it there again, so a separate
     kernel compiled slower (docs/performance.md, "Start-up").
     Loops rather than ``counts.max()`` and slice assignments, which compile
@@ -270,16 +272,16 @@ def add_rows(rows: np.ndarray, total: np.ndarray, wide: np.ndarray) -> None:
         total[j] = wide[j]
 
 
-def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | None,
+def train_iterations_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | None,
                       X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                       bounds: np.ndarray, shards: np.ndarray, start: int, stop: int, k: int,
                       lr: float, momentum: float, activation: str, loss: str,
                       reducer: Callable[..., Reducer],
                       sum_dtype: type = np.float64, scaling: Scaling | None = None
                       ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Run iterations ``[start, stop)`` of an epoch with :func:`train_span_parallel`.
+    """Run iterations ``[start, stop)`` of an epoch with :func:`train_iterations_parallel_kernel`.
 
-    As :func:`~.span.fit_span`, with this rank's shards of the span's batches
+    As :func:`~.span.train_iterations`, with this rank's shards of the span's batches
     (``shards``: ``(stop - start, 2)`` positions ``[lo, hi)`` into ``order``,
     from :func:`scratchgd.distributed.shard`) and a collective between steps:
     ``reducer(n, m, dtype, sum_dtype, add_rows)``
@@ -289,7 +291,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     sums and correct counts, and calling it sums every rank's into the
     totals. ``sum_dtype``: float64, or float32 for a float32 model.
 
-    Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.fit_span`
+    Returns ``(loss_sums, correct, steps, status)`` as :func:`~.span.train_iterations`
     (every rank the same). An exception of the collective is re-raised, the
     weights those before the step it was part of (and the reducer is not
     closed: closing is collective, and the other ranks may not get there).
@@ -313,7 +315,7 @@ def fit_span_parallel(params: list[np.ndarray], velocity: list[np.ndarray] | Non
     _collectives[key] = collective
     try:
         with blas_limit(use_blas(widest), widest, Ws):
-            done, steps, status = train_span_parallel(
+            done, steps, status = train_iterations_parallel_kernel(
                 Ws, bs, vWs, vbs, X, x_format, labels, targets,
                 np.ascontiguousarray(order, dtype=np.int64),
                 np.ascontiguousarray(bounds, dtype=np.int64), lo, counts, start, stop, k,

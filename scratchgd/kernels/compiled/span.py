@@ -8,8 +8,8 @@ per batch:
 ==============================  ==================================================
 reference (NumPy)               compiled kernel
 ==============================  ==================================================
-``PythonEngine.run_span``       :func:`train_span` (many iterations, one call),
-                                called by :func:`fit_span`
+``PythonEngine.run_span``       :func:`train_iterations_kernel` (many iterations,
+                                one call), called by :func:`train_iterations`
 ``reference.loss_and_grads``    :func:`_forward_backward` (one iteration, its
                                 gradients added to the sums)
 ==============================  ==================================================
@@ -39,7 +39,7 @@ from .layers import (
 from .step import rank_one_step, take_step, weights_bound
 
 DONE, LOSS_NOT_FINITE, UPDATE_NOT_FINITE = 0, 1, 2
-"""Status codes of :func:`train_span`: it ran to ``stop``; a batch loss was not
+"""Status codes of :func:`train_iterations_kernel`: it ran to ``stop``; a batch loss was not
 finite; a step would have made the weights non-finite."""
 
 
@@ -117,7 +117,7 @@ def _batch_buffers(Ws: tuple, widest: int, labels: np.ndarray, targets: np.ndarr
 
 
 @jit
-def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
+def train_iterations_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np.ndarray,
                x_format: tuple | None, labels: np.ndarray,
                targets: np.ndarray, order: np.ndarray, bounds: np.ndarray, start: int, stop: int,
                k: int, lr: float, momentum: float, act: int, loss: int, blas: bool,
@@ -193,14 +193,14 @@ def train_span(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple | None, X: np
 
 
 @jit
-def train_span_rows(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None,
+def train_iterations_rows_kernel(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None,
                     labels: np.ndarray, targets: np.ndarray, order: np.ndarray,
                     bounds: np.ndarray, start: int, stop: int, lr: float, act: int, loss: int,
                     loss_sums: np.ndarray, correct: np.ndarray, mean: np.ndarray,
                     inv_std: np.ndarray, limit: float) -> tuple[int, int]:
-    """:func:`train_span` for the article's SGD: batches of one row, a step each, no momentum.
+    """:func:`train_iterations_kernel` for the article's SGD: one-row batches, a step each, no momentum.
 
-    The same iterations and the same numbers as :func:`train_span` with
+    The same iterations and the same numbers as :func:`train_iterations_kernel` with
     ``k = 1``, ``vWs = None`` and every batch one row, without its per-step
     work that a single row does not need: for each iteration, gather the row,
     forward and loss (:func:`_forward_loss`, the loops), the delta of every
@@ -211,7 +211,7 @@ def train_span_rows(Ws: tuple, bs: tuple, X: np.ndarray, x_format: tuple | None,
     quarter of the largest value of the weights' dtype (see
     :func:`~.step.rank_one_step`).
 
-    Returns ``(iterations, status)`` as :func:`train_span`: every iteration
+    Returns ``(iterations, status)`` as :func:`train_iterations_kernel`: every iteration
     done is a step taken, but on UPDATE_NOT_FINITE the last one's; unless
     DONE, the weights are the last finite ones.
     """
@@ -261,12 +261,12 @@ def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
             _copy(bs[layer], bc[layer])
 
 
-def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
+def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
              y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
              k: int, lr: float, momentum: float, activation: str, loss: str,
              blas: bool | None = None, scaling: Scaling | None = None
              ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Run iterations ``[start, stop)`` of an epoch with :func:`train_span`.
+    """Run iterations ``[start, stop)`` of an epoch with :func:`train_iterations_kernel`.
 
     ``order`` comes from ``DataLoader.epoch_order`` (``None``: rows in stored
     order) and ``bounds`` from ``DataLoader.batch_bounds(order)``; ``y`` is
@@ -284,7 +284,7 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
         LOSS_NOT_FINITE one more item, the non-finite loss.
     correct : (iterations done,) int64, correct predictions per batch.
     steps : int, training steps taken.
-    status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_span``).
+    status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_iterations_kernel``).
     """
     widest = int(np.diff(bounds).max(initial=0))
     if blas is None:
@@ -301,13 +301,13 @@ def fit_span(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
     act, loss = activation_code(activation), loss_code(loss)
     if widest == 1 and k == 1 and velocity is None and not blas:  # the article's SGD
-        done, status = train_span_rows(Ws, bs, X, x_format, labels, targets, order, bounds,
+        done, status = train_iterations_rows_kernel(Ws, bs, X, x_format, labels, targets, order, bounds,
                                        start, stop, float(lr), act, loss, loss_sums, correct,
                                        mean, inv_std, float(np.finfo(Ws[0].dtype).max) / 4)
         steps = done - (status == UPDATE_NOT_FINITE)  # a step per iteration, but the last
         return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
     with blas_limit(blas, widest, Ws):
-        done, steps, status = train_span(
+        done, steps, status = train_iterations_kernel(
             Ws, bs, vWs, vbs, X, x_format, labels, targets, order, bounds, start, stop, k,
             float(lr), float(momentum), act, loss, bool(blas), loss_sums, correct, mean,
             inv_std)

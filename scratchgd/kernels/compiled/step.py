@@ -16,7 +16,7 @@ reference (NumPy)               compiled kernel
 ==============================  ==================================================
 
 Both read the gradient sums of the weights' dtype: in the data-parallel step
-(:func:`~.parallel.train_span_parallel`) from the sums reduced over the ranks
+(:func:`~.parallel.train_iterations_parallel_kernel`) from the sums reduced over the ranks
 (``sWs, sbs``), in one process (``sWs`` is ``None``) from the buffers they
 write, in place. The in-place case passes ONE array as both the sums and the
 output of the inlined loops below: passed as two, LLVM cannot know they are
