@@ -116,14 +116,19 @@ class MLP:
         self.dtype = dtype
         self.seed = seed
         self._place(device)
+        self._attach_kernels()
+        self.params = self.to_device(self._init_params(np.random.default_rng(self.seed)))
+        self._scaling: Scaling | None = None
+        self._target_scaling: Scaling | None = None
+
+    def _attach_kernels(self) -> None:
+        """``self.kernels``: the backend's kernel module, or the reference's with a warning
+        when the backend has no compiled twin of the activation or loss (``kernels.for_model``)."""
         self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
         if missing is not None:
             warnings.warn(CompiledFallbackWarning(
                 f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
-                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
-        self.params = self.to_device(self._init_params(np.random.default_rng(self.seed)))
-        self._scaling: Scaling | None = None
-        self._target_scaling: Scaling | None = None
+                f"reference kernels (its results are backend='numpy''s)"), stacklevel=3)
 
     def _place(self, device: str | None) -> None:
         """Resolve the namespace ``xp``, the ``device`` and its dtype, once, for the backend."""
@@ -380,13 +385,8 @@ class MLP:
         self.__dict__.setdefault("_target_scaling", None)  # before target scaling existed
         self.__dict__.setdefault("device", None)  # before the array-API backends
         self.__dict__.setdefault("_xp_dtype", self.dtype)
-        self.xp = (kernels.for_model(self.backend, self.activation, self.loss)[0].xp
-                   if self.backend in kernels.ARRAY_BACKENDS else NUMPY)
-        self.kernels, missing = kernels.for_model(self.backend, self.activation, self.loss)
-        if missing is not None:
-            warnings.warn(CompiledFallbackWarning(
-                f"MLP(backend={self.backend!r}): {missing}, so this model runs the NumPy "
-                f"reference kernels (its results are backend='numpy''s)"), stacklevel=2)
+        self._attach_kernels()
+        self.xp = getattr(self.kernels, "xp", NUMPY)  # an array backend's namespace, or NumPy
 
     def save(self, path: str) -> None:
         """Write the model to the ``.npz`` file ``path``; read it back with :func:`scratchgd.load_model`.
