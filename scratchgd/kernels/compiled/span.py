@@ -26,7 +26,17 @@ from __future__ import annotations
 import numpy as np
 
 from ...scaling import Scaling
-from .base import CROSS_ENTROPY, LINEAR, MSE, activation_code, blas_limit, jit, loss_code, use_blas
+from .base import (
+    CROSS_ENTROPY,
+    LINEAR,
+    MSE,
+    activation_code,
+    blas_limit,
+    borrowed,
+    jit,
+    loss_code,
+    use_blas,
+)
 from .gather import gather_batch, scaling_inputs, span_input
 from .layers import (
     cross_entropy,
@@ -161,11 +171,16 @@ def train_iterations_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple 
     widest = 0
     for t in range(start, stop):
         widest = max(widest, bounds[t + 1] - bounds[t])
-    acts, deltas, y_batch, t_batch, values = _batch_buffers(Ws, widest, labels, targets, loss)
-    Wc = [Ws[layer] for layer in range(L)]  # the current weights: the caller's, or the
-    bc = [bs[layer] for layer in range(L)]  # buffers they were swapped with
-    gWs = [np.empty_like(W) for W in Ws]
-    gbs = [np.empty_like(b) for b in bs]
+    owned_acts, owned_deltas, y_batch, t_batch, values = _batch_buffers(Ws, widest, labels,
+                                                                         targets, loss)
+    owned_gWs = [np.empty_like(W) for W in Ws]
+    owned_gbs = [np.empty_like(b) for b in bs]
+    acts = [borrowed(a) for a in owned_acts]  # the loop works on borrowed views (see borrowed),
+    deltas = [borrowed(d) for d in owned_deltas]  # the owned arrays kept alive to the end
+    gWs = [borrowed(g) for g in owned_gWs]
+    gbs = [borrowed(g) for g in owned_gbs]
+    Wc = [borrowed(Ws[layer]) for layer in range(L)]  # the current weights: the caller's, or the
+    bc = [borrowed(bs[layer]) for layer in range(L)]  # buffers they were swapped with
     swapped = False
     x_batch = acts[0]
     rows, steps = 0, 0
@@ -189,6 +204,7 @@ def train_iterations_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple 
                 return t + 1 - start, steps, UPDATE_NOT_FINITE
             rows, steps = 0, steps + 1
     _copy_back(Ws, bs, Wc, bc, swapped)
+    _keep(owned_acts, owned_deltas, owned_gWs, owned_gbs)
     return stop - start, steps, DONE
 
 
@@ -216,15 +232,21 @@ def train_iterations_rows_kernel(Ws: tuple, bs: tuple, X: np.ndarray, x_format: 
     DONE, the weights are the last finite ones.
     """
     L = len(Ws)
-    acts, deltas, y_batch, t_batch, values = _batch_buffers(Ws, 1, labels, targets, loss)
-    bound = weights_bound(Ws, bs)
-    nzs = [np.empty(W.shape[0], np.int64) for W in Ws]  # each layer's non-zero inputs
+    owned_acts, owned_deltas, y_batch, t_batch, values = _batch_buffers(Ws, 1, labels, targets,
+                                                                         loss)
+    owned_nzs = [np.empty(W.shape[0], np.int64) for W in Ws]  # each layer's non-zero inputs
+    acts = [borrowed(a) for a in owned_acts]  # the loop works on borrowed views (see borrowed)
+    deltas = [borrowed(d) for d in owned_deltas]
+    nzs = [borrowed(nz) for nz in owned_nzs]
+    Wv = [borrowed(Ws[layer]) for layer in range(L)]  # updated in place: the caller's arrays
+    bv = [borrowed(bs[layer]) for layer in range(L)]
+    bound = weights_bound(Wv, bv)
     counts = np.zeros(L, np.int64)
     for t in range(start, stop):
         gather_batch(X, x_format, labels, targets, order, bounds[t], 1, loss, mean, inv_std,
                      acts[0], y_batch, t_batch, values)
         for layer in range(L):
-            counts[layer] = dense_forward_row(acts[layer], Ws[layer], bs[layer],
+            counts[layer] = dense_forward_row(acts[layer], Wv[layer], bv[layer],
                                               act if layer < L - 1 else LINEAR,
                                               acts[layer + 1], nzs[layer])
         loss_sum, hits = _loss(acts[L], deltas[L - 1], y_batch, t_batch, 1, loss)
@@ -233,12 +255,18 @@ def train_iterations_rows_kernel(Ws: tuple, bs: tuple, X: np.ndarray, x_format: 
             return t - start, LOSS_NOT_FINITE
         correct[t - start] = hits
         for layer in range(L - 1, 0, -1):
-            dense_delta_row(acts[layer], deltas[layer], Ws[layer], act, deltas[layer - 1],
+            dense_delta_row(acts[layer], deltas[layer], Wv[layer], act, deltas[layer - 1],
                             nzs[layer], counts[layer])
-        ok, bound = rank_one_step(Ws, bs, acts, deltas, nzs, counts, lr, bound, limit)
+        ok, bound = rank_one_step(Wv, bv, acts, deltas, nzs, counts, lr, bound, limit)
         if not ok:
             return t + 1 - start, UPDATE_NOT_FINITE
+    _keep(owned_acts, owned_deltas, owned_nzs)
     return stop - start, DONE
+
+
+@jit
+def _keep(*arrays: list) -> None:
+    """Nothing: a use of ``arrays`` that keeps them alive up to here, for their borrowed views."""
 
 
 @jit
