@@ -150,6 +150,10 @@ class Dataset:
         return cls._read(*io.read_any(data_path, labels_path, header, targets), comm,
                          (f"X ({data_path})", f"y ({labels_path or data_path})"), share)
 
+    def mapped(self) -> bool:
+        """Whether ``X`` or ``y`` is (a view of) a memory map of a file."""
+        return any(io.mapped_file(arr) is not None for arr in (self.X, self.y))
+
     def check_files(self) -> None:
         """Raise ``OSError`` if a file ``X`` or ``y`` is memory-mapped from has shrunk.
 

@@ -115,13 +115,16 @@ class NoiseTracker(Hook):
 class MappedFiles(Hook):
     """Memory-mapped training or validation data: its files checked before and after every span.
 
+    ``datasets`` keeps only those read from a memory map: with none, :func:`scratchgd.fit`
+    leaves the hook out.
+
     :meth:`scratchgd.Dataset.check_files` raises ``OSError`` once a file has
     shrunk below what its map needs, before the next span (or the epoch's
     validation) reads past its end, which would kill the process by SIGBUS.
     """
 
     def __init__(self, *datasets: Dataset | None) -> None:
-        self.datasets = [data for data in datasets if data is not None]
+        self.datasets = [data for data in datasets if data is not None and data.mapped()]
 
     def span_steps(self, history: History, at: Position) -> None:
         self.end_of_span(history, at)

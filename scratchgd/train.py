@@ -199,7 +199,8 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
             progress, epochs, len(loader), history, at, checkpoint) as report:
         callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
         files = MappedFiles(data, validation)
-        hooks = [hook for hook in (noise, report, checkpoints, files, callback) if hook] + hooks
+        hooks = [hook for hook in (noise, report, checkpoints, files if files.datasets else None,
+                                   callback) if hook] + hooks
         stopped = False  # a hook raised StopTraining
         while at.epoch <= epochs and not stopped:  # an epoch: every row drawn once
             start = time.perf_counter()
