@@ -195,7 +195,7 @@ def fit(model: MLP, data: Dataset, optimizer: Optimizer, epochs: int = 10,
                               noise)
     history, at = checkpoints.resume(resume)  # a fresh run, or the checkpoint's, weights restored
     # non-finite values are caught explicitly (TrainingDiverged), not by warnings
-    with np.errstate(over="ignore", invalid="ignore"), Report(
+    with np.errstate(over="ignore", invalid="ignore"), engine.running(), Report(
             progress, epochs, len(loader), history, at, checkpoint) as report:
         callback = EpochCallback(on_epoch_end) if on_epoch_end is not None else None
         files = MappedFiles(data, validation)

@@ -18,6 +18,7 @@ half-accumulated. A loss or an update that is not finite raises
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import ModuleType
 
@@ -56,6 +57,10 @@ class Engine:
 
     def start(self) -> None:
         """Called once, at the start of the run, before a checkpoint is resumed."""
+
+    def running(self) -> contextlib.AbstractContextManager:
+        """The context the run's spans execute in, entered once for the whole run (none here)."""
+        return contextlib.nullcontext()
 
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:

@@ -13,6 +13,7 @@ every few milliseconds. ("Span" names only what ``fit`` hands an engine,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -41,6 +42,15 @@ def kernel_calls(first: int, stop: int, k: int, rows_per_batch: int
 class CompiledEngine(Engine):
     """The training cycle in compiled code: a span cut into :func:`kernel_calls`."""
 
+    def running(self) -> contextlib.AbstractContextManager:
+        """BLAS on the threads the run's batches call for (``kernels.blas_limit``), set once.
+
+        Each kernel call sets and restores them too, but inside this context
+        it finds them set and does nothing.
+        """
+        kernels, rows = self.model.kernels, self.loader.rows_per_batch
+        return kernels.blas_limit(kernels.use_blas(rows), rows, tuple(self.model.params[0::2]))
+
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
         kernels = self.model.kernels
@@ -48,10 +58,10 @@ class CompiledEngine(Engine):
         for start, end in kernel_calls(at.iteration, stop, self.k, self.loader.rows_per_batch):
             loss_sums, hits, steps, status = self.run_kernel(at.order, bounds, start, end)
             done = len(hits)
-            rows = np.diff(bounds[start:start + done + 1])
+            rows = bounds[start + 1:start + done + 1] - bounds[start:start + done]
             at.iteration += done
             history.iterations += done
-            history.samples_seen += int(rows.sum())
+            history.samples_seen += int(bounds[start + done] - bounds[start])
             history.steps += steps
             history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
             for loss_sum in loss_sums[:done].tolist():  # one addition each, left to right, as the

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from typing import Any
 
 import numba
@@ -151,24 +152,36 @@ class BlasThreads:
     much as a training step at batch 1, paid once per kernel call, so once an
     epoch. Here it is a read of each library's thread count, and a write only
     where it differs (and its restoration), on the libraries :func:`_blas`
-    found once.
+    found once. Inside a context of the same thread count (the compiled
+    engine holds one for a whole run, see ``CompiledEngine.running``), it does
+    nothing: a kernel call inside a run costs no BLAS call at all.
     """
+
+    _active = threading.local()  # the thread counts of the contexts entered, per thread
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self.changed: list[tuple[Any, int]] = []
+        self.changed: list[tuple[Any, int]] | None = None
 
     def __enter__(self) -> BlasThreads:
+        stack = self._active.__dict__.setdefault("threads", [])
+        if stack and stack[-1] == self.threads:
+            return self  # an outer context set it already
+        self.changed = []
         for lib in _blas().lib_controllers:
             if lib.user_api == "blas" and (before := lib.num_threads) != self.threads:
                 lib.set_num_threads(self.threads)
                 self.changed.append((lib, before))
+        stack.append(self.threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.changed is None:
+            return
         for lib, before in reversed(self.changed):
             lib.set_num_threads(before)
-        self.changed.clear()
+        self.changed = None
+        self._active.threads.pop()
 
 
 def blas_limit(blas: bool, rows: int, Ws: tuple) -> contextlib.AbstractContextManager:

@@ -314,7 +314,7 @@ def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None
     steps : int, training steps taken.
     status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_iterations_kernel``).
     """
-    widest = int(np.diff(bounds).max(initial=0))
+    widest = int((bounds[1:] - bounds[:-1]).max(initial=0))  # np.diff: microseconds more
     if blas is None:
         blas = use_blas(widest)
     if order is None:
