@@ -159,9 +159,10 @@ class Report(Hook):
     def __init__(self, progress: bool, epochs: int, iterations_per_epoch: int, history: History,
                  at: Position, checkpoint: str | os.PathLike | None) -> None:
         self.progress, self.epochs = progress, epochs
-        self.bar = tqdm(total=epochs * iterations_per_epoch, initial=history.iterations,
-                        disable=not (progress and bar_fits()), unit="it", leave=False,
-                        dynamic_ncols=True)
+        self.bar = None  # progress=False: nothing to write, no bar to move (a span costs less)
+        if progress:
+            self.bar = tqdm(total=epochs * iterations_per_epoch, initial=history.iterations,
+                            disable=not bar_fits(), unit="it", leave=False, dynamic_ncols=True)
         if history.iterations and progress:
             self.bar.write(f"resumed from {os.fspath(checkpoint)}: epoch {at.epoch}, "
                            f"iteration {at.iteration}, step {history.steps}")
@@ -171,11 +172,13 @@ class Report(Hook):
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def advance(self, iterations: int) -> None:
         """Move the bar by ``iterations`` done."""
-        self.bar.update(iterations)
+        if self.bar is not None:
+            self.bar.update(iterations)
 
     def end_of_epoch(self, history: History, at: Position) -> None:
         if self.progress:

@@ -44,3 +44,19 @@ def test_fit_limits_blas_threads_during_the_compiled_span_only(monkeypatch, size
         sg.fit(model, data, sg.MiniBatchSGD(0.1, batch_size=batch), epochs=1, progress=False)
         assert _blas_threads() == [2] * len(_blas_threads())   # given back
     assert seen and all(threads == [expected] * len(threads) for threads in seen), seen
+
+
+def test_a_kernel_call_inside_a_run_finds_the_threads_set_and_leaves_them():
+    base._blas()
+    n = len(_blas_threads())
+    with threadpool_limits(2, user_api="blas"):
+        with base.BlasThreads(1):                 # what the compiled engine holds for a run
+            assert _blas_threads() == [1] * n
+            inner = base.BlasThreads(1)           # what each kernel call enters
+            with inner:
+                assert inner.changed is None      # nothing read, nothing set
+            assert _blas_threads() == [1] * n     # and nothing restored on its way out
+            with base.BlasThreads(2):             # another count is set, and undone
+                assert _blas_threads() == [2] * n
+            assert _blas_threads() == [1] * n
+        assert _blas_threads() == [2] * n

@@ -306,3 +306,21 @@ def test_checkpoints_and_mid_epoch_resume_are_bit_identical(tmp_path, monkeypatc
     assert history.iteration_loss == whole.iteration_loss
     assert history.epoch_loss == whole.epoch_loss
     assert (history.steps, history.iterations) == (whole.steps, whole.iterations)
+
+
+def test_a_borrowed_view_is_the_array_itself_without_a_reference_count():
+    import numba
+
+    from scratchgd.kernels.compiled.base import borrowed
+
+    @numba.njit
+    def write_through(a):
+        view = borrowed(a)
+        view[1, 2] = 7.0
+        return view.shape, view.ctypes.data == a.ctypes.data
+
+    a = np.zeros((3, 4), dtype=np.float32)
+    shape, same_memory = write_through(a)
+    assert shape == (3, 4) and same_memory and a[1, 2] == 7
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        write_through(np.zeros((3, 8))[:, ::2])   # a strided view cannot be borrowed as C

@@ -42,6 +42,11 @@ def kernel_calls(first: int, stop: int, k: int, rows_per_batch: int
 class CompiledEngine(Engine):
     """The training cycle in compiled code: a span cut into :func:`kernel_calls`."""
 
+    def start(self) -> None:
+        """A fresh cache of the epochs' batch bounds, by the length of their row order."""
+        super().start()
+        self.bounds: dict[int | None, np.ndarray] = {}
+
     def running(self) -> contextlib.AbstractContextManager:
         """BLAS on the threads the run's batches call for (``kernels.blas_limit``), set once.
 
@@ -54,7 +59,7 @@ class CompiledEngine(Engine):
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
         kernels = self.model.kernels
-        bounds = self.loader.batch_bounds(at.order)
+        bounds = self._bounds(at.order)
         for start, end in kernel_calls(at.iteration, stop, self.k, self.loader.rows_per_batch):
             loss_sums, hits, steps, status = self.run_kernel(at.order, bounds, start, end)
             done = len(hits)
@@ -74,6 +79,13 @@ class CompiledEngine(Engine):
                 raise self.loss_not_finite(at, loss_sums[done] / rows, history)
             if status == kernels.UPDATE_NOT_FINITE:
                 raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)
+
+    def _bounds(self, order: np.ndarray | None) -> np.ndarray:
+        """``loader.batch_bounds(order)``, made once per run: every epoch's order has one length."""
+        length = None if order is None else len(order)
+        if length not in self.bounds:
+            self.bounds[length] = self.loader.batch_bounds(order)
+        return self.bounds[length]
 
     def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
