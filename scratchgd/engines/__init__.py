@@ -18,8 +18,9 @@ engine                          runs the cycle                              chos
 ==============================  ==========================================  ===================
 
 All four implement :class:`~scratchgd.engines.base.Engine`: ``start()`` once,
-then ``run_span(at, stop, history, advance)`` for each span. A new engine
-subclasses it and gets a line in :func:`choose`.
+then, inside the context ``running()`` holds for the whole run (the compiled
+engine's BLAS threads), ``run_span(at, stop, history, advance)`` for each span.
+A new engine subclasses it and gets a line in :func:`choose`.
 
 The compiled engines implement exactly ``Optimizer``'s update rule, ``DataLoader``'s
 batches and the activations and losses with a compiled twin. A run with anything
