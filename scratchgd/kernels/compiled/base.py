@@ -64,6 +64,7 @@ def borrowed(a: Any) -> Any:
     """
     return numba.carray(_data_pointer(a), a.shape)
 
+
 REASSOCIATE = {"reassoc", "contract"}
 """Fast-math flags of the kernels with sums over a row: the additions may be
 reordered (so they vectorize) and fused into FMAs. NaN and inf keep their IEEE
