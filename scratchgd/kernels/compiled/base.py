@@ -59,7 +59,7 @@ def borrowed(a: Any) -> Any:
     200 times per training step of the digits' network, a sixth of a step at
     batch 8. A view made by ``numba.carray`` from the data pointer has no
     count, so the spans' loops run on such views and those instructions are
-    skipped (issue 29: batch 8 about 10% faster, the same bits). The caller
+    skipped (issue 29: the same bits, faster at small batches). The caller
     keeps ``a`` itself alive for as long as the view is used.
     """
     return numba.carray(_data_pointer(a), a.shape)
@@ -149,11 +149,11 @@ class BlasThreads:
     """A context in which every BLAS library runs on ``threads`` threads; restored on exit.
 
     threadpoolctl's ``limit`` does the same through its general machinery (its
-    libraries' full descriptions, built again on every call), about 10 us: as
-    much as a training step at batch 1, paid once per kernel call, so once an
-    epoch. Here it is a read of each library's thread count, and a write only
-    where it differs (and its restoration), on the libraries :func:`_blas`
-    found once. Inside a context of the same thread count (the compiled
+    libraries' full descriptions, built again on every call), which cost as
+    much as a training step at batch 1, once per kernel call, so once an epoch
+    (docs/performance.md). Here it is a read of each library's thread count,
+    and a write only where it differs (and its restoration), on the libraries
+    :func:`_blas` found once. Inside a context of the same thread count (the compiled
     engine holds one for a whole run, see ``CompiledEngine.running``), it does
     nothing: a kernel call inside a run costs no BLAS call at all.
     """
