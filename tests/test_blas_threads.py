@@ -60,3 +60,14 @@ def test_a_kernel_call_inside_a_run_finds_the_threads_set_and_leaves_them():
                 assert _blas_threads() == [2] * n
             assert _blas_threads() == [1] * n
         assert _blas_threads() == [2] * n
+
+
+def test_a_run_that_diverges_gives_the_threads_back():
+    rng = np.random.default_rng(0)
+    data = sg.Dataset(rng.random((64, 64), dtype=np.float32) * 1e3, np.arange(64) % 10)
+    model = sg.MLP([64, 128, 10], seed=0, dtype=np.float32, backend="numba")
+    base._blas()
+    with threadpool_limits(2, user_api="blas"):
+        with pytest.raises(sg.TrainingDiverged):
+            sg.fit(model, data, sg.MiniBatchSGD(1e30, batch_size=32), epochs=3, progress=False)
+        assert _blas_threads() == [2] * len(_blas_threads())
