@@ -60,7 +60,10 @@ def borrowed(a: Any) -> Any:
     batch 8. A view made by ``numba.carray`` from the data pointer has no
     count, so the spans' loops run on such views and those instructions are
     skipped (issue 29: the same bits, faster at small batches). The caller
-    keeps ``a`` itself alive for as long as the view is used.
+    keeps ``a`` itself alive for as long as the view is used: numba frees an
+    array on a path where it is no longer used, so a ``return`` between the
+    view's making and its last use may free ``a`` first. The spans have one
+    exit, after a last use of the owned arrays (``span._keep``).
     """
     return numba.carray(_data_pointer(a), a.shape)
 

@@ -184,6 +184,7 @@ def train_iterations_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple 
     swapped = False
     x_batch = acts[0]
     rows, steps = 0, 0
+    done, status = stop - start, DONE
     for t in range(start, stop):
         n = bounds[t + 1] - bounds[t]
         gather_batch(X, x_format, labels, targets, order, bounds[t], n, loss, mean, inv_std,
@@ -192,20 +193,22 @@ def train_iterations_kernel(Ws: tuple, bs: tuple, vWs: tuple | None, vbs: tuple 
                                            n, act, loss, blas, rows > 0)
         loss_sums[t - start] = loss_sum
         if not np.isfinite(loss_sum):
-            _copy_back(Ws, bs, Wc, bc, swapped)
-            return t - start, steps, LOSS_NOT_FINITE
+            done, status = t - start, LOSS_NOT_FINITE
+            break
         correct[t - start] = hits
         rows += n
         if (t + 1) % k == 0 or t == last:
             ok, flipped = take_step(Wc, bc, None, None, gWs, gbs, vWs, vbs, lr, momentum, rows)
             swapped ^= flipped
             if not ok:
-                _copy_back(Ws, bs, Wc, bc, swapped)
-                return t + 1 - start, steps, UPDATE_NOT_FINITE
+                done, status = t + 1 - start, UPDATE_NOT_FINITE
+                break
             rows, steps = 0, steps + 1
+    # one exit: the weights may live in owned_gWs (swapped), read through Wc by _copy_back, so
+    # the owned arrays must outlive it; a return inside the loop would free them first
     _copy_back(Ws, bs, Wc, bc, swapped)
     _keep(owned_acts, owned_deltas, owned_gWs, owned_gbs)
-    return stop - start, steps, DONE
+    return done, steps, status
 
 
 @jit
@@ -242,6 +245,7 @@ def train_iterations_rows_kernel(Ws: tuple, bs: tuple, X: np.ndarray, x_format: 
     bv = [borrowed(bs[layer]) for layer in range(L)]
     bound = weights_bound(Wv, bv)
     counts = np.zeros(L, np.int64)
+    done, status = stop - start, DONE
     for t in range(start, stop):
         gather_batch(X, x_format, labels, targets, order, bounds[t], 1, loss, mean, inv_std,
                      acts[0], y_batch, t_batch, values)
@@ -252,16 +256,18 @@ def train_iterations_rows_kernel(Ws: tuple, bs: tuple, X: np.ndarray, x_format: 
         loss_sum, hits = _loss(acts[L], deltas[L - 1], y_batch, t_batch, 1, loss)
         loss_sums[t - start] = loss_sum
         if not np.isfinite(loss_sum):
-            return t - start, LOSS_NOT_FINITE
+            done, status = t - start, LOSS_NOT_FINITE
+            break
         correct[t - start] = hits
         for layer in range(L - 1, 0, -1):
             dense_delta_row(acts[layer], deltas[layer], Wv[layer], act, deltas[layer - 1],
                             nzs[layer], counts[layer])
         ok, bound = rank_one_step(Wv, bv, acts, deltas, nzs, counts, lr, bound, limit)
         if not ok:
-            return t + 1 - start, UPDATE_NOT_FINITE
-    _keep(owned_acts, owned_deltas, owned_nzs)
-    return stop - start, DONE
+            done, status = t + 1 - start, UPDATE_NOT_FINITE
+            break
+    _keep(owned_acts, owned_deltas, owned_nzs)  # one exit, after every use of the views
+    return done, status
 
 
 @jit
