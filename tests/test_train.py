@@ -65,6 +65,20 @@ def test_partial_accumulation_is_normalised_by_its_own_rows():
         assert rel_err(p, q) < 1e-12
 
 
+def test_sgd_steps_with_each_rows_own_gradient_bit_for_bit():
+    """SGD: w <- w - lr g_i after every row, its gradient sum being its mean (nothing divided)."""
+    data = blobs(6)
+    model = sg.MLP([4, 5, 3], seed=3)
+    manual = model.copy()
+    sg.fit(model, data, sg.SGD(0.3, shuffle=False), epochs=1, progress=False)
+    for row in range(6):
+        _, grads = manual.loss_and_grads(data.X[row:row + 1], data.y[row:row + 1],
+                                         reduction="sum")
+        manual.params = [p - 0.3 * g for p, g in zip(manual.params, grads, strict=True)]
+    for p, q in zip(model.params, manual.params, strict=True):
+        assert np.array_equal(p, q)
+
+
 def test_epoch_loss_is_weighted_by_batch_length():
     data = blobs(10)
     hist = sg.fit(sg.MLP([4, 5, 3], seed=2), data, sg.MiniBatchSGD(0.3, 4), epochs=1,

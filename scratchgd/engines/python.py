@@ -77,15 +77,18 @@ class PythonEngine(Engine):
             rows += len(X_batch)
             at.loss_sum += batch_loss
             if model.classifier:
-                at.correct += int((z.argmax(axis=1) == y_batch).sum())
+                at.correct += int(np.count_nonzero(z.argmax(axis=1) == y_batch))
             history.iterations += 1
             history.samples_seen += len(X_batch)
             history.iteration_loss.append(batch_loss / len(X_batch))
             advance(1)
-            # 6. a training step every k iterations, and at the end of the epoch
+            # 6. a training step every k iterations, and at the end of the epoch, with the
+            #    mean gradient g = grad_sum / rows (one row's sum is its own mean: SGD divides
+            #    nothing)
             if at.iteration % k == 0 or at.iteration == last:
                 try:
-                    optimizer.step(model.params, [g / rows for g in grad_sum])
+                    optimizer.step(model.params,
+                                   grad_sum if rows == 1 else [g / rows for g in grad_sum])
                 except TrainingDiverged:
                     raise self.update_not_finite(at, batch_loss / len(X_batch), history) from None
                 history.steps += 1
