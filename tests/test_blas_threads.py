@@ -22,7 +22,8 @@ def _blas_threads() -> list[int]:
 
 
 @pytest.mark.parametrize("sizes, batch, expected", [
-    ([64, 128, 10], 32, 1),        # 32 * 64 * 128 = 262,144 multiply-adds: one thread
+    ([64, 128, 10], 33, 1),        # 33 * 64 * 128 = 270,336 multiply-adds: one thread
+    ([64, 128, 10], 32, 2),        # 262,144: OpenBLAS's own one-thread products, left alone
     ([784, 256, 10], 32, 2),       # 32 * 784 * 256 = 6,422,528: BLAS keeps its threads
     ([784, 256, 10], 2, 2),        # the compiled loops, no BLAS: nothing to limit
 ])
@@ -71,3 +72,13 @@ def test_a_run_that_diverges_gives_the_threads_back():
         with pytest.raises(sg.TrainingDiverged):
             sg.fit(model, data, sg.MiniBatchSGD(1e30, batch_size=32), epochs=3, progress=False)
         assert _blas_threads() == [2] * len(_blas_threads())
+
+
+def test_products_openblas_runs_on_one_thread_itself_are_left_alone(monkeypatch):
+    Ws = (np.empty((64, 128), np.float32),)
+    rows = compiled.OPENBLAS_ONE_THREAD_WORK // Ws[0].size                 # 32 rows
+    assert isinstance(base.blas_limit(True, rows + 1, Ws), base.BlasThreads)
+    monkeypatch.setattr(base, "_only_openblas", lambda: True)
+    assert not isinstance(base.blas_limit(True, rows, Ws), base.BlasThreads)
+    monkeypatch.setattr(base, "_only_openblas", lambda: False)           # another BLAS: limited
+    assert isinstance(base.blas_limit(True, rows, Ws), base.BlasThreads)

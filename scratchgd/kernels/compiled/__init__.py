@@ -57,6 +57,7 @@ from .base import (
     LINEAR,
     LOSS_KERNELS,
     MSE,
+    OPENBLAS_ONE_THREAD_WORK,
     REASSOCIATE,
     RELU,
     SIGMOID,
@@ -119,7 +120,8 @@ drop_stale_cache(train_iterations_kernel)
 __all__ = [
     "ACTIVATION_KERNELS", "AS_IS", "BLAS_MIN_ROWS", "BLAS_THREADED_MIN_WORK", "COLLECTIVE_FAILED",
     "CROSS_ENTROPY", "DONE", "FLOAT", "LINEAR", "LOSS_KERNELS", "LOSS_NOT_FINITE", "MSE",
-    "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED", "UPDATE_NOT_FINITE", "activate",
+    "OPENBLAS_ONE_THREAD_WORK", "REASSOCIATE", "RELU", "SIGMOID", "SIGNED", "TANH", "UNSIGNED",
+    "UPDATE_NOT_FINITE", "activate",
     "activation_code", "add_rows", "blas_limit", "blas_threads_for", "cross_entropy", "decode_row",
     "dense_backward", "dense_delta", "dense_delta_row", "dense_forward", "dense_forward_row",
     "dense_sq_norms", "forward", "gather_batch", "has_twins", "ieee_float64", "jit",

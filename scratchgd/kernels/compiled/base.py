@@ -127,6 +127,16 @@ samples per second between batch 64 and 128. Measured with
 ``python benchmarks/blas_threads.py`` (see docs/performance.md)."""
 
 
+OPENBLAS_ONE_THREAD_WORK = 65536 * 4
+"""OpenBLAS computes a product of at most this many multiply-adds (``m n k``) on one
+thread whatever its thread count (its ``SMP_THRESHOLD_MIN`` times the default
+``GEMM_MULTITHREAD_THRESHOLD``, in ``interface/gemm.c``): there :func:`blas_limit`
+sets nothing, and a run saves reading and setting the thread counts (see
+docs/performance.md). A build that threads smaller products would only be slower:
+threads split the rows and columns of a product, never its sums, so the results
+are the same."""
+
+
 def blas_threads_for(work: int) -> int | None:
     """BLAS threads for products of ``work = m n k`` multiply-adds at most.
 
@@ -192,9 +202,20 @@ def blas_limit(blas: bool, rows: int, Ws: tuple) -> contextlib.AbstractContextMa
     """The context a kernel runs in: BLAS limited to :func:`blas_threads_for` threads.
 
     ``rows``: the widest batch; the largest product is ``rows x (largest W)``.
-    Without BLAS (``blas`` false), or for products BLAS may thread, nothing is
-    limited. The limit is lifted on exit.
+    Without BLAS (``blas`` false), for products BLAS may thread, or for products
+    OpenBLAS runs on one thread by itself (:data:`OPENBLAS_ONE_THREAD_WORK`),
+    nothing is limited. The limit is lifted on exit.
     """
-    threads = blas_threads_for(rows * max(W.size for W in Ws)) if blas else None
-    return contextlib.nullcontext() if threads is None else BlasThreads(threads)
+    work = rows * max(W.size for W in Ws)
+    threads = blas_threads_for(work) if blas else None
+    if threads is None or (work <= OPENBLAS_ONE_THREAD_WORK and _only_openblas()):
+        return contextlib.nullcontext()
+    return BlasThreads(threads)
+
+
+@functools.cache
+def _only_openblas() -> bool:
+    """Whether every BLAS library of this process (:func:`_blas`) is OpenBLAS."""
+    return all(lib.internal_api == "openblas" for lib in _blas().lib_controllers
+               if lib.user_api == "blas")
 
