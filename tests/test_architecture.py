@@ -93,3 +93,15 @@ def test_a_long_module_and_a_module_without_a_layer_are_found(tmp_path):
     assert graph["scratchgd.sub.deep"] == {"scratchgd.losses"}
     with pytest.raises(KeyError, match="module scratchgd.sub.deep belongs to no layer"):
         arch.upward_imports(graph)
+
+
+def test_import_leaves_the_compiled_kernels_to_the_models_that_ask_for_them():
+    """``import scratchgd`` imports neither numba nor the compiled kernels: a NumPy user waits
+    for neither, and a numba model loads them when it is made (``kernels.for_model``)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, scratchgd; sys.exit(', '.join(m for m in ('numba', "
+            "'scratchgd.kernels.compiled') if m in sys.modules) or None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..history import History, Position
 from .base import Engine
+
+if TYPE_CHECKING:  # the compiled kernels (numba) are imported only when a model asks for them
+    from ..kernels.compiled import SpanInputs
 
 CALL_ROWS = 16384
 """Rows per call of the compiled training kernel (backend "numba"), about."""
@@ -43,9 +47,11 @@ class CompiledEngine(Engine):
     """The training cycle in compiled code: a span cut into :func:`kernel_calls`."""
 
     def start(self) -> None:
-        """A fresh cache of the epochs' batch bounds, by the length of their row order."""
+        """A fresh cache of the epochs' batch bounds (by the length of their row order) and
+        of the kernels' inputs."""
         super().start()
         self.bounds: dict[int | None, np.ndarray] = {}
+        self.inputs: tuple[np.ndarray, SpanInputs] | None = None
 
     def running(self) -> contextlib.AbstractContextManager:
         """BLAS on the threads the run's batches call for (``kernels.blas_limit``), set once.
@@ -89,10 +95,26 @@ class CompiledEngine(Engine):
 
     def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Iterations ``[start, end)`` in one call of ``kernels.compiled.train_iterations``."""
-        model, optimizer = self.model, self.optimizer
+        """Iterations ``[start, end)`` in one call of ``kernels.compiled.train_iterations``.
+
+        Its inputs (``kernels.span_inputs``: the weights as the kernel takes them,
+        the data set's compiled layout, ...) are prepared on the run's first call
+        and again only if the weights or momentum buffers were replaced since.
+        """
+        model, optimizer, kernels = self.model, self.optimizer, self.model.kernels
         velocity = optimizer.buffers(model.params) if optimizer.momentum else None
-        return model.kernels.train_iterations(
-            model.params, velocity, self.loader.dataset.X, self.y, order, bounds, start, end,
-            self.k, optimizer.lr, optimizer.momentum, model.activation, model.loss,
-            scaling=model.scaling)
+        if self.inputs is None or self.inputs[0] is not bounds or not (
+                _same(self.inputs[1].params, model.params)
+                and _same(self.inputs[1].velocity, velocity)):
+            self.inputs = bounds, kernels.span_inputs(
+                model.params, velocity, self.loader.dataset.X, self.y, bounds, self.k,
+                model.activation, model.loss, scaling=model.scaling)
+        return kernels.run_iterations(self.inputs[1], order, bounds, start, end, self.k,
+                                      optimizer.lr, optimizer.momentum)
+
+
+def _same(held: list | None, arrays: list | None) -> bool:
+    """Whether ``held`` are the very arrays of ``arrays`` (or both are ``None``)."""
+    if held is None or arrays is None:
+        return held is arrays
+    return len(held) == len(arrays) and all(a is b for a, b in zip(held, arrays, strict=True))

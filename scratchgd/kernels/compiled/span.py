@@ -23,6 +23,8 @@ Each part of an iteration is a kernel of a sibling module, inlined or called:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ...scaling import Scaling
@@ -295,6 +297,54 @@ def _copy_back(Ws: tuple, bs: tuple, Wc: list, bc: list, swapped: bool) -> None:
             _copy(bs[layer], bc[layer])
 
 
+class SpanInputs(NamedTuple):
+    """What every kernel call of a run reads, prepared once by :func:`span_inputs`.
+
+    The weights and momentum buffers as the kernels take them (tuples of the
+    caller's arrays, updated in place), the data set in its compiled layout
+    (:func:`~.gather.span_input`), the input scaling, the activation's and the
+    loss's codes, whether the products go through BLAS and on how many threads
+    (``blas_limit``), and whether the one-row kernel runs (``rows``).
+    """
+
+    params: list
+    velocity: list | None
+    Ws: tuple
+    bs: tuple
+    vWs: tuple | None
+    vbs: tuple | None
+    X: np.ndarray
+    x_format: tuple | None
+    labels: np.ndarray
+    targets: np.ndarray
+    mean: np.ndarray
+    inv_std: np.ndarray
+    act: int
+    loss: int
+    blas: bool
+    widest: int
+    rows: bool
+    limit: float
+
+
+def span_inputs(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
+                y: np.ndarray, bounds: np.ndarray, k: int, activation: str, loss: str,
+                blas: bool | None = None, scaling: Scaling | None = None) -> SpanInputs:
+    """The :class:`SpanInputs` of :func:`train_iterations`'s arguments (see there)."""
+    widest = int((bounds[1:] - bounds[:-1]).max(initial=0))  # np.diff: microseconds more
+    if blas is None:
+        blas = use_blas(widest)
+    X, x_format, labels, targets = span_input(X, y, loss, params[0].dtype)
+    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
+    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
+    mean, inv_std = scaling_inputs(scaling)
+    rows = widest == 1 and k == 1 and velocity is None and not blas  # the article's SGD
+    return SpanInputs(list(params), None if velocity is None else list(velocity), Ws, bs, vWs,
+                      vbs, X, x_format, labels, targets, mean, inv_std,
+                      activation_code(activation), loss_code(loss), bool(blas), widest, rows,
+                      float(np.finfo(Ws[0].dtype).max) / 4)
+
+
 def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None, X: np.ndarray,
              y: np.ndarray, order: np.ndarray | None, bounds: np.ndarray, start: int, stop: int,
              k: int, lr: float, momentum: float, activation: str, loss: str,
@@ -311,6 +361,8 @@ def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None
     BLAS runs on one thread when the largest product of the widest batch is small
     (:func:`blas_threads_for`), and is restored afterwards.
     ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
+    :func:`span_inputs` and :func:`run_iterations` are its two halves: a run
+    prepares its inputs once and calls the kernel with them span after span.
 
     Returns
     -------
@@ -320,29 +372,30 @@ def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None
     steps : int, training steps taken.
     status : int, DONE, LOSS_NOT_FINITE or UPDATE_NOT_FINITE (see ``train_iterations_kernel``).
     """
-    widest = int((bounds[1:] - bounds[:-1]).max(initial=0))  # np.diff: microseconds more
-    if blas is None:
-        blas = use_blas(widest)
+    inputs = span_inputs(params, velocity, X, y, bounds, k, activation, loss, blas, scaling)
+    return run_iterations(inputs, order, bounds, start, stop, k, lr, momentum)
+
+
+def run_iterations(inputs: SpanInputs, order: np.ndarray | None, bounds: np.ndarray, start: int,
+                   stop: int, k: int, lr: float, momentum: float
+                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """:func:`train_iterations` on inputs prepared by :func:`span_inputs` (the same returns)."""
     if order is None:
         order = np.arange(bounds[-1])
-    X, x_format, labels, targets = span_input(X, y, loss, params[0].dtype)
-    Ws, bs = tuple(params[0::2]), tuple(params[1::2])
-    vWs, vbs = (None, None) if velocity is None else (tuple(velocity[0::2]), tuple(velocity[1::2]))
-    mean, inv_std = scaling_inputs(scaling)
     loss_sums = np.zeros(stop - start)
     correct = np.zeros(stop - start, dtype=np.int64)
     order = np.ascontiguousarray(order, dtype=np.int64)
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-    act, loss = activation_code(activation), loss_code(loss)
-    if widest == 1 and k == 1 and velocity is None and not blas:  # the article's SGD
-        done, status = train_iterations_rows_kernel(Ws, bs, X, x_format, labels, targets, order, bounds,
-                                       start, stop, float(lr), act, loss, loss_sums, correct,
-                                       mean, inv_std, float(np.finfo(Ws[0].dtype).max) / 4)
+    i = inputs
+    if i.rows:
+        done, status = train_iterations_rows_kernel(
+            i.Ws, i.bs, i.X, i.x_format, i.labels, i.targets, order, bounds, start, stop,
+            float(lr), i.act, i.loss, loss_sums, correct, i.mean, i.inv_std, i.limit)
         steps = done - (status == UPDATE_NOT_FINITE)  # a step per iteration, but the last
         return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
-    with blas_limit(blas, widest, Ws):
+    with blas_limit(i.blas, i.widest, i.Ws):
         done, steps, status = train_iterations_kernel(
-            Ws, bs, vWs, vbs, X, x_format, labels, targets, order, bounds, start, stop, k,
-            float(lr), float(momentum), act, loss, bool(blas), loss_sums, correct, mean,
-            inv_std)
+            i.Ws, i.bs, i.vWs, i.vbs, i.X, i.x_format, i.labels, i.targets, order, bounds, start,
+            stop, k, float(lr), float(momentum), i.act, i.loss, i.blas, loss_sums, correct,
+            i.mean, i.inv_std)
     return loss_sums[:done + (status == LOSS_NOT_FINITE)], correct[:done], steps, status
