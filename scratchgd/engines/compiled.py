@@ -14,6 +14,7 @@ every few milliseconds. ("Span" names only what ``fit`` hands an engine,
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -77,7 +78,7 @@ class CompiledEngine(Engine):
             history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
             for loss_sum in loss_sums[:done].tolist():  # one addition each, left to right, as the
                 at.loss_sum += loss_sum                 # Python engine (sum() compensates on 3.12+)
-            at.correct += int(hits.sum())
+            at.correct += sum(hits.tolist())
             advance(done)
             if status == kernels.LOSS_NOT_FINITE:
                 at.iteration += 1
@@ -117,4 +118,4 @@ def _same(held: list | None, arrays: list | None) -> bool:
     """Whether ``held`` are the very arrays of ``arrays`` (or both are ``None``)."""
     if held is None or arrays is None:
         return held is arrays
-    return len(held) == len(arrays) and all(a is b for a, b in zip(held, arrays, strict=True))
+    return len(held) == len(arrays) and all(map(operator.is_, held, arrays))
