@@ -14,6 +14,7 @@ every few milliseconds. ("Span" names only what ``fit`` hands an engine,
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -51,7 +52,7 @@ class CompiledEngine(Engine):
         """A fresh cache of the epochs' batch bounds (by the length of their row order) and
         of the kernels' inputs."""
         super().start()
-        self.bounds: dict[int | None, np.ndarray] = {}
+        self.bounds: dict[int | None, tuple[np.ndarray, list[int]]] = {}
         self.inputs: tuple[np.ndarray, SpanInputs] | None = None
 
     def running(self) -> contextlib.AbstractContextManager:
@@ -66,32 +67,33 @@ class CompiledEngine(Engine):
     def run_span(self, at: Position, stop: int, history: History,
                  advance: Callable[[int], object]) -> None:
         kernels = self.model.kernels
-        bounds = self._bounds(at.order)
+        bounds, sizes = self._bounds(at.order)
         for start, end in kernel_calls(at.iteration, stop, self.k, self.loader.rows_per_batch):
             loss_sums, hits, steps, status = self.run_kernel(at.order, bounds, start, end)
             done = len(hits)
-            rows = bounds[start + 1:start + done + 1] - bounds[start:start + done]
+            losses = loss_sums[:done].tolist()
             at.iteration += done
             history.iterations += done
             history.samples_seen += int(bounds[start + done] - bounds[start])
             history.steps += steps
-            history.iteration_loss.extend((loss_sums[:done] / rows).tolist())
-            for loss_sum in loss_sums[:done].tolist():  # one addition each, left to right, as the
-                at.loss_sum += loss_sum                 # Python engine (sum() compensates on 3.12+)
+            history.iteration_loss.extend(map(operator.truediv, losses, sizes[start:start + done]))
+            # one addition each, left to right, as the Python engine (sum() compensates on 3.12+)
+            at.loss_sum = functools.reduce(operator.add, losses, at.loss_sum)
             at.correct += sum(hits.tolist())
             advance(done)
             if status == kernels.LOSS_NOT_FINITE:
                 at.iteration += 1
-                rows = bounds[start + done + 1] - bounds[start + done]
-                raise self.loss_not_finite(at, loss_sums[done] / rows, history)
+                raise self.loss_not_finite(at, loss_sums[done] / sizes[start + done], history)
             if status == kernels.UPDATE_NOT_FINITE:
-                raise self.update_not_finite(at, loss_sums[done - 1] / rows[-1], history)
+                raise self.update_not_finite(at, losses[-1] / sizes[start + done - 1], history)
 
-    def _bounds(self, order: np.ndarray | None) -> np.ndarray:
-        """``loader.batch_bounds(order)``, made once per run: every epoch's order has one length."""
+    def _bounds(self, order: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+        """``loader.batch_bounds(order)`` and the batches' sizes, made once per run: every
+        epoch's order has one length."""
         length = None if order is None else len(order)
         if length not in self.bounds:
-            self.bounds[length] = self.loader.batch_bounds(order)
+            bounds = self.loader.batch_bounds(order)
+            self.bounds[length] = bounds, np.diff(bounds).tolist()
         return self.bounds[length]
 
     def run_kernel(self, order: np.ndarray | None, bounds: np.ndarray, start: int, end: int
