@@ -90,9 +90,9 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
         Naming the argument and its value; with a ``group``, on every rank.
     """
     if group is None:
-        loader, accumulate, reduce_dtype = _prepare(args, None)
+        loader, accumulate, reduce_dtype, y = _prepare(args, None)
     else:
-        loader, accumulate, reduce_dtype = group.agree(lambda: _prepare(args, group))
+        loader, accumulate, reduce_dtype, y = group.agree(lambda: _prepare(args, group))
         group.check_same(_description(args, reduce_dtype))
     model, data = args.model, args.data
     settings = {"accumulate": accumulate, "seed": int(args.seed), "rows": len(data),
@@ -103,10 +103,11 @@ def make_plan(args: FitArgs, group: Group | None = None) -> Plan:
     # None for float64 sums: older checkpoints, which lack the entry, read as None and load
     settings["reduce_dtype"] = "float32" if reduce_dtype == np.float32 else None
     return Plan(loader, len(loader) if accumulate == "epoch" else accumulate,
-                training_targets(model, data, group), settings, reduce_dtype)
+                training_targets(model, data, group, y), settings, reduce_dtype)
 
 
-def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> np.ndarray:
+def training_targets(model: MLP, data: Dataset, group: Group | None = None,
+                     y: np.ndarray | None = None) -> np.ndarray:
     """``data.y`` as the network is trained to output it: checked, and scaled once.
 
     Class labels and unscaled targets as :meth:`MLP.check_y` gives them; with
@@ -114,9 +115,11 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     of the ``(n, k)`` targets, made once per run, so no kernel ever sees the
     scaling. With a ``group``, every rank scales by rank 0's statistics (one
     broadcast; :func:`scratchgd.engines.data_parallel.broadcast_model` then
-    gives every replica rank 0's target scaling too).
+    gives every replica rank 0's target scaling too). ``y``: ``data.y`` as
+    :meth:`MLP.check_data` returned it, if it was checked already.
     """
-    y = model.check_y(data.y, len(data), name="data.y")
+    if y is None:
+        y = model.check_y(data.y, len(data), name="data.y")
     scaling = model.target_scaling
     if group is None or scaling is None:
         return model.targets(y)
@@ -124,9 +127,11 @@ def training_targets(model: MLP, data: Dataset, group: Group | None = None) -> n
     return reference.apply_scaling(y, np.array(mean), np.array(std), model.dtype)
 
 
-def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str, type]:
-    """Check ``args``, each once; the loader, accumulation and sums' dtype the run trains with."""
-    accumulate = _check_fit_args(args)
+def _prepare(args: FitArgs, group: Group | None
+             ) -> tuple[DataLoader, int | str, type, np.ndarray]:
+    """Check ``args``, each once; the loader, accumulation and sums' dtype the run trains
+    with, and the labels or targets as checked (:meth:`MLP.check_data`)."""
+    accumulate, y = _check_fit_args(args)
     _check_checkpoint_args(args.checkpoint, args.checkpoint_every, args.resume)
     _checks.boolean("track_noise", args.track_noise)
     optimizer, rng = args.optimizer, args.rng
@@ -150,7 +155,7 @@ def _prepare(args: FitArgs, group: Group | None) -> tuple[DataLoader, int | str,
                                                   1 if group is None else group.size)
     if len(loader) == 0:
         raise ValueError(f"the loader yields no batch: {loader}")
-    return loader, accumulate, _check_reduce_dtype(args, group, loader)
+    return loader, accumulate, _check_reduce_dtype(args, group, loader), y
 
 
 def _check_array_backend(args: FitArgs, group: Group | None) -> None:
@@ -200,8 +205,8 @@ def _check_reduce_dtype(args: FitArgs, group: Group | None, loader: DataLoader) 
     return reduce_dtype
 
 
-def _check_fit_args(args: FitArgs) -> int | str:
-    """The checks of ``fit``'s own arguments; returns ``accumulate`` checked."""
+def _check_fit_args(args: FitArgs) -> tuple[int | str, np.ndarray]:
+    """The checks of ``fit``'s own arguments; returns ``accumulate`` and ``data.y`` checked."""
     model, optimizer = args.model, args.optimizer
     _checks.instance("model", model, MLP)
     if not isinstance(optimizer, Optimizer):
@@ -210,7 +215,7 @@ def _check_fit_args(args: FitArgs) -> int | str:
     accumulate = _checks.count_or_epoch("accumulate", args.accumulate)
     _checks.boolean("progress", args.progress)
     _checks.seed("seed", args.seed)
-    model.check_data(args.data, "data")
+    y = model.check_data(args.data, "data")
     if args.validation is not None:
         model.check_data(args.validation, "validation")
     if optimizer.velocity is not None and (
@@ -218,7 +223,7 @@ def _check_fit_args(args: FitArgs) -> int | str:
             != [(p.shape, p.dtype) for p in model.params]):
         raise ValueError("optimizer holds momentum buffers of another model; call "
                          "optimizer.reset() before training a new model with it")
-    return accumulate
+    return accumulate, y
 
 
 def _check_checkpoint_args(checkpoint: str | os.PathLike | None, checkpoint_every: int | str,
