@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
-from .checkpoint_rules import COUNT_LIMIT, check_history, check_position
+from .checkpoint_rules import COUNT_LIMIT, check_history, check_position, regression
 from .npzfile import (
     describe_model,
     is_whole,
@@ -391,7 +391,7 @@ def _read_history(ck: Checkpoint, arrays: dict[str, np.ndarray]) -> dict[str, An
         if array is None or array.ndim != 1 or array.dtype.kind != want:
             raise ck.fail(f"has a malformed history list {name!r}")
         history[name] = array.tolist()
-    epochs, regressor = history["epochs"], ck.meta["model"]["loss"] == "mse"
+    epochs, regressor = history["epochs"], regression(ck.meta, ck.fail)
     if ck.meta["version"] < 4:  # before val_r2, which a regressor records at each validation
         history["val_r2"] = [math.nan] * len(history["val_loss"]) if regressor else []
     if ck.meta["version"] < 5:  # epochs without validation recorded nothing: taken as the last

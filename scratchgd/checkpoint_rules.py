@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .losses import LOSSES
 from .npzfile import is_whole
 
 COUNT_LIMIT = 2**62
@@ -34,6 +35,18 @@ def _real(values: list, low: float = -math.inf, high: float = math.inf, nan: boo
     return bool((inside | (np.isnan(array) & nan)).all())
 
 
+def regression(meta: dict[str, Any], fail: Any) -> bool:
+    """Whether the checkpoint's model learns real targets: its loss takes no class labels.
+
+    Raises ``fail(...)`` if the loss it names is not registered in this scratchgd.
+    """
+    name = meta["model"]["loss"]
+    if not isinstance(name, str) or name not in LOSSES:
+        raise fail(f"names the loss {name!r}, which is not registered in this scratchgd "
+                   f"(registered: {', '.join(LOSSES)})")
+    return not LOSSES[name].classes
+
+
 def check_history(history: dict[str, Any], meta: dict[str, Any], fail: Any) -> None:
     """Every field of a checkpoint's History by its own rule; ``fail(message)`` names the first
     that breaks it (``meta``: the checkpoint's, for its loss and settings).
@@ -47,7 +60,7 @@ def check_history(history: dict[str, Any], meta: dict[str, Any], fail: Any) -> N
     epoch without validation, ``b_simple`` of an epoch without an estimate);
     the counters at each epoch's end non-decreasing whole numbers up to the counter.
     """
-    epochs, regressor = history["epochs"], meta["model"]["loss"] == "mse"
+    epochs, regressor = history["epochs"], regression(meta, fail)
     if not history["steps"] <= history["iterations"] <= history["samples_seen"]:
         raise fail(f"has history steps={history['steps']}, iterations="
                       f"{history['iterations']}, samples_seen={history['samples_seen']}: a "
@@ -101,7 +114,7 @@ def check_position(at: dict[str, Any], history: dict[str, Any], meta: dict[str, 
     ``track_noise`` or before the epoch's first noise estimate); at iteration 0
     every running sum 0.
     """
-    regressor = meta["model"]["loss"] == "mse"
+    regressor = regression(meta, fail)
     counts = {"epoch": (1, COUNT_LIMIT), "iteration": (0, COUNT_LIMIT),
               "correct": (0, 0 if regressor else COUNT_LIMIT),
               "noise_batches": (0, at["iteration"] if is_whole(at["iteration"], 0) else 0)}

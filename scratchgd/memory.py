@@ -175,7 +175,7 @@ def estimate(model: MLP, batch_size: int, dtype: type | None = None,
                  in zip(model.sizes[:-1], model.sizes[1:], strict=True)) * s
     velocity = params if optimizer is not None and optimizer.momentum else 0
     X = n * model.n_inputs * s
-    y = 8 * n if model.loss == "cross_entropy" else n * model.n_outputs * s
+    y = 8 * n if model.classifier else n * model.n_outputs * s
     peak = _loss_and_grads_peak(model.sizes, n, s, model.activation, model.loss)
     return params + velocity + X + y + peak
 

@@ -74,9 +74,9 @@ def classification_report(model: MLP, data: Dataset) -> ClassificationReport:
     (:func:`scratchgd.train.evaluate_in_blocks`).
     """
     _checks.instance("model", model, MLP)
-    if model.loss != "cross_entropy":
-        raise ValueError(f"classification_report needs a classifier (cross_entropy), got a "
-                         f"model with loss={model.loss!r}")
+    if not model.classifier:
+        raise ValueError(f"classification_report needs a classifier (a loss of class labels, "
+                         f"such as cross_entropy), got a model with loss={model.loss!r}")
     y = model.check_data(data)
     k = model.n_outputs
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -146,9 +146,9 @@ def regression_report(model: MLP, data: Dataset) -> RegressionReport:
     errors are summed in float64.
     """
     _checks.instance("model", model, MLP)
-    if model.loss != "mse":
-        raise ValueError(f"regression_report needs a regressor (mse), got a model with "
-                         f"loss={model.loss!r}")
+    if model.classifier:
+        raise ValueError(f"regression_report needs a regressor (a loss of real targets, such "
+                         f"as mse), got a model with loss={model.loss!r}")
     model.check_data(data)
     n, k = len(data), model.n_outputs
     y = np.asarray(data.y, dtype=np.float64).reshape(n, k)

@@ -99,11 +99,11 @@ def evaluate_in_blocks(model: MLP, data: Dataset,
         if each is not None:
             each(rows, model.to_host([z])[0])   # NumPy, from any device
         loss_sum += float(LOSSES[model.loss].function(z, y_rows, xp)[0])
-        if model.loss == "cross_entropy":
+        if model.classifier:
             correct += int(xp.sum(xp.asarray(xp.argmax(z, axis=1) == y_rows, dtype=xp.int64)))
         else:
             sse += ((model.to_host([z])[0] - y[rows]).astype(np.float64) ** 2).sum(axis=0)
-    if model.loss == "cross_entropy":
+    if model.classifier:
         return loss_sum / len(data), correct / len(data), math.nan
     y = y.astype(np.float64)
     r2 = r_squared(sse, ((y - y.mean(axis=0)) ** 2).sum(axis=0))
@@ -230,7 +230,7 @@ def _record_epoch(model: MLP, history: History, at: Position, n: int,
     """
     history.epochs = at.epoch
     history.epoch_loss.append(at.loss_sum / n)
-    history.epoch_accuracy.append(at.correct / n if model.loss == "cross_entropy" else math.nan)
+    history.epoch_accuracy.append(at.correct / n if model.classifier else math.nan)
     history.steps_at_epoch_end.append(history.steps)
     history.iterations_at_epoch_end.append(history.iterations)
     history.samples_at_epoch_end.append(history.samples_seen)
@@ -248,7 +248,7 @@ def _record_validation(model: MLP, history: History, validation: Dataset | None)
     if validation is None and not history.val_loss:
         return
     figures = evaluate_in_blocks(model, validation) if validation is not None else (math.nan,) * 3
-    lists = [history.val_loss, history.val_accuracy] + [history.val_r2] * (model.loss == "mse")
+    lists = [history.val_loss, history.val_accuracy] + [history.val_r2] * (not model.classifier)
     for values, value in zip(lists, figures[:len(lists)], strict=True):
         values.extend([math.nan] * (history.epochs - 1 - len(values)))  # epochs not validated
         values.append(value)

@@ -26,6 +26,11 @@ GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
 """Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
 
 
+def regression(loss: str) -> bool:
+    """Whether the registered loss ``loss`` learns real targets (``Loss.classes`` false)."""
+    return not LOSSES[loss].classes
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
     ``--header``; ``--loss``; ``--scale``; ``--scale-targets``."""
@@ -92,12 +97,12 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
-        if args.loss is not None and (args.loss == "mse") != (args.dataset == "regression_1d"):
+        if args.loss is not None and regression(args.loss) != (args.dataset == "regression_1d"):
             raise ValueError(f"--loss {args.loss} does not suit --dataset {args.dataset}: "
                              f"regression_1d takes --loss mse, the other built-in data sets "
                              f"(classification) cross_entropy")
         return _embedded(args.dataset, args.seed)
-    targets = args.loss == "mse"
+    targets = args.loss is not None and regression(args.loss)
     data = _read(args.data, args.labels, args.header, targets, comm)
     if not targets:
         check_labels(data, args.labels or args.data, args.loss)
@@ -219,10 +224,10 @@ def scale(args: argparse.Namespace, model: MLP, train_set: Dataset) -> None:
     ``--scale-targets none``; a classifier's labels are classes, which take no
     target scaling (``--scale-targets`` is refused for them).
     """
-    if args.scale_targets is not None and model.loss != "mse":
+    if args.scale_targets is not None and model.classifier:
         raise ValueError(f"--scale-targets {args.scale_targets} applies to regression "
                          f"(--loss mse); class labels are not scaled")
-    if model.loss == "mse" and args.scale_targets != "none":
+    if not model.classifier and args.scale_targets != "none":
         standardize_targets(model, train_set)
     mode = args.scale or ("standard" if args.data else "none")
     if mode == "standard":

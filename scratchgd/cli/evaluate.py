@@ -39,7 +39,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scratchgd evaluate``; return the exit status."""
     model = load_model_file(args.model, args.backend, args.device)
-    regression = model.loss == "mse"
+    regression = not model.classifier
     data = Dataset.from_file(args.data, args.labels, header=args.header, targets=regression)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss: refused below
         report = (regression_report if regression else classification_report)(model, data)

@@ -50,13 +50,13 @@ def predictions(model: object, X: np.ndarray, proba: bool) -> np.ndarray:
     for start in range(0, len(X), EVAL_BATCH):
         rows = X[start:start + EVAL_BATCH]
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs: refused below
-            out = model.predict(rows) if model.loss == "mse" else model.forward(rows)  # values, z
+            out = model.forward(rows) if model.classifier else model.predict(rows)  # z, values
         finite = np.isfinite(out).all(axis=1) if out.ndim == 2 else np.isfinite(out)
         if not finite.all():
             raise ValueError(f"the model's outputs for row {start + int(np.argmin(finite))} "
                              f"are not finite (NaN or inf): its inputs are too far from what "
                              f"the model was trained on, or the model file is damaged")
-        if model.loss == "mse":
+        if not model.classifier:
             blocks.append(out)
         elif proba:
             z = np.exp(out - out.max(axis=1, keepdims=True))
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         np.save(args.out, out, allow_pickle=False)
     elif suffix in (".csv", ".txt"):
         header = ",".join(f"p{c}" for c in range(out.shape[1])) if out.ndim == 2 else "prediction"
-        if model.loss == "mse" and out.ndim == 2:
+        if not model.classifier and out.ndim == 2:
             header = ",".join(f"y{c}" for c in range(out.shape[1]))
         np.savetxt(args.out, out, fmt="%d" if out.dtype.kind == "i" else "%.17g",
                    delimiter=",", header=header, comments="")

@@ -259,7 +259,7 @@ def _train(args: argparse.Namespace, group: distributed.Group | None) -> int:
     seconds = time.perf_counter() - start
     print(f"{history.epochs} epochs, {history.iterations} iterations, {history.steps} training "
           f"steps, {history.samples_seen} samples seen in {seconds:.2f} s")
-    regression = model.loss == "mse"
+    regression = not model.classifier
     if regression:
         report = regression_report(model, test_set)
         print(f"test RMSE: {report.rmse.mean():.6g}  MAE: {report.mae.mean():.6g}")

@@ -265,9 +265,9 @@ class Job:
     def _surface_input(self) -> tuple[np.ndarray, list[float]] | None:
         """The grid a 2-D classifier's surface (or a 1-D regressor's curve) is drawn on."""
         model, X = self.run.model, self.run.train.X
-        if model.n_inputs not in (1, 2) or (model.loss == "mse") != (model.n_inputs == 1):
+        if model.n_inputs not in (1, 2) or (not model.classifier) != (model.n_inputs == 1):
             return None
-        if model.loss == "mse" and model.n_outputs != 1:
+        if not model.classifier and model.n_outputs != 1:
             return None
         low, high = np.min(X, axis=0).astype(float), np.max(X, axis=0).astype(float)
         pad = 0.1 * np.maximum(high - low, 1e-9)
@@ -285,7 +285,7 @@ class Job:
         grid, _ = self.surface_input
         model = self.run.model
         with np.errstate(all="ignore"):
-            if model.loss == "mse":
+            if not model.classifier:
                 curve = np.asarray(model.predict(grid), dtype=float).ravel()
                 return {"curve": [finite(round(float(v), 5)) for v in curve]}
             z = np.asarray(model.forward(grid), dtype=float)

@@ -204,7 +204,7 @@ def check(body: dict[str, Any], defaults: argparse.Namespace,
     settings.update(dataset="file" if args.data else args.dataset, loss=model.loss,
                     lr=optimizer.lr, scale="none" if model.scaling is None else "standard",
                     batch_size=optimizer.batch_size if args.optimizer == "minibatch" else None,
-                    scale_targets=None if model.loss != "mse" else
+                    scale_targets=None if model.classifier else
                     "none" if model.target_scaling is None else "standard")
     return Run(args, canonical(settings, defaults), settings, train, test, model, optimizer,
                plan, step_bytes, memory.max_batch_size(model, LIMITS["step_bytes"], optimizer))
@@ -228,13 +228,13 @@ def snippet(run: Run) -> str:
     if args.data:
         files = ", ".join(repr(getattr(args, f)) for f in ("data", "labels"))
         lines = [f"data = sg.Dataset.from_file({files}, header={args.header!r}, "
-                 f"targets={run.model.loss == 'mse'!r})"]
+                 f"targets={not run.model.classifier!r})"]
         if args.test_data:
             lines.append(f"test = sg.Dataset.from_file({args.test_data!r}, {args.test_labels!r}, "
-                         f"header={args.header!r}, targets={run.model.loss == 'mse'!r})")
+                         f"header={args.header!r}, targets={not run.model.classifier!r})")
             lines.append("train = data")
         else:
-            split = "random_split" if run.model.loss == "mse" else "stratified_split"
+            split = "stratified_split" if run.model.classifier else "random_split"
             lines.append(f"train, test = sg.datasets.{split}(data, test_size=0.2, "
                          f"seed={args.seed})")
     elif args.dataset == "digits":
