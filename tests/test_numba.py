@@ -183,6 +183,31 @@ def test_kernel_call_boundaries_do_not_change_a_bit(monkeypatch):
     assert (h1.steps, h1.iterations) == (h2.steps, h2.iterations)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_weights_replaced_between_epochs_are_the_ones_trained(momentum):
+    """The compiled engine prepares its inputs once a run; weights (or momentum buffers) that
+    a callback replaces are taken up, not the old arrays trained on."""
+    def run(replace):
+        model = sg.MLP([64, 24, 10], seed=3, backend="numba")
+        optimizer = sg.MiniBatchSGD(0.1, 8, momentum=momentum)
+        replaced = []
+
+        def swap(history):
+            model.params = [p.copy() for p in model.params]   # equal values, new arrays
+            if optimizer.velocity is not None:
+                optimizer.velocity = [v.copy() for v in optimizer.velocity]
+            replaced.append([p.copy() for p in model.params])
+
+        sg.fit(model, small_digits(), optimizer, epochs=3, progress=False, seed=7,
+               on_epoch_end=swap if replace else None)
+        return model.params, replaced
+
+    kept, _ = run(False)
+    swapped, replaced = run(True)
+    assert all(np.array_equal(a, b) for a, b in zip(kept, swapped, strict=True))
+    assert not np.array_equal(replaced[0][0], replaced[1][0])  # epoch 2 trained the new arrays
+
+
 def test_kernel_calls_are_whole_steps_and_cover_the_iterations():
     for first, stop, k, rows in [(0, 45, 1, 32), (0, 1437, 1, 1), (10, 13, 5, 16), (0, 7, 7, 1),
                                  (3, 100, 3, 1000), (6, 30000, 2, 1), (4, 20, 2, 1)]:
