@@ -34,9 +34,9 @@ class NumPyNamespace:
     the array API standard spells differently from NumPy 1, or that NumPy
     wraps in a Python dispatch costing microseconds per call (its reductions,
     ``take_along_axis``): those call the ufunc's reduction, the array's own
-    method or an index, with the same results, bit for bit. Those microseconds are a tenth of an SGD
-    iteration on a small network; this keeps the NumPy backend as fast as
-    before it was written against the array API.
+    method or an index, with the same results, bit for bit. Those microseconds
+    are a tenth of an SGD iteration on a small network; this keeps the NumPy
+    backend as fast as before it was written against the array API.
     """
 
     __name__ = "numpy"

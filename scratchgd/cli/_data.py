@@ -26,11 +26,6 @@ GENERATED_ROWS = {"spirals": 600, "blobs": 600, "regression_1d": 400}
 """Rows ``--dataset`` generates of the synthetic sets (seeded by ``--seed``), before the split."""
 
 
-def regression(loss: str) -> bool:
-    """Whether the registered loss ``loss`` learns real targets (``Loss.classes`` false)."""
-    return not LOSSES[loss].classes
-
-
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, or ``--data`` with ``--labels``, ``--test-data``, ``--test-labels``,
     ``--header``; ``--loss``; ``--scale``; ``--scale-targets``."""
@@ -94,15 +89,15 @@ def load(args: argparse.Namespace, comm: object | None = None) -> tuple[Dataset,
     class labels (:func:`check_labels`). ``comm``: the ranks of
     ``--distributed`` split the checks of a file's rows.
     """
+    targets = args.loss is not None and not LOSSES[args.loss].classes  # a regressor's values
     if args.data is None:
         if args.labels or args.test_data or args.test_labels:
             raise ValueError("--labels, --test-data and --test-labels need --data")
-        if args.loss is not None and regression(args.loss) != (args.dataset == "regression_1d"):
+        if args.loss is not None and targets != (args.dataset == "regression_1d"):
             raise ValueError(f"--loss {args.loss} does not suit --dataset {args.dataset}: "
                              f"regression_1d takes --loss mse, the other built-in data sets "
                              f"(classification) cross_entropy")
         return _embedded(args.dataset, args.seed)
-    targets = args.loss is not None and regression(args.loss)
     data = _read(args.data, args.labels, args.header, targets, comm)
     if not targets:
         check_labels(data, args.labels or args.data, args.loss)

@@ -303,8 +303,9 @@ class SpanInputs(NamedTuple):
     The weights and momentum buffers as the kernels take them (tuples of the
     caller's arrays, updated in place), the data set in its compiled layout
     (:func:`~.gather.span_input`), the input scaling, the activation's and the
-    loss's codes, whether the products go through BLAS and on how many threads
-    (``blas_limit``), and whether the one-row kernel runs (``rows``).
+    loss's codes, whether the products go through BLAS, the widest batch (which
+    ``blas_limit`` sizes the threads by), whether the one-row kernel runs
+    (``rows``), and that kernel's bound on the weights (``limit``).
     """
 
     params: list
