@@ -360,7 +360,8 @@ def train_iterations(params: list[np.ndarray], velocity: list[np.ndarray] | None
     must be a step boundary (a multiple of ``k``). ``blas``: multiply
     through BLAS or the loops; ``None`` chooses by the batch size (:func:`use_blas`).
     BLAS runs on one thread when the largest product of the widest batch is small
-    (:func:`blas_threads_for`), and is restored afterwards.
+    (:func:`blas_threads_for`), and is restored afterwards; nothing is set where
+    OpenBLAS runs that product on one thread by itself (``blas_limit``).
     ``scaling`` (``MLP.scaling``): scale every batch as it is gathered.
     :func:`span_inputs` and :func:`run_iterations` are its two halves: a run
     prepares its inputs once and calls the kernel with them span after span.
